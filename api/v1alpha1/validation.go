@@ -124,8 +124,9 @@ func (s *RouteSpec) Validate(path *field.Path) field.ErrorList {
 		case t.RevisionName == "" && t.ConfigurationName == "":
 			errs = append(errs, field.Required(ip, "the route must have exactly one of revisionName or configurationName in traffic field"))
 		case t.RevisionName != "" && t.ConfigurationName != "":
-			errs = append(errs, field.Invalid(ip, fmt.Sprintf("revisionName %q and configurationName %q", t.RevisionName, t.ConfigurationName),
-				"the route must have exactly one of revisionName or configurationName in traffic field"))
+			errs = append(errs, field.Invalid(ip, nil, fmt.Sprintf(
+				"the route must have exactly one of revisionName or configurationName in traffic field; this target sets both (revisionName %q, configurationName %q)",
+				t.RevisionName, t.ConfigurationName)))
 		case t.RevisionName != "":
 			errs = append(errs, validateRefName(ip.Child("revisionName"), t.RevisionName)...)
 		default:
@@ -210,7 +211,7 @@ func ValidateSteps(steps []int, path *field.Path) field.ErrorList {
 		}
 	}
 	if n := len(steps); n > 0 && steps[n-1] != 100 {
-		errs = append(errs, field.Invalid(path, fmt.Sprint(steps), "the last step must be 100, e.g. [5, 25, 50, 100]"))
+		errs = append(errs, field.Invalid(path, steps, "the last step must be 100, e.g. [5, 25, 50, 100]"))
 	}
 	return errs
 }
@@ -226,7 +227,7 @@ var forbiddenContainerFields = []struct {
 	{"resources", func(s *RevisionSpec) bool {
 		r := s.Container.Resources
 		return len(r.Limits) > 0 || len(r.Requests) > 0 || len(r.Claims) > 0
-	}, "not allowed in a revision (Elafros spec)"},
+	}, `the Elafros API leaves resources to the platform ("some fields not allowed, such as resources, ports")`},
 	{"volumeMounts", func(s *RevisionSpec) bool { return len(s.Container.VolumeMounts) > 0 }, "revisions have no volumes"},
 	{"volumeDevices", func(s *RevisionSpec) bool { return len(s.Container.VolumeDevices) > 0 }, "revisions have no volumes"},
 	{"lifecycle", func(s *RevisionSpec) bool { return s.Container.Lifecycle != nil }, "elafros owns the instance lifecycle"},
@@ -368,8 +369,11 @@ func FieldErrorMessage(e *field.Error) string {
 	case field.ErrorTypeNotSupported:
 		return fmt.Sprintf("unsupported value %s; %s", quote(e.BadValue), e.Detail)
 	case field.ErrorTypeInvalid, field.ErrorTypeDuplicate, field.ErrorTypeTooLong, field.ErrorTypeTooMany:
-		if e.Detail == "" {
+		switch {
+		case e.Detail == "":
 			return fmt.Sprintf("invalid value %s", quote(e.BadValue))
+		case e.BadValue == nil:
+			return e.Detail
 		}
 		return fmt.Sprintf("%s, got %s", e.Detail, quote(e.BadValue))
 	default:
@@ -378,8 +382,16 @@ func FieldErrorMessage(e *field.Error) string {
 }
 
 func quote(v any) string {
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.String:
 		return strconv.Quote(rv.String())
+	case reflect.Slice:
+		parts := make([]string, rv.Len())
+		for i := range parts {
+			parts[i] = quote(rv.Index(i).Interface())
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	}
 	return fmt.Sprint(v)
 }

@@ -183,6 +183,9 @@ func syntaxError(file string, err error) *Error {
 		}
 		e.Message = "invalid YAML: " + m[3]
 	}
+	if strings.Contains(msg, "did not find expected key") || strings.Contains(msg, "could not find expected ':'") {
+		e.Message += " (check the indentation of this block: keys of one mapping must line up, and list items start with \"- \")"
+	}
 	return e
 }
 
@@ -207,10 +210,9 @@ func decodeDocument(file string, index int, n *yaml.Node) (*Document, Errors) {
 		errs = append(errs, &Error{File: file, Line: apiVersion.Line, Column: apiVersion.Column, Field: "apiVersion", Message: msg})
 	}
 	var ctor func() Object
-	switch {
-	case kind == nil:
+	if kind == nil {
 		errs = append(errs, &Error{File: file, Line: n.Line, Column: n.Column, Field: "kind", Message: "required: one of " + strings.Join(kindNames(), ", ")})
-	default:
+	} else {
 		ctor = Kinds[kind.Value]
 		if ctor == nil {
 			msg := fmt.Sprintf("unsupported kind %q; accepted: %s", kind.Value, strings.Join(kindNames(), ", "))
@@ -321,7 +323,12 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string, depth int) (v 
 		return w.scalarString(n, path, "a string")
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			w.errorf(n, path, "must be true or false, got %s", describe(n))
+			hint := ""
+			switch strings.ToLower(n.Value) {
+			case "on", "off", "yes", "no", "y", "n":
+				hint = " (YAML 1.2 reads on/off/yes/no as strings: write true or false)"
+			}
+			w.errorf(n, path, "must be true or false, got %s%s", describe(n), hint)
 			return nil, false
 		}
 		var b bool
