@@ -1,0 +1,507 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+var metaBucket = []byte("meta")
+
+// watchBuffer is how many events a watcher may lag before it is closed
+// (and must list again).
+const watchBuffer = 8192
+
+// Store is a reconcile.Store in one bbolt file.
+type Store struct {
+	db  *bolt.DB
+	now func() time.Time
+
+	mu       sync.Mutex // orders commits and event delivery
+	watchers map[*watcher]struct{}
+}
+
+type watcher struct {
+	ch     chan reconcile.Event
+	closed bool
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	noSync bool
+	now    func() time.Time
+}
+
+// WithNoSync skips fsync on commit: for tests and benchmarks only, where
+// losing the file on power failure does not matter.
+func WithNoSync() Option { return func(o *options) { o.noSync = true } }
+
+// WithClock sets the clock used for creationTimestamp.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// Open opens (or creates) the store file at path.
+func Open(path string, opts ...Option) (*Store, error) {
+	o := options{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: o.noSync, NoFreelistSync: o.noSync})
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(metaBucket); err != nil {
+			return err
+		}
+		for _, k := range reconcile.Kinds {
+			if _, err := tx.CreateBucketIfNotExists(bucketName(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("initializing store %s: %w", path, err)
+	}
+	return &Store{db: db, now: o.now, watchers: map[*watcher]struct{}{}}, nil
+}
+
+// Close closes the file and every watch.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for w := range s.watchers {
+		s.closeWatcher(w)
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
+
+func bucketName(k reconcile.Kind) []byte { return []byte("objects/" + string(k)) }
+
+func key(namespace, name string) []byte { return []byte(namespace + "/" + name) }
+
+func decode(k reconcile.Kind, data []byte) (reconcile.Object, error) {
+	o, err := reconcile.NewObject(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, o); err != nil {
+		return nil, fmt.Errorf("decoding stored %s: %w", k, err)
+	}
+	o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(k)))
+	return o, nil
+}
+
+// Get implements reconcile.Store.
+func (s *Store) Get(_ context.Context, kind reconcile.Kind, namespace, name string) (reconcile.Object, error) {
+	var out reconcile.Object
+	err := s.db.View(func(tx *bolt.Tx) error {
+		o, err := get(tx, kind, namespace, name)
+		out = o
+		return err
+	})
+	return out, err
+}
+
+func get(tx *bolt.Tx, kind reconcile.Kind, namespace, name string) (reconcile.Object, error) {
+	b := tx.Bucket(bucketName(kind))
+	if b == nil {
+		return nil, fmt.Errorf("unknown kind %q", kind)
+	}
+	data := b.Get(key(namespace, name))
+	if data == nil {
+		return nil, apierrors.NewNotFound(reconcile.Resource(kind), name)
+	}
+	return decode(kind, data)
+}
+
+// List implements reconcile.Store.
+func (s *Store) List(_ context.Context, kind reconcile.Kind, namespace string, sel labels.Selector) ([]reconcile.Object, error) {
+	var out []reconcile.Object
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(kind))
+		if b == nil {
+			return fmt.Errorf("unknown kind %q", kind)
+		}
+		c := b.Cursor()
+		var prefix []byte
+		if namespace != "" {
+			prefix = []byte(namespace + "/")
+		}
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			o, err := decode(kind, v)
+			if err != nil {
+				return err
+			}
+			if sel == nil || sel.Matches(labels.Set(o.GetLabels())) {
+				out = append(out, o)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Create implements reconcile.Store. Status is cleared, as a Kubernetes
+// API server with a status subresource does.
+func (s *Store) Create(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
+	kind := reconcile.KindOf(obj)
+	o, err := copyOf(obj)
+	if err != nil {
+		return nil, err
+	}
+	if o.GetNamespace() == "" {
+		o.SetNamespace(v1alpha1.DefaultNamespace)
+	}
+	if o.GetName() == "" {
+		if o.GetGenerateName() == "" {
+			return nil, apierrors.NewInvalid(gk(kind), "", field.ErrorList{field.Required(field.NewPath("metadata", "name"), "name or generateName is required")})
+		}
+		o.SetName(o.GetGenerateName() + rand.String(5))
+	}
+	if o.GetResourceVersion() != "" {
+		return nil, apierrors.NewBadRequest("resourceVersion should not be set on objects to be created")
+	}
+	if err := setStatus(o, nil); err != nil {
+		return nil, err
+	}
+	o.SetUID(uuid.NewUUID())
+	o.SetCreationTimestamp(metav1.NewTime(s.now().Truncate(time.Second)))
+	o.SetGeneration(1)
+	o.SetDeletionTimestamp(nil)
+	err = s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+		b := tx.Bucket(bucketName(kind))
+		if b.Get(key(o.GetNamespace(), o.GetName())) != nil {
+			return apierrors.NewAlreadyExists(reconcile.Resource(kind), o.GetName())
+		}
+		if err := put(tx, o); err != nil {
+			return err
+		}
+		emit(reconcile.Added, o)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Update implements reconcile.Store.
+func (s *Store) Update(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
+	var out reconcile.Object
+	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+		o, changed, err := s.update(tx, obj)
+		if err != nil {
+			return err
+		}
+		out = o
+		if changed {
+			emit(reconcile.Modified, o)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// update merges obj's metadata and spec over the stored object.
+func (s *Store) update(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, bool, error) {
+	kind := reconcile.KindOf(obj)
+	cur, err := preconditions(tx, obj)
+	if err != nil {
+		return nil, false, err
+	}
+	o, err := copyOf(obj)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := setStatus(o, cur); err != nil {
+		return nil, false, err
+	}
+	o.SetUID(cur.GetUID())
+	o.SetCreationTimestamp(cur.GetCreationTimestamp())
+	o.SetGeneration(cur.GetGeneration())
+	o.SetResourceVersion(cur.GetResourceVersion())
+	specChanged := !reflect.DeepEqual(normalize(reconcile.SpecOf(o)), normalize(reconcile.SpecOf(cur)))
+	if specChanged && kind == reconcile.KindRevision {
+		return nil, false, apierrors.NewInvalid(gk(kind), o.GetName(), field.ErrorList{
+			field.Forbidden(field.NewPath("spec"), "a Revision is immutable; change its Configuration to make a new Revision")})
+	}
+	if !specChanged && sameJSON(o, cur) {
+		return cur, false, nil // a no-op update changes nothing, not even resourceVersion
+	}
+	if specChanged {
+		o.SetGeneration(cur.GetGeneration() + 1)
+	}
+	if err := put(tx, o); err != nil {
+		return nil, false, err
+	}
+	return o, true, nil
+}
+
+// UpdateStatus implements reconcile.Store.
+func (s *Store) UpdateStatus(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
+	var out reconcile.Object
+	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+		cur, err := preconditions(tx, obj)
+		if err != nil {
+			return err
+		}
+		o, err := copyOf(cur)
+		if err != nil {
+			return err
+		}
+		if err := setStatus(o, obj); err != nil {
+			return err
+		}
+		if sameJSON(o, cur) {
+			out = cur
+			return nil
+		}
+		if err := put(tx, o); err != nil {
+			return err
+		}
+		out = o
+		emit(reconcile.Modified, o)
+		return nil
+	})
+	return out, err
+}
+
+// Patch implements reconcile.Store: the patch and the write happen in one
+// transaction, so a patch never loses a concurrent write.
+func (s *Store) Patch(_ context.Context, kind reconcile.Kind, namespace, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
+	var out reconcile.Object
+	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+		cur, err := get(tx, kind, namespace, name)
+		if err != nil {
+			return err
+		}
+		patched, err := reconcile.ApplyPatch(cur, pt, data)
+		if err != nil {
+			return err
+		}
+		if patched.GetName() != name || patched.GetNamespace() != namespace {
+			return apierrors.NewBadRequest("a patch may not change metadata.name or metadata.namespace")
+		}
+		if patched.GetResourceVersion() == "" {
+			patched.SetResourceVersion(cur.GetResourceVersion())
+		}
+		o, changed, err := s.update(tx, patched)
+		if err != nil {
+			return err
+		}
+		out = o
+		if changed {
+			emit(reconcile.Modified, o)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Delete implements reconcile.Store; dependents (by ownerReference uid)
+// are deleted with their owner, as Kubernetes' garbage collector does.
+func (s *Store) Delete(_ context.Context, kind reconcile.Kind, namespace, name string) error {
+	return s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+		o, err := get(tx, kind, namespace, name)
+		if err != nil {
+			return err
+		}
+		return deleteCascade(tx, o, emit)
+	})
+}
+
+func deleteCascade(tx *bolt.Tx, o reconcile.Object, emit func(reconcile.EventType, reconcile.Object)) error {
+	kind := reconcile.KindOf(o)
+	if err := tx.Bucket(bucketName(kind)).Delete(key(o.GetNamespace(), o.GetName())); err != nil {
+		return err
+	}
+	emit(reconcile.Deleted, o)
+	uid := o.GetUID()
+	for _, k := range reconcile.Kinds {
+		b := tx.Bucket(bucketName(k))
+		var owned []reconcile.Object
+		prefix := []byte(o.GetNamespace() + "/")
+		c := b.Cursor()
+		for kk, v := c.Seek(prefix); kk != nil && bytes.HasPrefix(kk, prefix); kk, v = c.Next() {
+			d, err := decode(k, v)
+			if err != nil {
+				return err
+			}
+			for _, ref := range d.GetOwnerReferences() {
+				if ref.UID == uid {
+					owned = append(owned, d)
+					break
+				}
+			}
+		}
+		for _, d := range owned {
+			if err := deleteCascade(tx, d, emit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Watch implements reconcile.Store.
+func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
+	w := &watcher{ch: make(chan reconcile.Event, watchBuffer)}
+	s.mu.Lock()
+	s.watchers[w] = struct{}{}
+	s.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		s.mu.Lock()
+		s.closeWatcher(w)
+		s.mu.Unlock()
+	}()
+	return w.ch, nil
+}
+
+func (s *Store) closeWatcher(w *watcher) {
+	if !w.closed {
+		w.closed = true
+		close(w.ch)
+	}
+	delete(s.watchers, w)
+}
+
+// write runs fn in a write transaction and delivers its events after the
+// commit, in commit order.
+func (s *Store) write(fn func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var events []reconcile.Event
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return fn(tx, func(t reconcile.EventType, o reconcile.Object) {
+			events = append(events, reconcile.Event{Type: t, Object: o})
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		for w := range s.watchers {
+			select {
+			case w.ch <- e:
+			default:
+				s.closeWatcher(w) // fell behind: it must list again
+			}
+		}
+	}
+	return nil
+}
+
+// put stores o with the next resourceVersion.
+func put(tx *bolt.Tx, o reconcile.Object) error {
+	seq, err := tx.Bucket(metaBucket).NextSequence()
+	if err != nil {
+		return err
+	}
+	o.SetResourceVersion(strconv.FormatUint(seq, 10))
+	data, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketName(reconcile.KindOf(o))).Put(key(o.GetNamespace(), o.GetName()), data)
+}
+
+// preconditions loads the stored object and checks obj's resourceVersion.
+func preconditions(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, error) {
+	kind := reconcile.KindOf(obj)
+	cur, err := get(tx, kind, obj.GetNamespace(), obj.GetName())
+	if err != nil {
+		return nil, err
+	}
+	rv := obj.GetResourceVersion()
+	if rv == "" {
+		return nil, apierrors.NewInvalid(gk(kind), obj.GetName(), field.ErrorList{
+			field.Invalid(field.NewPath("metadata", "resourceVersion"), rv, "must be specified for an update")})
+	}
+	if rv != cur.GetResourceVersion() {
+		return nil, apierrors.NewConflict(reconcile.Resource(kind), obj.GetName(),
+			fmt.Errorf("the object has been modified (resourceVersion %s, stored %s); read it again and retry", rv, cur.GetResourceVersion()))
+	}
+	return cur, nil
+}
+
+func gk(k reconcile.Kind) schema.GroupKind {
+	return schema.GroupKind{Group: v1alpha1.GroupName, Kind: string(k)}
+}
+
+func copyOf(o reconcile.Object) (reconcile.Object, error) {
+	c, ok := o.DeepCopyObject().(reconcile.Object)
+	if !ok {
+		return nil, fmt.Errorf("cannot copy %T", o)
+	}
+	c.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+	return c, nil
+}
+
+// setStatus copies from's status into o (a zero status when from is nil).
+func setStatus(o, from reconcile.Object) error {
+	switch x := o.(type) {
+	case *v1alpha1.Configuration:
+		x.Status = v1alpha1.ConfigurationStatus{}
+		if f, ok := from.(*v1alpha1.Configuration); ok {
+			x.Status = *f.Status.DeepCopy()
+		}
+	case *v1alpha1.Revision:
+		x.Status = v1alpha1.RevisionStatus{}
+		if f, ok := from.(*v1alpha1.Revision); ok {
+			x.Status = *f.Status.DeepCopy()
+		}
+	case *v1alpha1.Route:
+		x.Status = v1alpha1.RouteStatus{}
+		if f, ok := from.(*v1alpha1.Route); ok {
+			x.Status = *f.Status.DeepCopy()
+		}
+	case *v1alpha1.Service:
+		x.Status = v1alpha1.ServiceStatus{}
+		if f, ok := from.(*v1alpha1.Service); ok {
+			x.Status = *f.Status.DeepCopy()
+		}
+	default:
+		return fmt.Errorf("unknown object %T", o)
+	}
+	return nil
+}
+
+// normalize makes nil and empty slices and maps compare equal, as they do
+// once stored.
+func normalize(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func sameJSON(a, b reconcile.Object) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+var _ reconcile.Store = (*Store)(nil)

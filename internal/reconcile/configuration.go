@@ -1,0 +1,229 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+)
+
+// Annotations the garbage collector keeps on revisions.
+const (
+	// UnreferencedSinceAnnotation records when no route referenced a
+	// revision any more.
+	UnreferencedSinceAnnotation = v1alpha1.GroupName + "/unreferencedSince"
+	// RetiredAnnotation marks a revision whose workload was removed.
+	RetiredAnnotation = v1alpha1.GroupName + "/retired"
+)
+
+// ConditionActive is False on a retired revision (workload removed).
+const ConditionActive v1alpha1.ConditionType = "Active"
+
+func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string) (Result, error) {
+	cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, ns, name)
+	if err != nil || cfg == nil {
+		return Result{}, err
+	}
+	revName := RevisionName(cfg.Name, cfg.Generation)
+	rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, revName)
+	if err != nil {
+		return Result{}, err
+	}
+	if rev == nil {
+		if rev, err = r.createRevision(ctx, cfg, revName); err != nil {
+			return Result{}, err
+		}
+	}
+	if rev.Labels[v1alpha1.ConfigurationLabelKey] != cfg.Name {
+		return Result{}, r.setConfigStatus(ctx, cfg, func(st *v1alpha1.ConfigurationStatus) {
+			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
+				Reason: "RevisionNameTaken", Message: fmt.Sprintf("Revision %q exists and was not created by this Configuration; delete it so that generation %d can be created.", revName, cfg.Generation)}, r.now())
+		})
+	}
+	if rev.Spec.BuildName != "" && cfg.Spec.Build != nil && !rev.Status.Conditions.IsTrue(v1alpha1.ConditionBuildComplete) && r.builder != nil {
+		if err := r.builder.Start(ctx, ns, rev.Spec.BuildName, *cfg.Spec.Build, cfg.Spec.RevisionTemplate.Spec.Container.Image); err != nil {
+			return Result{}, fmt.Errorf("starting build %s: %w", rev.Spec.BuildName, err)
+		}
+	}
+
+	st := cfg.Status.DeepCopy()
+	st.LatestCreatedRevisionName = revName
+	st.ObservedGeneration = cfg.Generation
+	ready := rev.Status.Conditions.Get(v1alpha1.ConditionReady)
+	switch {
+	case ready != nil && ready.Status == corev1.ConditionTrue:
+		st.LatestReadyRevisionName = revName
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionTrue}, r.now())
+	case ready != nil && failed(ready):
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
+			Reason: ready.Reason, Message: ready.Message}, r.now())
+	default:
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionUnknown,
+			Reason: v1alpha1.ReasonDeploying, Message: fmt.Sprintf("Revision %q is starting.", revName)}, r.now())
+	}
+	if lr := st.LatestReadyRevisionName; lr != "" && lr != revName {
+		prev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, lr)
+		if err != nil {
+			return Result{}, err
+		}
+		if prev == nil {
+			st.LatestReadyRevisionName = ""
+			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
+				Reason: v1alpha1.ReasonRevisionMissing, Message: "The latest Revision appears to have been deleted."}, r.now())
+		}
+	}
+	if err := r.setConfigStatus(ctx, cfg, func(s *v1alpha1.ConfigurationStatus) { *s = *st }); err != nil {
+		return Result{}, err
+	}
+	return r.collectGarbage(ctx, cfg)
+}
+
+// failed tells a Ready=False condition that will not clear by waiting
+// from one that is still in progress.
+func failed(c *v1alpha1.Condition) bool {
+	if c.Status != corev1.ConditionFalse {
+		return false
+	}
+	switch c.Reason {
+	case "", v1alpha1.ReasonDeploying, v1alpha1.ReasonBuilding:
+		return false
+	}
+	return true
+}
+
+func (r *Reconciler) createRevision(ctx context.Context, cfg *v1alpha1.Configuration, name string) (*v1alpha1.Revision, error) {
+	tmpl := cfg.Spec.RevisionTemplate
+	rev := &v1alpha1.Revision{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            name,
+			Namespace:       cfg.Namespace,
+			Labels:          maps.Clone(tmpl.Labels),
+			Annotations:     maps.Clone(tmpl.Annotations),
+			OwnerReferences: []metav1.OwnerReference{ownerRef(cfg, KindConfiguration)},
+		},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+	if rev.Labels == nil {
+		rev.Labels = map[string]string{}
+	}
+	rev.Labels[v1alpha1.ConfigurationLabelKey] = cfg.Name
+	rev.Labels[v1alpha1.ConfigurationGenerationLabelKey] = strconv.FormatInt(cfg.Generation, 10)
+	if cfg.Spec.Build != nil && rev.Spec.BuildName == "" {
+		rev.Spec.BuildName = name
+	}
+	created, err := r.store.Create(ctx, rev)
+	if apierrors.IsAlreadyExists(err) {
+		return getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, cfg.Namespace, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating revision %s: %w", name, err)
+	}
+	return created.(*v1alpha1.Revision), nil
+}
+
+func (r *Reconciler) setConfigStatus(ctx context.Context, cfg *v1alpha1.Configuration, mutate func(*v1alpha1.ConfigurationStatus)) error {
+	st := cfg.Status.DeepCopy()
+	mutate(st)
+	if equality.Semantic.DeepEqual(*st, cfg.Status) {
+		return nil
+	}
+	c := cfg.DeepCopy()
+	c.Status = *st
+	_, err := r.store.UpdateStatus(ctx, c)
+	return err
+}
+
+// collectGarbage retires the workloads of revisions that no route has
+// referenced for RetireAfter, and deletes the oldest unreferenced ones
+// beyond MaxRevisions. It never touches a referenced revision, the latest
+// created or ready one, or the newest KeepRevisions.
+func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configuration) (Result, error) {
+	revs, err := r.store.List(ctx, KindRevision, cfg.Namespace, labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: cfg.Name}))
+	if err != nil {
+		return Result{}, err
+	}
+	routes, err := r.store.List(ctx, KindRoute, cfg.Namespace, nil)
+	if err != nil {
+		return Result{}, err
+	}
+	cur, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, cfg.Namespace, cfg.Name)
+	if err != nil || cur == nil {
+		return Result{}, err
+	}
+	referenced := map[string]bool{}
+	for _, o := range routes {
+		rt := o.(*v1alpha1.Route)
+		for _, t := range append(append([]v1alpha1.TrafficTarget{}, rt.Spec.Rollout.Traffic...), rt.Status.Traffic...) {
+			referenced[t.RevisionName] = true
+			if t.ConfigurationName == cfg.Name {
+				referenced[cur.Status.LatestReadyRevisionName] = true
+				referenced[cur.Status.LatestCreatedRevisionName] = true
+			}
+		}
+	}
+	sort.Slice(revs, func(i, j int) bool { return generationOf(revs[i]) > generationOf(revs[j]) })
+	protected := map[string]bool{cur.Status.LatestCreatedRevisionName: true, cur.Status.LatestReadyRevisionName: true}
+	for i, o := range revs {
+		if i < r.opts.KeepRevisions {
+			protected[o.GetName()] = true
+		}
+	}
+	now := r.opts.Now()
+	var res Result
+	var deletable []Object
+	for _, o := range revs {
+		rev := o.(*v1alpha1.Revision)
+		ann := maps.Clone(rev.Annotations)
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		if referenced[rev.Name] {
+			delete(ann, UnreferencedSinceAnnotation)
+			delete(ann, RetiredAnnotation)
+		} else {
+			since, err := time.Parse(time.RFC3339, ann[UnreferencedSinceAnnotation])
+			if err != nil {
+				since = now
+				ann[UnreferencedSinceAnnotation] = now.UTC().Format(time.RFC3339)
+			}
+			if left := r.opts.RetireAfter - now.Sub(since); left <= 0 {
+				ann[RetiredAnnotation] = "true"
+			} else if res.RequeueAfter == 0 || left < res.RequeueAfter {
+				res.RequeueAfter = left
+			}
+			if !protected[rev.Name] {
+				deletable = append(deletable, rev)
+			}
+		}
+		if !maps.Equal(ann, rev.Annotations) && !(len(ann) == 0 && len(rev.Annotations) == 0) {
+			c := rev.DeepCopy()
+			c.Annotations = ann
+			if _, err := r.store.Update(ctx, c); err != nil && !apierrors.IsNotFound(err) {
+				return res, err
+			}
+		}
+	}
+	excess := len(revs) - r.opts.MaxRevisions
+	for i := len(deletable) - 1; i >= 0 && excess > 0; i-- { // oldest first
+		if err := r.store.Delete(ctx, KindRevision, cfg.Namespace, deletable[i].GetName()); err != nil && !apierrors.IsNotFound(err) {
+			return res, err
+		}
+		excess--
+	}
+	return res, nil
+}
+
+func generationOf(o Object) int64 {
+	g, _ := strconv.ParseInt(o.GetLabels()[v1alpha1.ConfigurationGenerationLabelKey], 10, 64)
+	return g
+}

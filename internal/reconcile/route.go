@@ -1,0 +1,242 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+)
+
+// resolvedTarget is a spec target dereferenced to a revision.
+type resolvedTarget struct {
+	v1alpha1.TrafficTarget      // status form: revisionName, name, percent
+	ready                  bool // the revision is Ready
+	failed                 bool // not Ready, and waiting will not fix it
+	why                    string
+	missingReason          string // RevisionMissing or ConfigurationMissing
+}
+
+func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Result, error) {
+	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, ns, name)
+	if err != nil || route == nil {
+		return Result{}, err
+	}
+	targets, revs, err := r.resolve(ctx, route)
+	if err != nil {
+		return Result{}, err
+	}
+	st := route.Status.DeepCopy()
+	st.ObservedGeneration = route.Generation
+	st.Domain = r.opts.Domain(route)
+	now := r.now()
+	var res Result
+
+	// A share may only move onto a Ready revision. While a target that
+	// should carry traffic is not Ready, the previous split is held.
+	var waiting []resolvedTarget
+	for _, t := range targets {
+		if t.Percent > 0 && t.missingReason == "" && !t.ready {
+			waiting = append(waiting, t)
+		}
+	}
+	var desired []v1alpha1.TrafficTarget
+	for _, t := range targets {
+		if t.RevisionName != "" { // a 0% target of a configuration with no Ready revision is not served yet
+			desired = append(desired, t.TrafficTarget)
+		}
+	}
+	if len(waiting) == 0 {
+		next := desired
+		if r.opts.Migrate != nil {
+			next = r.opts.Migrate(route, st.Traffic, desired)
+		}
+		st.Traffic = next
+	} else {
+		held := slices.Clone(st.Traffic)
+		for i := range held {
+			if _, ok := revs[held[i].RevisionName]; !ok && held[i].RevisionName != v1alpha1.NotFoundRevisionName {
+				rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, held[i].RevisionName)
+				if err != nil {
+					return res, err
+				}
+				if rv == nil {
+					held[i].RevisionName = v1alpha1.NotFoundRevisionName
+				} else {
+					revs[rv.Name] = rv
+				}
+			}
+		}
+		st.Traffic = held
+		res.RequeueAfter = pollInterval
+		res.InProgress = !waiting[0].failed
+	}
+
+	// Conditions: TrafficDropped when a target is missing; RolloutComplete
+	// when status serves spec with every revision Ready; RolloutInProgress
+	// while traffic is held back.
+	var missing *resolvedTarget
+	for i := range targets {
+		if targets[i].missingReason != "" {
+			missing = &targets[i]
+			break
+		}
+	}
+	if missing != nil {
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionTrafficDropped, Status: corev1.ConditionTrue,
+			Reason: missing.missingReason, Message: missing.why}, now)
+	} else {
+		st.Conditions.Remove(v1alpha1.ConditionTrafficDropped)
+	}
+	if len(waiting) > 0 {
+		w := waiting[0]
+		what := fmt.Sprintf("revision %q", w.RevisionName)
+		if w.RevisionName == "" {
+			what = "a Ready revision"
+		}
+		msg := fmt.Sprintf("Waiting for %s before moving %d%% of the traffic: %s", what, w.Percent, w.why)
+		if slices.ContainsFunc(st.Traffic, func(x v1alpha1.TrafficTarget) bool { return x.RevisionName == w.RevisionName && x.Percent > 0 }) {
+			msg = fmt.Sprintf("Revision %q keeps its %d%% but is not Ready (%s); its requests fail until it recovers.", w.RevisionName, w.Percent, w.why)
+		}
+		reason := v1alpha1.ReasonRevisionNotReady
+		ip := st.Conditions.Get(v1alpha1.ConditionRolloutInProgress)
+		if ip != nil && ip.Status == corev1.ConditionTrue && ip.LastTransitionTime != nil &&
+			r.opts.Now().Sub(ip.LastTransitionTime.Time) > r.opts.ProgressDeadline {
+			reason = v1alpha1.ReasonProgressDeadlineExceeded
+			msg = fmt.Sprintf("Unable to update traffic split for more than %d seconds. %s", int(r.opts.ProgressDeadline.Seconds()), msg)
+		}
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutInProgress, Status: corev1.ConditionTrue, Reason: reason, Message: msg}, now)
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse, Reason: reason, Message: msg}, now)
+	} else {
+		st.Conditions.Remove(v1alpha1.ConditionRolloutInProgress)
+		switch {
+		case missing != nil:
+			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
+				Reason: missing.missingReason, Message: missing.why}, now)
+		case !equality.Semantic.DeepEqual(st.Traffic, desired):
+			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
+				Reason: v1alpha1.ReasonRolloutInProgress, Message: "Traffic is migrating to the new split."}, now)
+			res.RequeueAfter, res.InProgress = pollInterval, true
+		default:
+			var unready *resolvedTarget
+			for i := range targets {
+				if !targets[i].ready {
+					unready = &targets[i]
+					break
+				}
+			}
+			if unready != nil {
+				st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
+					Reason: v1alpha1.ReasonRevisionNotReady,
+					Message: fmt.Sprintf("Target %q (revision %q) is not addressable until it is Ready: %s", unready.Name, unready.RevisionName, unready.why)}, now)
+				res.RequeueAfter, res.InProgress = pollInterval, !unready.failed
+			} else {
+				st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionTrue}, now)
+			}
+		}
+	}
+
+	if err := r.traffic.Apply(ctx, route, r.plan(route, st.Traffic, revs)); err != nil {
+		return res, fmt.Errorf("applying traffic of route %s: %w", route.Name, err)
+	}
+	if !equality.Semantic.DeepEqual(*st, route.Status) {
+		c := route.DeepCopy()
+		c.Status = *st
+		if _, err := r.store.UpdateStatus(ctx, c); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// resolve dereferences each spec target; revs holds the revisions seen.
+func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]resolvedTarget, map[string]*v1alpha1.Revision, error) {
+	revs := map[string]*v1alpha1.Revision{}
+	var out []resolvedTarget
+	for _, t := range route.Spec.Rollout.Traffic {
+		rt := resolvedTarget{TrafficTarget: v1alpha1.TrafficTarget{Name: t.Name, Percent: t.Percent}}
+		revName := t.RevisionName
+		if t.ConfigurationName != "" {
+			cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, route.Namespace, t.ConfigurationName)
+			if err != nil {
+				return nil, nil, err
+			}
+			if cfg == nil {
+				rt.RevisionName = v1alpha1.NotFoundRevisionName
+				rt.missingReason = v1alpha1.ReasonConfigurationMissing
+				rt.why = fmt.Sprintf("Configuration %q referenced in rollout.traffic not found; create it or change the route.", t.ConfigurationName)
+				out = append(out, rt)
+				continue
+			}
+			revName = cfg.Status.LatestReadyRevisionName
+			if revName == "" {
+				rt.RevisionName = ""
+				rt.why = fmt.Sprintf("configuration %q has no Ready revision yet", t.ConfigurationName)
+				if c := cfg.Status.Conditions.Get(v1alpha1.ConditionLatestRevisionReady); c != nil && c.Message != "" {
+					rt.why += " (" + c.Message + ")"
+				}
+				out = append(out, rt)
+				continue
+			}
+		}
+		rt.RevisionName = revName
+		rev := revs[revName]
+		if rev == nil {
+			var err error
+			if rev, err = getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, revName); err != nil {
+				return nil, nil, err
+			}
+		}
+		if rev == nil {
+			rt.RevisionName = v1alpha1.NotFoundRevisionName
+			rt.missingReason = v1alpha1.ReasonRevisionMissing
+			rt.why = fmt.Sprintf("Revision %q referenced in rollout.traffic not found; point the route at an existing revision.", revName)
+			out = append(out, rt)
+			continue
+		}
+		revs[revName] = rev
+		rt.ready, rt.why = revisionReady(rev)
+		if c := rev.Status.Conditions.Get(v1alpha1.ConditionReady); c != nil && failed(c) {
+			rt.failed = true
+		}
+		out = append(out, rt)
+	}
+	return out, revs, nil
+}
+
+func revisionReady(rev *v1alpha1.Revision) (bool, string) {
+	c := rev.Status.Conditions.Get(v1alpha1.ConditionReady)
+	switch {
+	case c == nil:
+		return false, "it has not reported readiness yet"
+	case c.Status == corev1.ConditionTrue:
+		return true, ""
+	case c.Reason != "" && c.Message != "":
+		return false, c.Reason + ": " + c.Message
+	case c.Message != "":
+		return false, c.Message
+	}
+	return false, "it is not Ready"
+}
+
+// plan turns a status split into what the traffic layer serves.
+func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarget, revs map[string]*v1alpha1.Revision) TrafficPlan {
+	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]string{}}
+	for _, t := range traffic {
+		rev := revs[t.RevisionName]
+		ready := false
+		if rev != nil {
+			ready, _ = revisionReady(rev)
+		}
+		if t.Percent > 0 && rev != nil {
+			p.Split = append(p.Split, Backend{Revision: t.RevisionName, Percent: t.Percent, Ready: ready})
+		}
+		if t.Name != "" && ready {
+			p.Hosts[r.opts.TagHost(route, t.Name)] = t.RevisionName
+		}
+	}
+	return p
+}
