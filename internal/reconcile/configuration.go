@@ -67,6 +67,9 @@ func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string
 	case ready != nil && failed(ready):
 		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
 			Reason: ready.Reason, Message: ready.Message}, r.now())
+	case st.LatestReadyRevisionName == "" && cond(st.Conditions, v1alpha1.ConditionLatestRevisionReady) == v1alpha1.ReasonRevisionMissing:
+		// Keep saying that the ready revision was deleted until another
+		// becomes Ready.
 	default:
 		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionUnknown,
 			Reason: v1alpha1.ReasonDeploying, Message: fmt.Sprintf("Revision %q is starting.", revName)}, r.now())
@@ -221,6 +224,14 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 		excess--
 	}
 	return res, nil
+}
+
+// cond returns the reason of a condition, or "".
+func cond(cs v1alpha1.Conditions, t v1alpha1.ConditionType) string {
+	if c := cs.Get(t); c != nil {
+		return c.Reason
+	}
+	return ""
 }
 
 func generationOf(o Object) int64 {

@@ -1,15 +1,17 @@
 package reconcile
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"sigs.k8s.io/yaml"
+
+	"github.com/elafros/elafros/internal/manifest"
 )
 
 // ApplyPatch returns a copy of obj with the patch applied. YAML patch
@@ -51,10 +53,15 @@ func ApplyPatch(obj Object, pt types.PatchType, data []byte) (Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(out))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(res); err != nil {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("the patched %s is invalid: %v", kind, err))
+	// encoding/json matches names case-insensitively (it would take the
+	// seed's "Traffic:" for "traffic"); the manifest decoder is exact and
+	// says what was meant.
+	if errs := manifest.DecodeInto("patch", out, res); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Field + ": " + e.Message
+		}
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the patched %s is invalid: %s", kind, strings.Join(msgs, "; ")))
 	}
 	return res, nil
 }

@@ -1,0 +1,187 @@
+// Package conformance is the seed's five scenarios (and the error
+// catalogue's) as a test suite that any Store and Runtime pair runs: one
+// subtest per step, asserting the exact fields the seed's GET responses
+// show. The embedded store runs it in internal/local; the kube backend
+// runs the same suite against a real cluster.
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/manifest"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// Backend is what the suite drives. Hold and Release control when a
+// revision's workload becomes Ready, so that the seed's intermediate states
+// ("Starting Instances") can be observed; CompleteBuild and FailBuild
+// finish builds; Fail makes a workload fail at startup.
+type Backend struct {
+	Store         reconcile.Store
+	Runtime       reconcile.Runtime
+	Traffic       reconcile.Traffic
+	Builder       reconcile.Builder
+	Hold          func(ns, name string)
+	Release       func(ns, name string)
+	Fail          func(ns, name, reason, message string)
+	CompleteBuild func(ns, name string) error
+	FailBuild     func(ns, name, reason, message string) error
+	// Plan returns the traffic last applied to a route, when the backend
+	// can tell (nil: not checked).
+	Plan func(ns, name string) (reconcile.TrafficPlan, bool)
+	// DomainSuffix is the suffix the reconciler is given.
+	DomainSuffix string
+}
+
+// NewBackend makes a fresh, empty backend for one scenario.
+type NewBackend func(t *testing.T) Backend
+
+const ns = "default"
+
+type env struct {
+	t   *testing.T
+	b   Backend
+	r   *reconcile.Reconciler
+	ctx context.Context
+}
+
+func newEnv(t *testing.T, nb NewBackend, opts reconcile.Options) *env {
+	b := nb(t)
+	if b.DomainSuffix == "" {
+		b.DomainSuffix = "mydomain.com"
+	}
+	opts.DomainSuffix = b.DomainSuffix
+	r, err := reconcile.New(b.Store, b.Runtime, b.Traffic, b.Builder, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, b: b, r: r, ctx: t.Context()}
+}
+
+// settle runs passes until one writes nothing (things may still be
+// starting: that is what the seed's intermediate GETs show).
+func (e *env) settle() {
+	e.t.Helper()
+	for i := 0; i < 50; i++ {
+		before := e.r.Writes()
+		if _, errs := e.r.Pass(e.ctx, ns); len(errs) > 0 {
+			e.t.Fatalf("reconcile: %v", errs)
+		}
+		if e.r.Writes() == before {
+			return
+		}
+	}
+	e.t.Fatal("no steady state after 50 passes: the reconciler keeps writing")
+}
+
+// converge runs until nothing is in progress, within a deadline.
+func (e *env) converge() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 60*time.Second)
+	defer cancel()
+	if err := e.r.Converge(ctx, ns); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// apply decodes a seed body strictly, defaults it as every entry point
+// does, and creates it.
+func (e *env) create(body string) {
+	e.t.Helper()
+	docs, errs := manifest.Decode("body.yaml", []byte(body))
+	if len(errs) > 0 || len(docs) != 1 {
+		e.t.Fatalf("decoding body: %v", errs)
+	}
+	o := docs[0].Object
+	o.SetDefaults()
+	if fe := o.Validate(); len(fe) > 0 {
+		e.t.Fatalf("body does not validate: %v", fe)
+	}
+	if _, err := e.b.Store.Create(e.ctx, o.(reconcile.Object)); err != nil {
+		e.t.Fatalf("create: %v", err)
+	}
+}
+
+func (e *env) patch(kind reconcile.Kind, name string, pt types.PatchType, body string) error {
+	_, err := e.b.Store.Patch(e.ctx, kind, ns, name, pt, []byte(body))
+	return err
+}
+
+func (e *env) config(name string) *v1alpha1.Configuration {
+	e.t.Helper()
+	o, err := e.b.Store.Get(e.ctx, reconcile.KindConfiguration, ns, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return o.(*v1alpha1.Configuration)
+}
+
+func (e *env) revision(name string) *v1alpha1.Revision {
+	e.t.Helper()
+	o, err := e.b.Store.Get(e.ctx, reconcile.KindRevision, ns, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return o.(*v1alpha1.Revision)
+}
+
+func (e *env) route(name string) *v1alpha1.Route {
+	e.t.Helper()
+	o, err := e.b.Store.Get(e.ctx, reconcile.KindRoute, ns, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return o.(*v1alpha1.Route)
+}
+
+func diff(t *testing.T, what string, want, got any) {
+	t.Helper()
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("%s (-want +got):\n%s", what, d)
+	}
+}
+
+// cond returns a condition's status, reason and message ("" when absent).
+func cond(cs v1alpha1.Conditions, t v1alpha1.ConditionType) [3]string {
+	c := cs.Get(t)
+	if c == nil {
+		return [3]string{}
+	}
+	return [3]string{string(c.Status), c.Reason, c.Message}
+}
+
+func status(s corev1.ConditionStatus) string { return string(s) }
+
+func target(rev, name string, pct int) v1alpha1.TrafficTarget {
+	return v1alpha1.TrafficTarget{RevisionName: rev, Name: name, Percent: pct}
+}
+
+func rev(cfg string, gen int) string { return reconcile.RevisionName(cfg, int64(gen)) }
+
+func (e *env) checkPlan(route string, split []reconcile.Backend, hosts map[string]string) {
+	e.t.Helper()
+	if e.b.Plan == nil {
+		return
+	}
+	p, ok := e.b.Plan(ns, route)
+	if !ok {
+		e.t.Fatalf("no traffic applied for route %s", route)
+	}
+	diff(e.t, "applied split", split, p.Split)
+	if hosts == nil {
+		hosts = map[string]string{}
+	}
+	diff(e.t, "addressable hosts", hosts, p.Hosts)
+}
+
+func (e *env) host(tag, route string) string {
+	return fmt.Sprintf("%s.%s.%s.%s", tag, route, ns, e.b.DomainSuffix)
+}
