@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -24,7 +25,10 @@ import (
 	"github.com/elafros/elafros/internal/reconcile"
 )
 
-var metaBucket = []byte("meta")
+var (
+	metaBucket  = []byte("meta")
+	indexBucket = []byte("labels")
+)
 
 // watchBuffer is how many events a watcher may lag before it is closed
 // (and must list again).
@@ -70,8 +74,10 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(metaBucket); err != nil {
-			return err
+		for _, b := range [][]byte{metaBucket, indexBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		for _, k := range reconcile.Kinds {
 			if _, err := tx.CreateBucketIfNotExists(bucketName(k)); err != nil {
@@ -143,6 +149,11 @@ func (s *Store) List(_ context.Context, kind reconcile.Kind, namespace string, s
 		b := tx.Bucket(bucketName(kind))
 		if b == nil {
 			return fmt.Errorf("unknown kind %q", kind)
+		}
+		if namespace != "" && sel != nil {
+			if lk, lv, ok := indexable(sel); ok {
+				return listIndexed(tx, kind, namespace, lk, lv, sel, &out)
+			}
 		}
 		c := b.Cursor()
 		var prefix []byte
@@ -337,6 +348,9 @@ func deleteCascade(tx *bolt.Tx, o reconcile.Object, emit func(reconcile.EventTyp
 	if err := tx.Bucket(bucketName(kind)).Delete(key(o.GetNamespace(), o.GetName())); err != nil {
 		return err
 	}
+	if err := unindex(tx, o); err != nil {
+		return err
+	}
 	emit(reconcile.Deleted, o)
 	uid := o.GetUID()
 	for _, k := range reconcile.Kinds {
@@ -425,7 +439,87 @@ func put(tx *bolt.Tx, o reconcile.Object) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketName(reconcile.KindOf(o))).Put(key(o.GetNamespace(), o.GetName()), data)
+	b := tx.Bucket(bucketName(reconcile.KindOf(o)))
+	k := key(o.GetNamespace(), o.GetName())
+	if old := b.Get(k); old != nil {
+		prev, err := decode(reconcile.KindOf(o), old)
+		if err != nil {
+			return err
+		}
+		if err := unindex(tx, prev); err != nil {
+			return err
+		}
+	}
+	if err := index(tx, o); err != nil {
+		return err
+	}
+	return b.Put(k, data)
+}
+
+// The label index maps kind, namespace, label and value to object names,
+// so that a selector List (a configuration's revisions) reads only the
+// matching objects instead of the whole namespace.
+func indexKey(kind reconcile.Kind, ns, label, value, name string) []byte {
+	return []byte(string(kind) + "\x00" + ns + "\x00" + label + "=" + value + "\x00" + name)
+}
+
+func index(tx *bolt.Tx, o reconcile.Object) error {
+	ib := tx.Bucket(indexBucket)
+	for lk, lv := range o.GetLabels() {
+		if err := ib.Put(indexKey(reconcile.KindOf(o), o.GetNamespace(), lk, lv, o.GetName()), []byte{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unindex(tx *bolt.Tx, o reconcile.Object) error {
+	ib := tx.Bucket(indexBucket)
+	for lk, lv := range o.GetLabels() {
+		if err := ib.Delete(indexKey(reconcile.KindOf(o), o.GetNamespace(), lk, lv, o.GetName())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexable returns an equality requirement of sel, if it has one.
+func indexable(sel labels.Selector) (string, string, bool) {
+	reqs, ok := sel.Requirements()
+	if !ok {
+		return "", "", false
+	}
+	for _, r := range reqs {
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals:
+			return r.Key(), r.Values().List()[0], true
+		case selection.In:
+			if r.Values().Len() == 1 {
+				return r.Key(), r.Values().List()[0], true
+			}
+		}
+	}
+	return "", "", false
+}
+
+func listIndexed(tx *bolt.Tx, kind reconcile.Kind, ns, lk, lv string, sel labels.Selector, out *[]reconcile.Object) error {
+	prefix := indexKey(kind, ns, lk, lv, "")
+	b := tx.Bucket(bucketName(kind))
+	c := tx.Bucket(indexBucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		data := b.Get(key(ns, string(k[len(prefix):])))
+		if data == nil {
+			continue
+		}
+		o, err := decode(kind, data)
+		if err != nil {
+			return err
+		}
+		if sel.Matches(labels.Set(o.GetLabels())) {
+			*out = append(*out, o)
+		}
+	}
+	return nil
 }
 
 // preconditions loads the stored object and checks obj's resourceVersion.

@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -147,15 +149,13 @@ func (r *Reconciler) setConfigStatus(ctx context.Context, cfg *v1alpha1.Configur
 }
 
 // collectGarbage retires the workloads of revisions that no route has
-// referenced for RetireAfter, and deletes the oldest unreferenced ones
-// beyond MaxRevisions. It never touches a referenced revision, the latest
-// created or ready one, or the newest KeepRevisions.
+// referenced for RetireAfter, and deletes the oldest retired ones beyond
+// MaxRevisions. It never touches a referenced revision, the latest created
+// or ready one, or the newest KeepRevisions. Routes record themselves on
+// the revisions they reference (RoutesAnnotation); each name is checked
+// against the route, so a deleted or changed route stops protecting.
 func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configuration) (Result, error) {
 	revs, err := r.store.List(ctx, KindRevision, cfg.Namespace, labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: cfg.Name}))
-	if err != nil {
-		return Result{}, err
-	}
-	routes, err := r.store.List(ctx, KindRoute, cfg.Namespace, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -163,16 +163,25 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 	if err != nil || cur == nil {
 		return Result{}, err
 	}
-	referenced := map[string]bool{}
-	for _, o := range routes {
-		rt := o.(*v1alpha1.Route)
+	routes := map[string]*v1alpha1.Route{}
+	references := func(routeName, rev string) (bool, error) {
+		rt, seen := routes[routeName]
+		if !seen {
+			if rt, err = getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, cfg.Namespace, routeName); err != nil {
+				return false, err
+			}
+			routes[routeName] = rt
+		}
+		if rt == nil {
+			return false, nil
+		}
 		for _, t := range append(append([]v1alpha1.TrafficTarget{}, rt.Spec.Rollout.Traffic...), rt.Status.Traffic...) {
-			referenced[t.RevisionName] = true
-			if t.ConfigurationName == cfg.Name {
-				referenced[cur.Status.LatestReadyRevisionName] = true
-				referenced[cur.Status.LatestCreatedRevisionName] = true
+			if t.RevisionName == rev || (t.ConfigurationName == cfg.Name &&
+				(rev == cur.Status.LatestReadyRevisionName || rev == cur.Status.LatestCreatedRevisionName)) {
+				return true, nil
 			}
 		}
+		return false, nil
 	}
 	sort.Slice(revs, func(i, j int) bool { return generationOf(revs[i]) > generationOf(revs[j]) })
 	protected := map[string]bool{cur.Status.LatestCreatedRevisionName: true, cur.Status.LatestReadyRevisionName: true}
@@ -190,7 +199,18 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 		if ann == nil {
 			ann = map[string]string{}
 		}
-		if referenced[rev.Name] {
+		var live []string
+		for _, name := range routeNames(ann[RoutesAnnotation]) {
+			ok, err := references(name, rev.Name)
+			if err != nil {
+				return res, err
+			}
+			if ok {
+				live = append(live, name)
+			}
+		}
+		setRouteNames(ann, live)
+		if len(live) > 0 {
 			delete(ann, UnreferencedSinceAnnotation)
 			delete(ann, RetiredAnnotation)
 		} else {
@@ -201,14 +221,14 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 			}
 			if left := r.opts.RetireAfter - now.Sub(since); left <= 0 {
 				ann[RetiredAnnotation] = "true"
+				if !protected[rev.Name] {
+					deletable = append(deletable, rev) // only retired revisions are ever deleted
+				}
 			} else if res.RequeueAfter == 0 || left < res.RequeueAfter {
 				res.RequeueAfter = left
 			}
-			if !protected[rev.Name] {
-				deletable = append(deletable, rev)
-			}
 		}
-		if !maps.Equal(ann, rev.Annotations) && !(len(ann) == 0 && len(rev.Annotations) == 0) {
+		if !maps.Equal(ann, rev.Annotations) {
 			c := rev.DeepCopy()
 			c.Annotations = ann
 			if _, err := r.store.Update(ctx, c); err != nil && !apierrors.IsNotFound(err) {
@@ -224,6 +244,27 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 		excess--
 	}
 	return res, nil
+}
+
+// RoutesAnnotation lists (comma-separated, sorted) the routes that
+// reference a revision; routes add themselves, garbage collection drops
+// names that no longer reference it.
+const RoutesAnnotation = v1alpha1.GroupName + "/routes"
+
+func routeNames(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+func setRouteNames(ann map[string]string, names []string) {
+	if len(names) == 0 {
+		delete(ann, RoutesAnnotation)
+		return
+	}
+	sort.Strings(names)
+	ann[RoutesAnnotation] = strings.Join(slices.Compact(names), ",")
 }
 
 // cond returns the reason of a condition, or "".

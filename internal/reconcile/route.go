@@ -37,9 +37,14 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 
 	// A share may only move onto a Ready revision. While a target that
 	// should carry traffic is not Ready, the previous split is held.
+	// A missing target's share holds the previous split too, when one is
+	// being served: a typo in a route must not become an outage.
+	serving := slices.ContainsFunc(st.Traffic, func(x v1alpha1.TrafficTarget) bool {
+		return x.Percent > 0 && x.RevisionName != v1alpha1.NotFoundRevisionName
+	})
 	var waiting []resolvedTarget
 	for _, t := range targets {
-		if t.Percent > 0 && t.missingReason == "" && !t.ready {
+		if t.Percent > 0 && !t.ready && (t.missingReason == "" || serving) {
 			waiting = append(waiting, t)
 		}
 	}
@@ -102,6 +107,10 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 			msg = fmt.Sprintf("Revision %q keeps its %d%% but is not Ready (%s); its requests fail until it recovers.", w.RevisionName, w.Percent, w.why)
 		}
 		reason := v1alpha1.ReasonRevisionNotReady
+		if w.missingReason != "" {
+			reason = w.missingReason
+			msg = w.why + " The previous split keeps serving."
+		}
 		ip := st.Conditions.Get(v1alpha1.ConditionRolloutInProgress)
 		if ip != nil && ip.Status == corev1.ConditionTrue && ip.LastTransitionTime != nil &&
 			r.opts.Now().Sub(ip.LastTransitionTime.Time) > r.opts.ProgressDeadline {
@@ -130,7 +139,7 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 			}
 			if unready != nil {
 				st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
-					Reason: v1alpha1.ReasonRevisionNotReady,
+					Reason:  v1alpha1.ReasonRevisionNotReady,
 					Message: fmt.Sprintf("Target %q (revision %q) is not addressable until it is Ready: %s", unready.Name, unready.RevisionName, unready.why)}, now)
 				res.RequeueAfter, res.InProgress = pollInterval, !unready.failed
 			} else {
@@ -139,6 +148,9 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		}
 	}
 
+	if err := r.recordReferences(ctx, route, targets, st.Traffic, revs); err != nil {
+		return res, err
+	}
 	if err := r.traffic.Apply(ctx, route, r.plan(route, st.Traffic, revs)); err != nil {
 		return res, fmt.Errorf("applying traffic of route %s: %w", route.Name, err)
 	}
@@ -166,7 +178,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 			}
 			if cfg == nil {
 				rt.RevisionName = v1alpha1.NotFoundRevisionName
-				rt.missingReason = v1alpha1.ReasonConfigurationMissing
+				rt.missingReason, rt.failed = v1alpha1.ReasonConfigurationMissing, true
 				rt.why = fmt.Sprintf("Configuration %q referenced in rollout.traffic not found; create it or change the route.", t.ConfigurationName)
 				out = append(out, rt)
 				continue
@@ -192,7 +204,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		}
 		if rev == nil {
 			rt.RevisionName = v1alpha1.NotFoundRevisionName
-			rt.missingReason = v1alpha1.ReasonRevisionMissing
+			rt.missingReason, rt.failed = v1alpha1.ReasonRevisionMissing, true
 			rt.why = fmt.Sprintf("Revision %q referenced in rollout.traffic not found; point the route at an existing revision.", revName)
 			out = append(out, rt)
 			continue
@@ -239,4 +251,37 @@ func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarge
 		}
 	}
 	return p
+}
+
+// recordReferences adds the route's name to the RoutesAnnotation of every
+// revision it serves or names, so that garbage collection keeps them. It
+// writes only when a name is missing.
+func (r *Reconciler) recordReferences(ctx context.Context, route *v1alpha1.Route, targets []resolvedTarget,
+	traffic []v1alpha1.TrafficTarget, revs map[string]*v1alpha1.Revision) error {
+	names := map[string]bool{}
+	for _, t := range targets {
+		names[t.RevisionName] = true
+	}
+	for _, t := range traffic {
+		names[t.RevisionName] = true
+	}
+	for name := range names {
+		rev := revs[name]
+		if rev == nil || slices.Contains(routeNames(rev.Annotations[RoutesAnnotation]), route.Name) {
+			continue
+		}
+		c := rev.DeepCopy()
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		setRouteNames(c.Annotations, append(routeNames(c.Annotations[RoutesAnnotation]), route.Name))
+		delete(c.Annotations, UnreferencedSinceAnnotation)
+		delete(c.Annotations, RetiredAnnotation)
+		updated, err := r.store.Update(ctx, c)
+		if err != nil {
+			return fmt.Errorf("recording route %s on revision %s: %w", route.Name, name, err)
+		}
+		revs[name] = updated.(*v1alpha1.Revision)
+	}
+	return nil
 }

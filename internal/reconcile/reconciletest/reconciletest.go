@@ -52,7 +52,11 @@ func (r *Runtime) Fail(ns, name, reason, message string) {
 }
 
 // Recover clears a failure.
-func (r *Runtime) Recover(ns, name string) { r.mu.Lock(); delete(r.failures, key(ns, name)); r.mu.Unlock() }
+func (r *Runtime) Recover(ns, name string) {
+	r.mu.Lock()
+	delete(r.failures, key(ns, name))
+	r.mu.Unlock()
+}
 
 // Running reports whether the revision has a workload, and its image.
 func (r *Runtime) Running(ns, name string) (string, bool) {
