@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,23 @@ func TestTypoInRouteDoesNotCauseAnOutage(t *testing.T) {
 	}
 	if c := rt.Status.Conditions.Get(v1alpha1.ConditionTrafficDropped); c == nil || c.Reason != v1alpha1.ReasonRevisionMissing {
 		t.Errorf("TrafficDropped = %+v, want True RevisionMissing", c)
+	}
+}
+
+func TestInvalidRouteKeepsServing(t *testing.T) {
+	f := newFixture(t, reconcile.Options{})
+	f.create(service("web", "img:1", v1alpha1.StrategyManual))
+	f.converge()
+	r1 := reconcile.RevisionName("web", 1)
+	f.setRouteTraffic("web", []v1alpha1.TrafficTarget{tt("current", r1, 60), tt("next", r1, 30)}) // past the API
+	f.converge()
+	rt := f.route("web")
+	if d := cmp.Diff([]v1alpha1.TrafficTarget{tt("current", r1, 100)}, rt.Status.Traffic); d != "" {
+		t.Errorf("status (-want +got):\n%s", d)
+	}
+	c := rt.Status.Conditions.Get(v1alpha1.ConditionRolloutComplete)
+	if c == nil || c.Reason != "InvalidSpec" || !strings.Contains(c.Message, "the route must have traffic percent sum equal to 100, got 90") {
+		t.Errorf("RolloutComplete = %+v", c)
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 )
@@ -24,6 +26,9 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, ns, name)
 	if err != nil || route == nil {
 		return Result{}, err
+	}
+	if errs := route.Spec.Validate(field.NewPath("spec")); len(errs) > 0 {
+		return r.rejectRoute(ctx, route, errs)
 	}
 	targets, revs, err := r.resolve(ctx, route)
 	if err != nil {
@@ -284,4 +289,39 @@ func (r *Reconciler) recordReferences(ctx context.Context, route *v1alpha1.Route
 		revs[name] = updated.(*v1alpha1.Revision)
 	}
 	return nil
+}
+
+// rejectRoute keeps serving the previous split of a route whose spec is
+// invalid (written past the API's validation), and says why.
+func (r *Reconciler) rejectRoute(ctx context.Context, route *v1alpha1.Route, errs field.ErrorList) (Result, error) {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Field + ": " + v1alpha1.FieldErrorMessage(e)
+	}
+	st := route.Status.DeepCopy()
+	st.ObservedGeneration = route.Generation
+	st.Domain = r.opts.Domain(route)
+	st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
+		Reason: "InvalidSpec", Message: "The route's spec is invalid and was not applied; the previous split keeps serving. " + strings.Join(msgs, "; ")}, r.now())
+	revs := map[string]*v1alpha1.Revision{}
+	for _, t := range st.Traffic {
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, t.RevisionName)
+		if err != nil {
+			return Result{}, err
+		}
+		if rev != nil {
+			revs[rev.Name] = rev
+		}
+	}
+	if err := r.traffic.Apply(ctx, route, r.plan(route, st.Traffic, revs)); err != nil {
+		return Result{}, err
+	}
+	if !equality.Semantic.DeepEqual(*st, route.Status) {
+		c := route.DeepCopy()
+		c.Status = *st
+		if _, err := r.store.UpdateStatus(ctx, c); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{}, nil
 }
