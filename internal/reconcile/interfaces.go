@@ -52,7 +52,10 @@ type BuildState struct {
 
 // Traffic makes a Route's resolved split real.
 type Traffic interface {
+	// Apply serves plan for route (idempotent).
 	Apply(ctx context.Context, route *v1alpha1.Route, plan TrafficPlan) error
+	// Forget stops serving a route that no longer exists (idempotent).
+	Forget(ctx context.Context, namespace, name string) error
 }
 
 // TrafficPlan is what a Route serves.
@@ -64,6 +67,9 @@ type TrafficPlan struct {
 	// Hosts maps each named target's host to its revision; only Ready
 	// revisions are addressable.
 	Hosts map[string]string
+	// Tags maps each named target to its revision (the same Ready ones),
+	// for reaching a target through the main host (Elafros-Target: next).
+	Tags map[string]string
 }
 
 // Backend is one revision of a split.

@@ -24,8 +24,11 @@ type resolvedTarget struct {
 
 func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Result, error) {
 	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, ns, name)
-	if err != nil || route == nil {
+	if err != nil {
 		return Result{}, err
+	}
+	if route == nil {
+		return Result{}, r.traffic.Forget(ctx, ns, name)
 	}
 	if errs := route.Spec.Validate(field.NewPath("spec")); len(errs) > 0 {
 		return r.rejectRoute(ctx, route, errs)
@@ -241,7 +244,7 @@ func revisionReady(rev *v1alpha1.Revision) (bool, string) {
 
 // plan turns a status split into what the traffic layer serves.
 func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarget, revs map[string]*v1alpha1.Revision) TrafficPlan {
-	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]string{}}
+	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]string{}, Tags: map[string]string{}}
 	for _, t := range traffic {
 		rev := revs[t.RevisionName]
 		ready := false
@@ -253,6 +256,7 @@ func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarge
 		}
 		if t.Name != "" && ready {
 			p.Hosts[r.opts.TagHost(route, t.Name)] = t.RevisionName
+			p.Tags[t.Name] = t.RevisionName
 		}
 	}
 	return p

@@ -209,7 +209,16 @@ func (t *Traffic) Apply(_ context.Context, route *v1alpha1.Route, plan reconcile
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	plan.Hosts = maps.Clone(plan.Hosts)
+	plan.Tags = maps.Clone(plan.Tags)
 	t.plans[key(route.Namespace, route.Name)] = plan
+	return nil
+}
+
+// Forget implements reconcile.Traffic.
+func (t *Traffic) Forget(_ context.Context, ns, name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.plans, key(ns, name))
 	return nil
 }
 
