@@ -1,0 +1,270 @@
+// Package client is the one REST client of elafros: a reconcile.Store over
+// the Kubernetes REST dialect, built on client-go's REST client, so the
+// same code talks to elafros serve and to a Kubernetes cluster with the
+// elafros.dev CRDs (through a kubeconfig context). It translates; it holds
+// no business rules.
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// Scheme knows the elafros.dev types and the meta types of the wire.
+var Scheme = runtime.NewScheme()
+
+func init() {
+	if err := v1alpha1.AddToScheme(Scheme); err != nil {
+		panic(err)
+	}
+}
+
+// Store is a reconcile.Store over HTTP.
+type Store struct {
+	rc *rest.RESTClient
+}
+
+// New returns a Store for the API server described by cfg.
+func New(cfg *rest.Config) (*Store, error) {
+	c := rest.CopyConfig(cfg)
+	gv := v1alpha1.SchemeGroupVersion
+	c.GroupVersion = &gv
+	c.APIPath = "/apis"
+	c.ContentType = runtime.ContentTypeJSON
+	c.NegotiatedSerializer = serializer.NewCodecFactory(Scheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = "elafros"
+	}
+	if c.QPS == 0 {
+		c.QPS, c.Burst = 200, 400
+	}
+	rc, err := rest.RESTClientFor(c)
+	if err != nil {
+		return nil, fmt.Errorf("building the REST client: %w", err)
+	}
+	return &Store{rc: rc}, nil
+}
+
+// ForServer returns a Store for an elafros serve API at url
+// (e.g. http://127.0.0.1:7070).
+func ForServer(url string) (*Store, error) {
+	return New(&rest.Config{Host: url})
+}
+
+// ForKubeconfig returns a Store for the cluster of a kubeconfig context
+// ("" for the current one); path "" uses the default loading rules.
+func ForKubeconfig(path, context string) (*Store, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = path
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return New(cfg)
+}
+
+func plural(k reconcile.Kind) string { return reconcile.Resource(k).Resource }
+
+func typed(o runtime.Object) (reconcile.Object, error) {
+	ro, ok := o.(reconcile.Object)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %T from the API", o)
+	}
+	ro.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(ro))))
+	return ro, nil
+}
+
+// Get implements reconcile.Store.
+func (s *Store) Get(ctx context.Context, kind reconcile.Kind, ns, name string) (reconcile.Object, error) {
+	out, err := reconcile.NewObject(kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rc.Get().Namespace(ns).Resource(plural(kind)).Name(name).Do(ctx).Into(out); err != nil {
+		return nil, err
+	}
+	return typed(out)
+}
+
+func newList(kind reconcile.Kind) (runtime.Object, func() []reconcile.Object) {
+	switch kind {
+	case reconcile.KindConfiguration:
+		l := &v1alpha1.ConfigurationList{}
+		return l, func() []reconcile.Object { return items(l.Items) }
+	case reconcile.KindRevision:
+		l := &v1alpha1.RevisionList{}
+		return l, func() []reconcile.Object { return items(l.Items) }
+	case reconcile.KindRoute:
+		l := &v1alpha1.RouteList{}
+		return l, func() []reconcile.Object { return items(l.Items) }
+	default:
+		l := &v1alpha1.ServiceList{}
+		return l, func() []reconcile.Object { return items(l.Items) }
+	}
+}
+
+func items[T any, PT interface {
+	*T
+	reconcile.Object
+}](in []T) []reconcile.Object {
+	out := make([]reconcile.Object, len(in))
+	for i := range in {
+		o := PT(&in[i])
+		o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+		out[i] = o
+	}
+	return out
+}
+
+// List implements reconcile.Store.
+func (s *Store) List(ctx context.Context, kind reconcile.Kind, ns string, sel labels.Selector) ([]reconcile.Object, error) {
+	l, get := newList(kind)
+	req := s.rc.Get().Namespace(ns).Resource(plural(kind))
+	if sel != nil && !sel.Empty() {
+		req = req.Param("labelSelector", sel.String())
+	}
+	if err := req.Do(ctx).Into(l); err != nil {
+		return nil, err
+	}
+	return get(), nil
+}
+
+// Create implements reconcile.Store.
+func (s *Store) Create(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+	out, _ := reconcile.NewObject(reconcile.KindOf(o))
+	ns := o.GetNamespace()
+	if ns == "" {
+		ns = v1alpha1.DefaultNamespace
+	}
+	if err := s.rc.Post().Namespace(ns).Resource(plural(reconcile.KindOf(o))).Body(o).Do(ctx).Into(out); err != nil {
+		return nil, err
+	}
+	return typed(out)
+}
+
+// Update implements reconcile.Store.
+func (s *Store) Update(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+	return s.put(ctx, o, "")
+}
+
+// UpdateStatus implements reconcile.Store.
+func (s *Store) UpdateStatus(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+	return s.put(ctx, o, "status")
+}
+
+func (s *Store) put(ctx context.Context, o reconcile.Object, sub string) (reconcile.Object, error) {
+	kind := reconcile.KindOf(o)
+	out, _ := reconcile.NewObject(kind)
+	req := s.rc.Put().Namespace(o.GetNamespace()).Resource(plural(kind)).Name(o.GetName())
+	if sub != "" {
+		req = req.SubResource(sub)
+	}
+	if err := req.Body(o).Do(ctx).Into(out); err != nil {
+		return nil, err
+	}
+	return typed(out)
+}
+
+// Patch implements reconcile.Store. YAML bodies are sent as JSON.
+func (s *Store) Patch(ctx context.Context, kind reconcile.Kind, ns, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
+	body, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("the patch is not JSON or YAML: %w", err)
+	}
+	out, _ := reconcile.NewObject(kind)
+	if err := s.rc.Patch(pt).Namespace(ns).Resource(plural(kind)).Name(name).Body(body).Do(ctx).Into(out); err != nil {
+		return nil, err
+	}
+	return typed(out)
+}
+
+// Delete implements reconcile.Store.
+func (s *Store) Delete(ctx context.Context, kind reconcile.Kind, ns, name string) error {
+	prop := metav1.DeletePropagationBackground
+	return s.rc.Delete().Namespace(ns).Resource(plural(kind)).Name(name).
+		Body(&metav1.DeleteOptions{PropagationPolicy: &prop}).Do(ctx).Error()
+}
+
+// Watch implements reconcile.Store: one watch per kind, merged. The
+// channel closes when any of them ends; the caller lists again.
+func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var ws []watch.Interface
+	for _, k := range reconcile.Kinds {
+		w, err := s.rc.Get().Resource(plural(k)).Param("watch", "true").Watch(ctx)
+		if err != nil {
+			cancel()
+			for _, w := range ws {
+				w.Stop()
+			}
+			return nil, fmt.Errorf("watching %s: %w", plural(k), err)
+		}
+		ws = append(ws, w)
+	}
+	out := make(chan reconcile.Event, 1024)
+	var once sync.Once
+	var wg sync.WaitGroup
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			for _, w := range ws {
+				w.Stop()
+			}
+		})
+	}
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer stop()
+			for e := range w.ResultChan() {
+				if e.Type == watch.Error || e.Type == watch.Bookmark {
+					if e.Type == watch.Error {
+						return
+					}
+					continue
+				}
+				o, err := typed(e.Object)
+				if err != nil {
+					return
+				}
+				select {
+				case out <- reconcile.Event{Type: reconcile.EventType(e.Type), Object: o}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+// IsUnreachable reports whether err means the server did not answer.
+func IsUnreachable(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host"))
+}
+
+var _ reconcile.Store = (*Store)(nil)
+var _ = http.StatusOK
