@@ -446,7 +446,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 		pt = types.MergePatchType // the seed writes its PATCH bodies in YAML
 	default:
 		writeError(w, r, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
-			Reason: metav1.StatusReasonUnsupportedMediaType,
+			Reason:  metav1.StatusReasonUnsupportedMediaType,
 			Message: fmt.Sprintf("Content-Type %q is not a patch type; accepted: %s, %s, %s", pt, types.MergePatchType, types.JSONPatchType, types.StrategicMergePatchType)}})
 		return
 	}
@@ -535,4 +535,3 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeValue(w, r, int(st.Code), &st)
 }
-
