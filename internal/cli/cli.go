@@ -36,7 +36,10 @@ func NewRootCommand(s IOStreams) *cobra.Command {
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
+	t := &target{}
+	t.flags(root)
 	root.AddCommand(newValidateCommand(s))
+	addClientCommands(root, s, t)
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/elafros/elafros/api/v1alpha1"
@@ -100,7 +101,11 @@ func (r *Reconciler) Run(ctx context.Context, o RunOptions) error {
 				res, err := r.Reconcile(ctx, k)
 				switch {
 				case err != nil && ctx.Err() == nil:
-					o.Logger.Warn("reconcile failed; retrying", "object", k.String(), "err", err)
+					level := slog.LevelWarn
+					if apierrors.IsConflict(err) {
+						level = slog.LevelDebug // someone wrote first: read again and retry
+					}
+					o.Logger.Log(ctx, level, "reconcile failed; retrying", "object", k.String(), "err", err)
 					q.AddRateLimited(k)
 				case res.RequeueAfter > 0:
 					q.Forget(k)

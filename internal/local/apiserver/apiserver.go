@@ -46,7 +46,12 @@ type Server struct {
 	store  reconcile.Store
 	logger *slog.Logger
 	mux    *http.ServeMux
+	info   map[string]string
 }
+
+// SetInfo adds a key to what /version reports (elafros serve publishes
+// its router's port there, so the CLI prints URLs that work).
+func (s *Server) SetInfo(key, value string) { s.info[key] = value }
 
 // New returns an API server over store. extra handlers (such as /metrics)
 // may be mounted on the returned server's Handle.
@@ -54,7 +59,7 @@ func New(store reconcile.Store, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{store: store, logger: logger, mux: http.NewServeMux()}
+	s := &Server{store: store, logger: logger, mux: http.NewServeMux(), info: map[string]string{}}
 	p := "/apis/" + v1alpha1.GroupName + "/" + v1alpha1.Version
 	s.mux.HandleFunc("GET /version", s.version)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })

@@ -13,7 +13,11 @@ import (
 var Version = "v0.1.0-dev"
 
 func (s *Server) version(w http.ResponseWriter, r *http.Request) {
-	writeValue(w, r, http.StatusOK, map[string]string{"gitVersion": Version, "platform": "elafros serve"})
+	v := map[string]string{"gitVersion": Version, "platform": "elafros serve"}
+	for k, x := range s.info {
+		v[k] = x
+	}
+	writeValue(w, r, http.StatusOK, v)
 }
 
 func groupVersion() metav1.GroupVersionForDiscovery {

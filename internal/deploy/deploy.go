@@ -1,0 +1,462 @@
+// Package deploy is the common path over a Store that the CLI, the action
+// and the bot share: apply objects, deploy an image to a service, wait for
+// it with the seed's progress steps, and move traffic with the rollout
+// package (set next to N%, finish, abort, promote), retrying on conflicts.
+// It holds no rules of its own: those are in api, reconcile and rollout.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/manifest"
+	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/rollout"
+)
+
+// Client runs the common operations against a Store.
+type Client struct {
+	Store     reconcile.Store
+	Namespace string
+	// PollInterval is how often Wait looks. Default 200ms.
+	PollInterval time.Duration
+}
+
+func (c *Client) ns() string {
+	if c.Namespace == "" {
+		return v1alpha1.DefaultNamespace
+	}
+	return c.Namespace
+}
+
+// Applied says what Apply did to one object.
+type Applied struct {
+	Kind, Name string
+	Action     string // created, configured, unchanged
+}
+
+// Apply creates or updates each object (already defaulted and validated,
+// as manifest.Load returns them). Objects without a namespace go to the
+// client's.
+func (c *Client) Apply(ctx context.Context, objs []reconcile.Object) ([]Applied, error) {
+	var out []Applied
+	for _, o := range objs {
+		kind := reconcile.KindOf(o)
+		if o.GetNamespace() == "" || o.GetNamespace() == v1alpha1.DefaultNamespace {
+			o.SetNamespace(c.ns())
+		}
+		a := Applied{Kind: string(kind), Name: o.GetName()}
+		err := retry(ctx, func() error {
+			cur, err := c.Store.Get(ctx, kind, o.GetNamespace(), o.GetName())
+			if apierrors.IsNotFound(err) {
+				_, err = c.Store.Create(ctx, o)
+				a.Action = "created"
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			if equality.Semantic.DeepEqual(reconcile.SpecOf(cur), reconcile.SpecOf(o)) &&
+				equality.Semantic.DeepEqual(cur.GetLabels(), o.GetLabels()) {
+				a.Action = "unchanged"
+				return nil
+			}
+			next := o.DeepCopyObject().(reconcile.Object)
+			next.SetResourceVersion(cur.GetResourceVersion())
+			next.SetOwnerReferences(cur.GetOwnerReferences())
+			next.SetAnnotations(mergeAnnotations(cur.GetAnnotations(), o.GetAnnotations()))
+			_, err = c.Store.Update(ctx, next)
+			a.Action = "configured"
+			return err
+		})
+		if err != nil {
+			return out, fmt.Errorf("%s %s: %w", kind, o.GetName(), err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func mergeAnnotations(cur, want map[string]string) map[string]string {
+	if len(cur) == 0 && len(want) == 0 {
+		return nil
+	}
+	m := map[string]string{}
+	for k, v := range cur {
+		m[k] = v
+	}
+	for k, v := range want {
+		m[k] = v
+	}
+	return m
+}
+
+// ApplyManifest applies a loaded manifest's objects in file order.
+func (c *Client) ApplyManifest(ctx context.Context, m *manifest.Manifest) ([]Applied, error) {
+	objs := make([]reconcile.Object, len(m.Documents))
+	for i, d := range m.Documents {
+		objs[i] = d.Object.(reconcile.Object)
+	}
+	return c.Apply(ctx, objs)
+}
+
+// Options describe a deploy of an image to a service.
+type Options struct {
+	Service string
+	Image   string
+	// Env is merged by name into the template's env.
+	Env []corev1.EnvVar
+	// Function labels the revisions elafros.dev/type: function (and so
+	// SingleThreaded by default).
+	Function bool
+	// Deployer and GitCommit are recorded on the revisions.
+	Deployer, GitCommit string
+}
+
+// Deploy creates the service or updates its template, and returns the
+// service as written (its generation names the revision to wait for).
+func (c *Client) Deploy(ctx context.Context, o Options) (*v1alpha1.Service, error) {
+	if o.Service == "" || o.Image == "" {
+		return nil, errors.New("deploy needs a service name and an image")
+	}
+	var out *v1alpha1.Service
+	err := retry(ctx, func() error {
+		cur, err := c.Store.Get(ctx, reconcile.KindService, c.ns(), o.Service)
+		var svc *v1alpha1.Service
+		switch {
+		case apierrors.IsNotFound(err):
+			svc = &v1alpha1.Service{ObjectMeta: metav1.ObjectMeta{Name: o.Service, Namespace: c.ns()}}
+		case err != nil:
+			return err
+		default:
+			svc = cur.(*v1alpha1.Service).DeepCopy()
+		}
+		t := &svc.Spec.RevisionTemplate
+		t.Spec.Container.Image = o.Image
+		for _, e := range o.Env {
+			if i := slices.IndexFunc(t.Spec.Container.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }); i >= 0 {
+				t.Spec.Container.Env[i] = e
+			} else {
+				t.Spec.Container.Env = append(t.Spec.Container.Env, e)
+			}
+		}
+		if o.Function {
+			if t.Labels == nil {
+				t.Labels = map[string]string{}
+			}
+			t.Labels[v1alpha1.TypeLabelKey] = v1alpha1.TypeFunction
+		}
+		for k, v := range map[string]string{v1alpha1.DeployerAnnotationKey: o.Deployer, v1alpha1.GitCommitAnnotationKey: o.GitCommit} {
+			if v != "" {
+				if t.Annotations == nil {
+					t.Annotations = map[string]string{}
+				}
+				t.Annotations[k] = v
+			}
+		}
+		svc.SetDefaults()
+		if errs := svc.Validate(); len(errs) > 0 {
+			return apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Service").GroupKind(), o.Service, errs)
+		}
+		var w reconcile.Object
+		if cur == nil {
+			w, err = c.Store.Create(ctx, svc)
+		} else {
+			w, err = c.Store.Update(ctx, svc)
+		}
+		if err != nil {
+			return err
+		}
+		out = w.(*v1alpha1.Service)
+		return nil
+	})
+	return out, err
+}
+
+// Step is a progress step of Wait, as the seed's CLI prints them.
+type Step string
+
+// The steps.
+const (
+	StepStarting  Step = "Starting"
+	StepPromoting Step = "Promoting"
+)
+
+// FailedError is a deploy whose revision cannot become Ready.
+type FailedError struct {
+	Step           Step
+	Revision       string
+	Reason, Detail string
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("%s: revision %s: %s: %s", e.Step, e.Revision, e.Reason, e.Detail)
+}
+
+// Wait waits until the service has reconciled generation: the revision
+// made from it is Ready (Starting) and the route serves what the strategy
+// says (Promoting). done is called as each step completes. A service's
+// generation is not its configuration's (a strategy change moves only the
+// first), so the revision is the configuration's latest created one once
+// the configuration carries the service's spec.
+func (c *Client) Wait(ctx context.Context, service string, generation int64, done func(Step)) (*v1alpha1.Service, error) {
+	interval := c.PollInterval
+	if interval == 0 {
+		interval = 200 * time.Millisecond
+	}
+	started := false
+	for {
+		svc, rev, err := c.progress(ctx, service, generation)
+		if err != nil {
+			return nil, err
+		}
+		if rev != "" && !started {
+			if r, err := c.Store.Get(ctx, reconcile.KindRevision, c.ns(), rev); err == nil {
+				cond := r.(*v1alpha1.Revision).Status.Conditions.Get(v1alpha1.ConditionReady)
+				switch {
+				case cond != nil && cond.Status == corev1.ConditionTrue:
+					started = true
+					if done != nil {
+						done(StepStarting)
+					}
+				case cond != nil && failed(cond):
+					return svc, &FailedError{Step: StepStarting, Revision: rev, Reason: cond.Reason, Detail: cond.Message}
+				}
+			}
+		}
+		if started && promoted(svc, rev) {
+			if done != nil {
+				done(StepPromoting)
+			}
+			return svc, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for service %s: %w", service, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+// promoted: the service's route serves or addresses rev as its strategy
+// says (100%, next at 0%, or next at the first step) and is Ready.
+func promoted(svc *v1alpha1.Service, rev string) bool {
+	if svc.Status.LatestReadyRevisionName != rev || !svc.Status.Conditions.IsTrue(v1alpha1.ConditionReady) {
+		return false
+	}
+	return slices.ContainsFunc(svc.Status.Traffic, func(t v1alpha1.TrafficTarget) bool { return t.RevisionName == rev })
+}
+
+// progress returns the service and, once its configuration carries the
+// spec of generation and has made its revision, that revision's name.
+func (c *Client) progress(ctx context.Context, service string, generation int64) (*v1alpha1.Service, string, error) {
+	o, err := c.Store.Get(ctx, reconcile.KindService, c.ns(), service)
+	if err != nil {
+		return nil, "", err
+	}
+	svc := o.(*v1alpha1.Service)
+	if svc.Status.ObservedGeneration < generation {
+		return svc, "", nil
+	}
+	co, err := c.Store.Get(ctx, reconcile.KindConfiguration, c.ns(), service)
+	if apierrors.IsNotFound(err) {
+		return svc, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := co.(*v1alpha1.Configuration)
+	if !equality.Semantic.DeepEqual(cfg.Spec, svc.Spec.ConfigurationSpec) || cfg.Status.ObservedGeneration < cfg.Generation {
+		return svc, "", nil
+	}
+	return svc, cfg.Status.LatestCreatedRevisionName, nil
+}
+
+func failed(c *v1alpha1.Condition) bool {
+	if c.Status != corev1.ConditionFalse {
+		return false
+	}
+	switch c.Reason {
+	case "", v1alpha1.ReasonDeploying, v1alpha1.ReasonBuilding:
+		return false
+	}
+	return true
+}
+
+// SetStrategy changes a service's rollout strategy.
+func (c *Client) SetStrategy(ctx context.Context, service string, s v1alpha1.RolloutStrategy) error {
+	return retry(ctx, func() error {
+		o, err := c.Store.Get(ctx, reconcile.KindService, c.ns(), service)
+		if err != nil {
+			return err
+		}
+		svc := o.(*v1alpha1.Service).DeepCopy()
+		svc.Spec.Rollout.Strategy = s
+		svc.Spec.Rollout.SetDefaults()
+		if errs := svc.Validate(); len(errs) > 0 {
+			return apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Service").GroupKind(), service, errs)
+		}
+		_, err = c.Store.Update(ctx, svc)
+		return err
+	})
+}
+
+// Op is a rollout operation on a route's traffic.
+type Op func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error)
+
+// SetNext is the seed's "rollout next percent N".
+func SetNext(pct int) Op {
+	return func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+		return rollout.SetNext(t, pct, ready)
+	}
+}
+
+// Finish, Abort: the seed's final step, and back to current.
+var (
+	Finish Op = rollout.Finish
+	Abort  Op = rollout.Abort
+)
+
+// Promote moves next one step along the service's steps.
+func Promote(steps []int) Op {
+	return func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+		out, _, err := rollout.Promote(t, steps, ready)
+		return out, err
+	}
+}
+
+// Rollout applies op to the route of a service (or a route of that name)
+// and writes it with its resourceVersion, retrying on conflicts. A
+// refusal (rollout.IsRefused) changes nothing.
+func (c *Client) Rollout(ctx context.Context, route string, op Op) (*v1alpha1.Route, error) {
+	var out *v1alpha1.Route
+	err := retry(ctx, func() error {
+		o, err := c.Store.Get(ctx, reconcile.KindRoute, c.ns(), route)
+		if err != nil {
+			return err
+		}
+		rt := o.(*v1alpha1.Route).DeepCopy()
+		next, err := op(rt.Spec.Rollout.Traffic, c.Ready(ctx))
+		if err != nil {
+			return err
+		}
+		rt.Spec.Rollout.Traffic = next
+		w, err := c.Store.Update(ctx, rt)
+		if err != nil {
+			return err
+		}
+		out = w.(*v1alpha1.Route)
+		return nil
+	})
+	return out, err
+}
+
+// Ready reports revision readiness from the store.
+func (c *Client) Ready(ctx context.Context) rollout.ReadyFunc {
+	return func(name string) (bool, string) {
+		o, err := c.Store.Get(ctx, reconcile.KindRevision, c.ns(), name)
+		if err != nil {
+			return false, fmt.Sprintf("revision %s: %v", name, err)
+		}
+		cond := o.(*v1alpha1.Revision).Status.Conditions.Get(v1alpha1.ConditionReady)
+		if cond == nil || cond.Status != corev1.ConditionTrue {
+			if cond != nil && cond.Message != "" {
+				return false, fmt.Sprintf("it is not Ready (%s)", cond.Message)
+			}
+			return false, "it is not Ready"
+		}
+		return true, ""
+	}
+}
+
+// Row is one line of "revisions list", the seed's columns.
+type Row struct {
+	Names    []string // target names addressing it (current, next)
+	Traffic  *int     // percent served; nil when not in the route
+	ID       string   // the revision name
+	Date     time.Time
+	Deployer string
+	GitSHA   string
+}
+
+// Revisions lists a service's revisions, newest first, with the traffic
+// its route serves them.
+func (c *Client) Revisions(ctx context.Context, service string) ([]Row, error) {
+	revs, err := c.Store.List(ctx, reconcile.KindRevision, c.ns(), labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: service}))
+	if err != nil {
+		return nil, err
+	}
+	var traffic []v1alpha1.TrafficTarget
+	if o, err := c.Store.Get(ctx, reconcile.KindRoute, c.ns(), service); err == nil {
+		traffic = o.(*v1alpha1.Route).Status.Traffic
+	} else if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	rows := make([]Row, 0, len(revs))
+	for _, o := range revs {
+		r := o.(*v1alpha1.Revision)
+		row := Row{ID: r.Name, Date: r.CreationTimestamp.Time, Deployer: r.Annotations[v1alpha1.DeployerAnnotationKey], GitSHA: short(r.Annotations[v1alpha1.GitCommitAnnotationKey])}
+		if row.GitSHA == "" && r.Status.ImageSource != nil {
+			row.GitSHA = short(r.Status.ImageSource.Commit)
+		}
+		for _, t := range traffic {
+			if t.RevisionName != r.Name {
+				continue
+			}
+			if t.Name != "" {
+				row.Names = append(row.Names, t.Name)
+			}
+			p := t.Percent
+			if row.Traffic != nil {
+				p += *row.Traffic
+			}
+			row.Traffic = &p
+		}
+		rows = append(rows, row)
+	}
+	sort.Slice(rows, func(i, j int) bool { return generation(rows[i].ID) > generation(rows[j].ID) })
+	return rows, nil
+}
+
+func generation(name string) int {
+	i := strings.LastIndex(name, "-")
+	n, _ := strconv.Atoi(name[i+1:])
+	return n
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// retry runs fn again on a conflict (someone wrote in between), up to 10
+// times.
+func retry(ctx context.Context, fn func() error) error {
+	var err error
+	for i := 0; i < 10; i++ {
+		if err = fn(); !apierrors.IsConflict(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(i*10) * time.Millisecond):
+		}
+	}
+	return err
+}
