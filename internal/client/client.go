@@ -8,7 +8,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 
@@ -261,10 +260,14 @@ func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
 	return out, nil
 }
 
+// Logs returns a revision's output (elafros serve's log subresource).
+func (s *Store) Logs(ctx context.Context, ns, revision string) ([]byte, error) {
+	return s.rc.Get().Namespace(ns).Resource("revisions").Name(revision).SubResource("log").DoRaw(ctx)
+}
+
 // IsUnreachable reports whether err means the server did not answer.
 func IsUnreachable(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host"))
 }
 
 var _ reconcile.Store = (*Store)(nil)
-var _ = http.StatusOK

@@ -418,8 +418,11 @@ func (s *Store) write(fn func(tx *bolt.Tx, emit func(reconcile.EventType, reconc
 	}
 	for _, e := range events {
 		for w := range s.watchers {
+			// Each watcher gets its own copy: consumers may change what
+			// they receive.
+			ev := reconcile.Event{Type: e.Type, Object: e.Object.DeepCopyObject().(reconcile.Object)}
 			select {
-			case w.ch <- e:
+			case w.ch <- ev:
 			default:
 				s.closeWatcher(w) // fell behind: it must list again
 			}

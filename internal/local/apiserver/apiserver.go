@@ -47,6 +47,35 @@ type Server struct {
 	logger *slog.Logger
 	mux    *http.ServeMux
 	info   map[string]string
+	logs   LogSource
+}
+
+// LogSource gives a revision's output (the process runtime).
+type LogSource interface {
+	Logs(namespace, revision string) (io.ReadCloser, error)
+}
+
+// SetLogs serves revisions' output at .../revisions/{name}/log.
+func (s *Server) SetLogs(src LogSource) { s.logs = src }
+
+func (s *Server) revisionLog(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	if _, err := s.store.Get(r.Context(), reconcile.KindRevision, ns, name); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if s.logs == nil {
+		writeError(w, r, apierrors.NewNotFound(v1alpha1.Resource("revisions/log"), name))
+		return
+	}
+	rc, err := s.logs.Logs(ns, name)
+	if err != nil {
+		writeError(w, r, apierrors.NewNotFound(v1alpha1.Resource("revisions/log"), name))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.Copy(w, rc)
 }
 
 // SetInfo adds a key to what /version reports (elafros serve publishes
@@ -70,6 +99,7 @@ func New(store reconcile.Store, logger *slog.Logger) *Server {
 	s.mux.HandleFunc(p+"/namespaces/{ns}/{resource}", s.collection)
 	s.mux.HandleFunc(p+"/namespaces/{ns}/{resource}/{name}", s.object)
 	s.mux.HandleFunc(p+"/namespaces/{ns}/{resource}/{name}/status", s.status)
+	s.mux.HandleFunc("GET "+p+"/namespaces/{ns}/revisions/{name}/log", s.revisionLog)
 	return s
 }
 

@@ -1,0 +1,340 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// ociPrefix marks an image given as an OCI layout directory.
+const ociPrefix = "oci:"
+
+// platform is the only one a process can run here.
+var platform = v1.Platform{OS: "linux", Architecture: "amd64"}
+
+// prepared is an image unpacked in the cache.
+type prepared struct {
+	// digestRef is the image by digest: <repo>@sha256:… or
+	// oci:<dir>@sha256:….
+	digestRef string
+	rootfs    string
+	config    *v1.ConfigFile
+}
+
+// prepare fetches image and unpacks it into the cache (once per digest).
+func (r *Runtime) prepare(ctx context.Context, image string) (*prepared, error) {
+	if dir, ok := strings.CutPrefix(image, ociPrefix); ok {
+		return r.prepareLayout(ctx, dir)
+	}
+	ref, err := r.parseReference(image)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := ref.(name.Digest); ok {
+		// A digest names the same bytes forever: a cached unpack needs no
+		// registry.
+		if h, err := v1.NewHash(d.DigestStr()); err == nil {
+			if p, ok := r.cached(h, d.String()); ok {
+				return p, nil
+			}
+		}
+	}
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithPlatform(platform)}, r.opts.RemoteOptions(ref)...)
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, err
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, err
+	}
+	h, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return r.unpackImage(ctx, img, h, ref.Context().Digest(h.String()).String())
+}
+
+// parseReference parses a registry reference; registries on loopback are
+// reached over plain HTTP.
+func (r *Runtime) parseReference(image string) (name.Reference, error) {
+	var opts []name.Option
+	if r.opts.DefaultRegistry != "" {
+		opts = append(opts, name.WithDefaultRegistry(r.opts.DefaultRegistry))
+	}
+	ref, err := name.ParseReference(image, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if isLoopback(ref.Context().RegistryStr()) {
+		return name.ParseReference(image, append(opts, name.Insecure)...)
+	}
+	return ref, nil
+}
+
+func isLoopback(registry string) bool {
+	host := registry
+	if h, _, err := net.SplitHostPort(registry); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// prepareLayout reads an image from an OCI layout: dir, or dir@sha256:….
+// Without a digest the layout must hold one image, or an index with a
+// linux/amd64 one.
+func (r *Runtime) prepareLayout(ctx context.Context, spec string) (*prepared, error) {
+	dir, digest, hasDigest := strings.Cut(spec, "@")
+	if dir == "" {
+		return nil, fmt.Errorf("OCI layout reference %q has no directory (want oci:<dir> or oci:<dir>@sha256:…)", ociPrefix+spec)
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	ii, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	var img v1.Image
+	if hasDigest {
+		h, err := v1.NewHash(digest)
+		if err != nil {
+			return nil, fmt.Errorf("OCI layout reference %q: %w", ociPrefix+spec, err)
+		}
+		if p, ok := r.cached(h, ociPrefix+dir+"@"+h.String()); ok {
+			return p, nil
+		}
+		if img, err = imageByDigest(ii, h); err != nil {
+			return nil, err
+		}
+	} else if img, err = platformImage(ii); err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	}
+	h, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return r.unpackImage(ctx, img, h, ociPrefix+dir+"@"+h.String())
+}
+
+// imageByDigest finds h in ii: an image, or an index whose linux/amd64
+// image is taken.
+func imageByDigest(ii v1.ImageIndex, h v1.Hash) (v1.Image, error) {
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range m.Manifests {
+		if d.Digest == h {
+			if d.MediaType.IsIndex() {
+				child, err := ii.ImageIndex(h)
+				if err != nil {
+					return nil, err
+				}
+				return platformImage(child)
+			}
+			return ii.Image(h)
+		}
+	}
+	for _, d := range m.Manifests {
+		if d.MediaType.IsIndex() {
+			child, err := ii.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if img, err := imageByDigest(child, h); err == nil {
+				return img, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("manifest %s not found in the OCI layout", h)
+}
+
+// platformImage picks the image to run from ii: its only image, or its
+// linux/amd64 one (looking into nested indexes).
+func platformImage(ii v1.ImageIndex) (v1.Image, error) {
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var images []v1.Descriptor
+	for _, d := range m.Manifests {
+		if d.MediaType.IsImage() {
+			images = append(images, d)
+		}
+	}
+	for _, d := range images {
+		if d.Platform != nil && d.Platform.OS == platform.OS && d.Platform.Architecture == platform.Architecture {
+			return ii.Image(d.Digest)
+		}
+	}
+	if len(images) == 1 && (images[0].Platform == nil || images[0].Platform.OS == "") {
+		return ii.Image(images[0].Digest)
+	}
+	for _, d := range m.Manifests {
+		if d.MediaType.IsIndex() {
+			child, err := ii.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if img, err := platformImage(child); err == nil {
+				return img, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no %s/%s image among %d manifests", platform.OS, platform.Architecture, len(m.Manifests))
+}
+
+// cacheDir is where the image with digest h is unpacked.
+func (r *Runtime) cacheDir(h v1.Hash) string {
+	return filepath.Join(r.opts.CacheDir, h.String())
+}
+
+// cached returns the unpacked image h if the cache has it.
+func (r *Runtime) cached(h v1.Hash, digestRef string) (*prepared, bool) {
+	dir := r.cacheDir(h)
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, false
+	}
+	var cf v1.ConfigFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		return nil, false
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "rootfs")); err != nil || !fi.IsDir() {
+		return nil, false
+	}
+	return &prepared{digestRef: digestRef, rootfs: filepath.Join(dir, "rootfs"), config: &cf}, true
+}
+
+// flight is an unpack in progress; others asking for the same digest wait
+// for it.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// unpackImage unpacks img (digest h) into the cache unless it is there:
+// into a temporary directory renamed into place, so that the cache never
+// holds half an image.
+func (r *Runtime) unpackImage(ctx context.Context, img v1.Image, h v1.Hash, digestRef string) (*prepared, error) {
+	key := h.String()
+	for {
+		if p, ok := r.cached(h, digestRef); ok {
+			return p, nil
+		}
+		r.unpackMu.Lock()
+		f := r.flights[key]
+		if f == nil {
+			f = &flight{done: make(chan struct{})}
+			r.flights[key] = f
+			r.unpackMu.Unlock()
+			f.err = r.unpack(img, h)
+			r.unpackMu.Lock()
+			delete(r.flights, key)
+			r.unpackMu.Unlock()
+			close(f.done)
+			if f.err != nil {
+				return nil, f.err
+			}
+			continue
+		}
+		r.unpackMu.Unlock()
+		select {
+		case <-f.done:
+			if f.err != nil {
+				return nil, f.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *Runtime) unpack(img v1.Image, h v1.Hash) error {
+	start := time.Now()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("reading the image config: %w", err)
+	}
+	cfg, err := json.Marshal(cf)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(r.opts.CacheDir, tmpPrefix+h.Hex[:12]+"-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	rc := mutate.Extract(img)
+	defer func() { _ = rc.Close() }()
+	if err := unpackTar(rc, filepath.Join(tmp, "rootfs")); err != nil {
+		return fmt.Errorf("unpacking %s: %w", h, err)
+	}
+	// mutate.Extract ends its tar stream before it reports a failure
+	// (a bad layer, an unsafe entry): only reading on shows it.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("unpacking %s: %w", h, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfg, 0o644); err != nil {
+		return err
+	}
+	final := r.cacheDir(h)
+	if err := os.Rename(tmp, final); err != nil {
+		// Another runtime sharing the cache may have won the race.
+		if _, ok := r.cached(h, ""); ok {
+			return nil
+		}
+		return fmt.Errorf("caching %s: %w", h, err)
+	}
+	r.unpacks.Add(1)
+	r.log.Info("unpacked image", "digest", h.String(), "dir", final, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// tmpPrefix starts the name of an unpack in progress in the cache.
+const tmpPrefix = ".tmp-"
+
+// staleUnpackAge: an unpack in progress older than this was left by a
+// crash (a live one could belong to another runtime sharing the cache).
+const staleUnpackAge = time.Hour
+
+func removeStaleUnpacks(cacheDir string, log *slog.Logger) {
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < staleUnpackAge {
+			continue
+		}
+		p := filepath.Join(cacheDir, e.Name())
+		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("removing a stale unpack", "dir", p, "error", err)
+		}
+	}
+}
