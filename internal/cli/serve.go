@@ -40,7 +40,7 @@ http://<service>.<namespace>.localhost:8080. It runs until interrupted.`,
 			_, port, _ := cutPort(srv.HTTPAddr)
 			fmt.Fprintf(s.Out, "elafros serve\n  API:      %s\n  Router:   http://<service>.<namespace>.%s:%s\n  Registry: %s\n  Data:     %s\n",
 				srv.APIURL, srv.Domain, port, srv.RegistryAddr, o.DataDir)
-			fmt.Fprintf(s.Out, "Try: elafros deploy --server %s --service hello --image %s/hello:latest\n", srv.APIURL, srv.RegistryAddr)
+			fmt.Fprintf(s.Out, "Push images to %s, then: elafros deploy --server %s --service NAME --image %s/NAME@sha256:...\n", srv.RegistryAddr, srv.APIURL, srv.RegistryAddr)
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(s.Out, "stopping")
