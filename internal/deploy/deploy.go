@@ -191,6 +191,7 @@ type Step string
 
 // The steps.
 const (
+	StepBuilding  Step = "Building"
 	StepStarting  Step = "Starting"
 	StepPromoting Step = "Promoting"
 )
@@ -217,7 +218,7 @@ func (c *Client) Wait(ctx context.Context, service string, generation int64, don
 	if interval == 0 {
 		interval = 200 * time.Millisecond
 	}
-	started := false
+	started, built := false, false
 	for {
 		svc, rev, err := c.progress(ctx, service, generation)
 		if err != nil {
@@ -225,7 +226,20 @@ func (c *Client) Wait(ctx context.Context, service string, generation int64, don
 		}
 		if rev != "" && !started {
 			if r, err := c.Store.Get(ctx, reconcile.KindRevision, c.ns(), rev); err == nil {
-				cond := r.(*v1alpha1.Revision).Status.Conditions.Get(v1alpha1.ConditionReady)
+				rv := r.(*v1alpha1.Revision)
+				if rv.Spec.BuildName != "" && !built {
+					bc := rv.Status.Conditions.Get(v1alpha1.ConditionBuildComplete)
+					switch {
+					case bc != nil && bc.Status == corev1.ConditionTrue:
+						built = true
+						if done != nil {
+							done(StepBuilding)
+						}
+					case bc != nil && bc.Status == corev1.ConditionFalse:
+						return svc, &FailedError{Step: StepBuilding, Revision: rev, Reason: bc.Reason, Detail: bc.Message}
+					}
+				}
+				cond := rv.Status.Conditions.Get(v1alpha1.ConditionReady)
 				switch {
 				case cond != nil && cond.Status == corev1.ConditionTrue:
 					started = true

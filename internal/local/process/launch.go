@@ -48,8 +48,9 @@ var errNotFound = errors.New("executable file not found")
 
 // newLaunch builds the command for rev from image p with PORT=port.
 // Env: the image's, then the revision's literal values (expanding
-// $(VAR) as Kubernetes does), then PORT, ELAFROS_REVISION and
-// ELAFROS_CONFIGURATION. argv: command (or the image entrypoint) and
+// $(VAR) as Kubernetes does), then PORT, ELAFROS_REVISION,
+// ELAFROS_CONFIGURATION, ELAFROS_CONCURRENCY_MODEL and
+// ELAFROS_TIMEOUT_SECONDS. argv: command (or the image entrypoint) and
 // args (or the image cmd), $(VAR) expanded from that env.
 func newLaunch(p *prepared, rev *v1alpha1.Revision, port int) (*launch, error) {
 	c := &rev.Spec.Container
@@ -75,6 +76,14 @@ func newLaunch(p *prepared, rev *v1alpha1.Revision, port int) (*launch, error) {
 	env.set("PORT", strconv.Itoa(port))
 	env.set("ELAFROS_REVISION", rev.Name)
 	env.set("ELAFROS_CONFIGURATION", rev.Labels[v1alpha1.ConfigurationLabelKey])
+	// The go-function builder's generated main enforces these inside the
+	// process, so they hold on every backend.
+	if m := rev.Spec.ConcurrencyModel; m != "" {
+		env.set("ELAFROS_CONCURRENCY_MODEL", string(m))
+	}
+	if t := rev.Spec.TimeoutSeconds; t != nil {
+		env.set("ELAFROS_TIMEOUT_SECONDS", strconv.FormatInt(*t, 10))
+	}
 
 	argv := append([]string(nil), cfg.Entrypoint...)
 	if len(c.Command) > 0 {

@@ -79,14 +79,14 @@ func TestNewLaunch(t *testing.T) {
 		wantArgs: []string{"/app", "--default"},
 		wantDir:  "srv",
 		wantEnv: []string{"PATH=/usr/bin:/usr/local/bin", "LANG=en", "PORT=8080", "A=a", "B=a-en-$(PATH)",
-			"ELAFROS_REVISION=hello-00001", "ELAFROS_CONFIGURATION=cfg"},
+			"ELAFROS_REVISION=hello-00001", "ELAFROS_CONFIGURATION=cfg", "ELAFROS_CONCURRENCY_MODEL=Multi"},
 	}, {
 		name:     "no PATH in the image",
 		image:    &v1.Config{Entrypoint: []string{"/app"}},
 		wantPath: "app",
 		wantArgs: []string{"/app"},
 		wantDir:  "",
-		wantEnv:  []string{"PATH=" + defaultPath, "PORT=8080", "ELAFROS_REVISION=hello-00001", "ELAFROS_CONFIGURATION=cfg"},
+		wantEnv:  []string{"PATH=" + defaultPath, "PORT=8080", "ELAFROS_REVISION=hello-00001", "ELAFROS_CONFIGURATION=cfg", "ELAFROS_CONCURRENCY_MODEL=Multi"},
 	}, {
 		name:    "missing command",
 		c:       corev1.Container{Command: []string{"node"}},
@@ -119,7 +119,7 @@ func TestNewLaunch(t *testing.T) {
 			}
 			wantEnv := tc.wantEnv
 			if wantEnv == nil {
-				wantEnv = []string{"PATH=/usr/bin:/usr/local/bin", "LANG=C", "PORT=8080", "ELAFROS_REVISION=hello-00001", "ELAFROS_CONFIGURATION=cfg"}
+				wantEnv = []string{"PATH=/usr/bin:/usr/local/bin", "LANG=C", "PORT=8080", "ELAFROS_REVISION=hello-00001", "ELAFROS_CONFIGURATION=cfg", "ELAFROS_CONCURRENCY_MODEL=Multi"}
 			}
 			want := launch{path: filepath.Join(root, tc.wantPath), args: tc.wantArgs, dir: filepath.Join(root, tc.wantDir), env: wantEnv}
 			if diff := cmp.Diff(want, *l, cmp.AllowUnexported(launch{})); diff != "" {
