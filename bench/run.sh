@@ -2,11 +2,19 @@
 # Whole-system benchmarks. Installs what the peers need from Debian, then
 # runs each harness in one go so the figures are comparable.
 #   bash bench/run.sh            # router vs nginx vs direct, 10s per target
+#   bash bench/run.sh build      # go builder vs ko, cold and warm
 #   DURATION=30s bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v nginx >/dev/null; then
+if [ "${1:-router}" = router ] && ! command -v nginx >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; fi
 fi
-go run ./bench/router -duration "${DURATION:-10s}" -conns "${CONNS:-32}"
+case "${1:-router}" in
+  router) go run ./bench/router -duration "${DURATION:-10s}" -conns "${CONNS:-32}" ;;
+  build)
+    # ko from the Go module proxy, cached in bench/.bin.
+    [ -x bench/.bin/ko ] || GOBIN="$PWD/bench/.bin" go install github.com/google/ko@v0.19.1
+    go run ./bench/build -ko bench/.bin/ko ;;
+  *) echo "usage: bash bench/run.sh [router|build]" >&2; exit 2 ;;
+esac

@@ -40,7 +40,7 @@ func NewRootCommand(s IOStreams) *cobra.Command {
 	t.flags(root)
 	root.AddCommand(newValidateCommand(s))
 	addClientCommands(root, s, t)
-	root.AddCommand(newServeCommand(s), newLogsCommand(s, t))
+	root.AddCommand(newServeCommand(s), newLogsCommand(s, t), newUpCommand(s))
 	return root
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/elafros/elafros/internal/build"
 	"github.com/elafros/elafros/internal/local"
 	"github.com/elafros/elafros/internal/local/apiserver"
 	"github.com/elafros/elafros/internal/local/process"
@@ -53,6 +54,9 @@ type Options struct {
 	Logger    *slog.Logger
 	// NoSync skips fsync in the store (tests only).
 	NoSync bool
+	// BuildSource is the directory built for a Configuration whose
+	// spec.build has no source (elafros up: the working tree).
+	BuildSource string
 }
 
 // Server is a running control plane.
@@ -66,6 +70,7 @@ type Server struct {
 	Store   *local.Store
 	Runtime *process.Runtime
 	Router  *router.Router
+	Builder *build.Builder
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -106,7 +111,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "images"), filepath.Join(o.DataDir, "logs"), filepath.Join(o.DataDir, "blobs")} {
+	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "images"), filepath.Join(o.DataDir, "logs"), filepath.Join(o.DataDir, "blobs"), filepath.Join(o.DataDir, "builds")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("--data-dir: %w", err)
 		}
@@ -156,9 +161,15 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Router = router.New(s.Runtime, router.WithSticky(o.Sticky), router.WithRegisterer(reg), router.WithLogger(o.Logger))
 
+	if s.Builder, err = build.New(build.Options{
+		WorkDir: filepath.Join(o.DataDir, "builds"), Registry: s.RegistryAddr,
+		DefaultSource: o.BuildSource, AllowDirty: o.BuildSource != "", Logger: o.Logger,
+	}); err != nil {
+		return s, err
+	}
 	ro := o.Reconcile
 	ro.DomainSuffix = o.Domain
-	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, nil, ro)
+	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, ro)
 	if err != nil {
 		return s, err
 	}
@@ -220,6 +231,11 @@ func (s *Server) Close() {
 		}
 		s.cancel()
 		s.wg.Wait()
+		if s.Builder != nil {
+			if err := s.Builder.Close(); err != nil {
+				s.logger.Warn("stopping builds", "err", err)
+			}
+		}
 		if s.Router != nil {
 			s.Router.Close()
 		}

@@ -1,0 +1,344 @@
+package build
+
+import (
+	git "github.com/go-git/go-git/v5"
+
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/authn/github"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// Reasons of a failed build.
+const (
+	ReasonBuildStepFailed = "BuildStepFailed"
+	ReasonSourceMissing   = "SourceMissing"
+	ReasonUnknownBuilder  = "UnknownBuilder"
+)
+
+// Options configure a Builder.
+type Options struct {
+	// WorkDir holds clones and caches. Required.
+	WorkDir string
+	// Registry is the default destination registry host: an image with
+	// no destination goes to <Registry>/<namespace>/<name>.
+	Registry string
+	// DefaultSource is the local directory built when a BuildSpec has no
+	// source (the working tree of "elafros up").
+	DefaultSource string
+	// AllowDirty builds DefaultSource even with uncommitted changes.
+	AllowDirty bool
+	// Logger receives build events. Default: discarded.
+	Logger *slog.Logger
+	// Keychain authenticates pulls and pushes. Default: the Docker config
+	// and GITHUB_TOKEN (for ghcr.io).
+	Keychain authn.Keychain
+	// Concurrency is how many builds run at once. Default 1.
+	Concurrency int
+	// GoEnv is added to the environment of the go command, e.g.
+	// GOCACHE=/some/dir.
+	GoEnv []string
+}
+
+// Builder builds images from BuildSpecs; it implements reconcile.Builder.
+type Builder struct {
+	opts Options
+	sem  chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	builds map[string]*record
+}
+
+var _ reconcile.Builder = (*Builder)(nil)
+
+// record is one build's state and log.
+type record struct {
+	mu    sync.Mutex
+	state reconcile.BuildState
+	log   bytes.Buffer
+}
+
+func (r *record) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log.Write(p)
+}
+
+// New returns a Builder.
+func New(opts Options) (*Builder, error) {
+	if opts.WorkDir == "" {
+		return nil, errors.New("build: Options.WorkDir is required (it holds clones and caches)")
+	}
+	abs, err := filepath.Abs(opts.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("build: work directory %s: %w", opts.WorkDir, err)
+	}
+	opts.WorkDir = abs
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Keychain == nil {
+		opts.Keychain = authn.NewMultiKeychain(authn.DefaultKeychain, github.Keychain)
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	return &Builder{opts: opts, sem: make(chan struct{}, opts.Concurrency), builds: map[string]*record{}}, nil
+}
+
+func key(namespace, name string) string { return namespace + "/" + name }
+
+// Start begins the build namespace/name in the background; starting a
+// known build again does nothing.
+func (b *Builder) Start(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, image string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := key(namespace, name)
+	if _, ok := b.builds[k]; ok {
+		return nil
+	}
+	rec := &record{}
+	b.builds[k] = rec
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		// The build outlives the request that started it.
+		state := b.run(context.WithoutCancel(ctx), namespace, name, spec, image, rec)
+		rec.mu.Lock()
+		rec.state = state
+		rec.mu.Unlock()
+	}()
+	return nil
+}
+
+// Status reports the build namespace/name; found is false for a build
+// never started.
+func (b *Builder) Status(_ context.Context, namespace, name string) (reconcile.BuildState, bool, error) {
+	b.mu.Lock()
+	rec, ok := b.builds[key(namespace, name)]
+	b.mu.Unlock()
+	if !ok {
+		return reconcile.BuildState{}, false, nil
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.state, true, nil
+}
+
+// Log is the full output of the build namespace/name so far.
+func (b *Builder) Log(namespace, name string) string {
+	b.mu.Lock()
+	rec, ok := b.builds[key(namespace, name)]
+	b.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.log.String()
+}
+
+// Close waits for the running builds.
+func (b *Builder) Close() error {
+	b.wg.Wait()
+	return nil
+}
+
+// BuildError is a failed build: its Reason and Message are those of the
+// BuildState.
+type BuildError struct {
+	Reason, Message string
+}
+
+func (e *BuildError) Error() string { return e.Reason + ": " + e.Message }
+
+// Build builds namespace/name synchronously and records it (Status and
+// Log report it afterwards). A failed build returns its state (Failed,
+// with Reason and Message) and a *BuildError.
+func (b *Builder) Build(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, image string) (reconcile.BuildState, error) {
+	rec := &record{}
+	b.mu.Lock()
+	b.builds[key(namespace, name)] = rec
+	b.mu.Unlock()
+	state := b.run(ctx, namespace, name, spec, image, rec)
+	rec.mu.Lock()
+	rec.state = state
+	rec.mu.Unlock()
+	if state.Failed {
+		return state, &BuildError{Reason: state.Reason, Message: state.Message}
+	}
+	return state, nil
+}
+
+// run builds, one of Concurrency at a time, and returns the final state.
+func (b *Builder) run(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, image string, log io.Writer) reconcile.BuildState {
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		return failed(ReasonBuildStepFailed, "waiting for a build slot: "+ctx.Err().Error())
+	}
+	defer func() { <-b.sem }()
+	start := time.Now()
+	lg := b.opts.Logger.With("namespace", namespace, "name", name, "template", spec.Template.Name)
+	lg.Info("build started")
+	state := b.build(ctx, namespace, name, spec, image, log)
+	if state.Failed {
+		lg.Warn("build failed", "reason", state.Reason, "message", state.Message, "duration", time.Since(start))
+		_, _ = fmt.Fprintf(log, "build failed: %s: %s\n", state.Reason, state.Message)
+	} else {
+		lg.Info("build done", "image", state.Image, "duration", time.Since(start))
+		_, _ = fmt.Fprintf(log, "built %s in %s\n", state.Image, time.Since(start).Round(time.Millisecond))
+	}
+	return state
+}
+
+func failed(reason, message string) reconcile.BuildState {
+	return reconcile.BuildState{Done: true, Failed: true, Reason: reason, Message: message}
+}
+
+func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, image string, log io.Writer) reconcile.BuildState {
+	tmpl := spec.Template.Name
+	switch tmpl {
+	case TemplateGo, TemplateGoFunction, TemplateDocker:
+	default:
+		return failed(ReasonUnknownBuilder, fmt.Sprintf("unknown build template %q: the accepted ones are %s", tmpl, strings.Join(Templates, ", ")))
+	}
+	dest := image
+	if dest == "" {
+		dest, _ = spec.Template.Argument(v1alpha1.ArgImage)
+	}
+	if dest == "" {
+		if b.opts.Registry == "" {
+			return failed(ReasonBuildStepFailed, "no destination image: set the revision's image, the _IMAGE argument, or the builder's default registry")
+		}
+		dest = b.opts.Registry + "/" + namespace + "/" + name
+	}
+
+	prov, err := b.source(ctx, namespace, name, spec, log)
+	if err != nil {
+		return failed(ReasonSourceMissing, err.Error())
+	}
+	pkg, _ := spec.Template.Argument(ArgPackage)
+	if pkg == "" {
+		pkg = "."
+	}
+	pkgDir := filepath.Join(prov.Dir, filepath.FromSlash(pkg))
+	if rel, err := filepath.Rel(prov.Root, pkgDir); err != nil || strings.HasPrefix(rel, "..") {
+		return failed(ReasonBuildStepFailed, fmt.Sprintf("%s %q leaves the repository", ArgPackage, pkg))
+	}
+
+	var ref string
+	switch tmpl {
+	case TemplateDocker:
+		ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.Keychain, log)
+	default:
+		ref, err = b.goImage(ctx, tmpl, spec, pkgDir, dest, prov, log)
+	}
+	if err != nil {
+		return failed(ReasonBuildStepFailed, err.Error())
+	}
+	return reconcile.BuildState{Done: true, Image: ref, Source: prov.ImageSource()}
+}
+
+// source fetches the spec's source, or opens the default one.
+func (b *Builder) source(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, log io.Writer) (*Provenance, error) {
+	if spec.Source != nil && spec.Source.Git != nil {
+		g := spec.Source.Git
+		dir := filepath.Join(b.opts.WorkDir, "src", namespace, name)
+		_, _ = fmt.Fprintf(log, "cloning %s at %s\n", g.URL, g.Commit)
+		return Clone(ctx, g.URL, g.Commit, dir)
+	}
+	if b.opts.DefaultSource == "" {
+		return nil, errors.New("the build has no source and the builder no default source directory")
+	}
+	_, _ = fmt.Fprintf(log, "building %s\n", b.opts.DefaultSource)
+	p, err := Open(b.opts.DefaultSource, b.opts.AllowDirty)
+	if err != nil && b.opts.AllowDirty && errors.Is(err, git.ErrRepositoryNotExists) {
+		// A working tree outside git (a newcomer's first directory) still
+		// builds; it just has no commit to record.
+		abs, aerr := filepath.Abs(b.opts.DefaultSource)
+		if aerr != nil {
+			return nil, aerr
+		}
+		_, _ = fmt.Fprintf(log, "%s is not in a git repository: building it without commit provenance\n", abs)
+		return &Provenance{Repository: "file://" + abs, Context: ".", Root: abs, Dir: abs, Dirty: true}, nil
+	}
+	return p, err
+}
+
+// goImage builds with the go or go-function builder and pushes the index.
+func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir, dest string, prov *Provenance, log io.Writer) (string, error) {
+	platSpec, ok := spec.Template.Argument(ArgPlatforms)
+	if !ok || platSpec == "" {
+		platSpec = DefaultPlatforms
+	}
+	plats, err := parsePlatforms(platSpec)
+	if err != nil {
+		return "", err
+	}
+	s := goBuildSpec{dir: pkgDir, target: ".", platforms: plats, env: b.opts.GoEnv, log: log}
+	if tmpl == TemplateGoFunction {
+		entry, _ := spec.Template.Argument(v1alpha1.ArgEntryPoint)
+		ip, err := importPath(ctx, pkgDir, b.opts.GoEnv)
+		if err != nil {
+			return "", err
+		}
+		if err := checkEntryPoint(pkgDir, ip, entry); err != nil {
+			return "", err
+		}
+		tmp, err := os.MkdirTemp("", "elafros-fn-")
+		if err != nil {
+			return "", err
+		}
+		defer func() { _ = os.RemoveAll(tmp) }()
+		overlay, mainDir, err := functionOverlay(tmp, pkgDir, ip, entry)
+		if err != nil {
+			return "", err
+		}
+		s.overlay, s.target = overlay, "./"+filepath.Base(mainDir)
+	}
+	bins, err := goBuild(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
+	bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
+	if err != nil {
+		return "", err
+	}
+	var images []platformImage
+	for _, p := range plats {
+		start := time.Now()
+		img, err := appImage(bases[p], p, bins[p], isDefault, prov)
+		if err != nil {
+			return "", fmt.Errorf("image for %s: %w", p, err)
+		}
+		size, err := imageSize(img)
+		if err != nil {
+			return "", fmt.Errorf("image for %s: %w", p, err)
+		}
+		logf(log, "image for %s: binary %d bytes, %d bytes compressed (%s)", p, len(bins[p]), size, time.Since(start).Round(time.Millisecond))
+		images = append(images, platformImage{p, img})
+	}
+	start := time.Now()
+	ref, err := push(ctx, dest, imageIndex(images), b.opts.Keychain)
+	if err != nil {
+		return "", err
+	}
+	logf(log, "pushed %s as %s (%s)", dest, ref, time.Since(start).Round(time.Millisecond))
+	return ref, nil
+}

@@ -1,0 +1,151 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Builder template names and their arguments.
+const (
+	TemplateGo         = "go"
+	TemplateGoFunction = "go-function"
+	TemplateDocker     = "docker"
+
+	// ArgPackage is the directory of the package built, relative to the
+	// build context. Default ".".
+	ArgPackage = "_PACKAGE"
+	// ArgPlatforms lists the platforms built. Default DefaultPlatforms.
+	ArgPlatforms = "_PLATFORMS"
+	// DefaultPlatforms are the platforms of an image by default.
+	DefaultPlatforms = "linux/amd64,linux/arm64"
+)
+
+// Templates are the accepted build template names.
+var Templates = []string{TemplateGo, TemplateGoFunction, TemplateDocker}
+
+// goBuildSpec is one go build: the main package at pkgDir, for each
+// platform, optionally through an overlay that adds the generated main.
+type goBuildSpec struct {
+	// dir is where go build runs (the package directory).
+	dir string
+	// target is the package argument of go build.
+	target string
+	// overlay is the -overlay file, or "".
+	overlay   string
+	platforms []platform
+	// env is added to the environment of the go command (e.g. GOCACHE).
+	env []string
+	log io.Writer
+}
+
+// StepError is a failed build step with the tail of its output.
+type StepError struct {
+	// Step says what failed ("go build for linux/amd64").
+	Step string
+	// Err is the step's error.
+	Err error
+	// Output is the last lines of the step's output.
+	Output string
+}
+
+func (e *StepError) Error() string {
+	if e.Output == "" {
+		return fmt.Sprintf("%s: %v", e.Step, e.Err)
+	}
+	return fmt.Sprintf("%s: %v:\n%s", e.Step, e.Err, e.Output)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// tailLines is how many lines of a failed step's output a build's
+// message keeps.
+const tailLines = 20
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// goEnv is the environment of the go command for a platform: the
+// process's, without what would change the build's meaning (GOFLAGS such
+// as -mod=mod; the module's own vendor/mod settings stand), plus env.
+func goEnv(p platform, env []string) []string {
+	drop := map[string]bool{"GOFLAGS": true, "GOOS": true, "GOARCH": true, "CGO_ENABLED": true}
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		drop[k] = true
+	}
+	var out []string
+	for _, e := range os.Environ() {
+		k, _, _ := strings.Cut(e, "=")
+		if !drop[k] {
+			out = append(out, e)
+		}
+	}
+	out = append(out, "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Arch)
+	return append(out, env...)
+}
+
+// goBuild compiles the spec for each platform and returns the binaries.
+func goBuild(ctx context.Context, s goBuildSpec) (map[platform][]byte, error) {
+	tmp, err := os.MkdirTemp("", "elafros-gobuild-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	bins := map[platform][]byte{}
+	for _, p := range s.platforms {
+		exe := filepath.Join(tmp, "app-"+p.OS+"-"+p.Arch)
+		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", exe}
+		if s.overlay != "" {
+			args = append(args, "-overlay="+s.overlay)
+		}
+		args = append(args, s.target)
+		start := time.Now()
+		out, err := runLogged(ctx, s.log, s.dir, goEnv(p, s.env), "go", args...)
+		if err != nil {
+			return nil, &StepError{Step: "go build for " + p.String(), Err: err, Output: tail(out, tailLines)}
+		}
+		logf(s.log, "go build for %s took %s", p, time.Since(start).Round(time.Millisecond))
+		bin, err := os.ReadFile(exe)
+		if err != nil {
+			return nil, err
+		}
+		bins[p] = bin
+	}
+	return bins, nil
+}
+
+// runLogged runs a command in dir, copying its combined output to log,
+// and returns that output.
+func runLogged(ctx context.Context, log io.Writer, dir string, env []string, name string, args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	w := io.Writer(&out)
+	if log != nil {
+		w = io.MultiWriter(&out, log)
+		_, _ = fmt.Fprintf(log, "$ %s %s\n", name, strings.Join(args, " "))
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// logf writes a line to a build's log, if any.
+func logf(log io.Writer, format string, args ...any) {
+	if log != nil {
+		_, _ = fmt.Fprintf(log, format+"\n", args...)
+	}
+}
