@@ -141,54 +141,36 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) object(w http.ResponseWriter, r *http.Request) {
+func (s *Server) object(w http.ResponseWriter, r *http.Request) { s.serveObject(w, r, false) }
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) { s.serveObject(w, r, true) }
+
+// serveObject serves one object, or its status subresource.
+func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, status bool) {
 	kind, ok := kindFor(w, r)
 	if !ok {
 		return
 	}
 	ns, name := r.PathValue("ns"), r.PathValue("name")
-	switch r.Method {
-	case http.MethodGet:
+	switch {
+	case r.Method == http.MethodGet:
 		o, err := s.store.Get(r.Context(), kind, ns, name)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
 		writeObject(w, r, http.StatusOK, o)
-	case http.MethodPut:
-		s.update(w, r, kind, ns, name, false)
-	case http.MethodPatch:
-		s.patch(w, r, kind, ns, name, false)
-	case http.MethodDelete:
+	case r.Method == http.MethodPut:
+		s.update(w, r, kind, ns, name, status)
+	case r.Method == http.MethodPatch:
+		s.patch(w, r, kind, ns, name, status)
+	case r.Method == http.MethodDelete && !status:
 		if err := s.store.Delete(r.Context(), kind, ns, name); err != nil {
 			writeError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 			Status: metav1.StatusSuccess, Details: &metav1.StatusDetails{Name: name, Group: v1alpha1.GroupName, Kind: reconcile.Resource(kind).Resource}})
-	default:
-		writeError(w, r, apierrors.NewMethodNotSupported(reconcile.Resource(kind), r.Method))
-	}
-}
-
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	kind, ok := kindFor(w, r)
-	if !ok {
-		return
-	}
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	switch r.Method {
-	case http.MethodGet:
-		o, err := s.store.Get(r.Context(), kind, ns, name)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		writeObject(w, r, http.StatusOK, o)
-	case http.MethodPut:
-		s.update(w, r, kind, ns, name, true)
-	case http.MethodPatch:
-		s.patch(w, r, kind, ns, name, true)
 	default:
 		writeError(w, r, apierrors.NewMethodNotSupported(reconcile.Resource(kind), r.Method))
 	}
