@@ -71,6 +71,20 @@ type Condition struct {
 	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
 }
 
+// Failed reports a False condition whose reason waiting will not clear
+// (ContainerMissing, BuildFailed, ExitCode:N, ...), as opposed to one that
+// is still in progress (Deploying, Building, or no reason).
+func (c *Condition) Failed() bool {
+	if c == nil || c.Status != corev1.ConditionFalse {
+		return false
+	}
+	switch c.Reason {
+	case "", ReasonDeploying, ReasonBuilding:
+		return false
+	}
+	return true
+}
+
 // Conditions is a list of conditions, at most one per type.
 type Conditions []Condition
 

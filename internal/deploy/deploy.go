@@ -246,7 +246,7 @@ func (c *Client) Wait(ctx context.Context, service string, generation int64, don
 					if done != nil {
 						done(StepStarting)
 					}
-				case cond != nil && failed(cond):
+				case cond != nil && cond.Failed():
 					return svc, &FailedError{Step: StepStarting, Revision: rev, Reason: cond.Reason, Detail: cond.Message}
 				}
 			}
@@ -297,17 +297,6 @@ func (c *Client) progress(ctx context.Context, service string, generation int64)
 		return svc, "", nil
 	}
 	return svc, cfg.Status.LatestCreatedRevisionName, nil
-}
-
-func failed(c *v1alpha1.Condition) bool {
-	if c.Status != corev1.ConditionFalse {
-		return false
-	}
-	switch c.Reason {
-	case "", v1alpha1.ReasonDeploying, v1alpha1.ReasonBuilding:
-		return false
-	}
-	return true
 }
 
 // SetStrategy changes a service's rollout strategy.

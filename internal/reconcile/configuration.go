@@ -66,7 +66,7 @@ func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string
 	case ready != nil && ready.Status == corev1.ConditionTrue:
 		st.LatestReadyRevisionName = revName
 		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionTrue}, r.now())
-	case ready != nil && failed(ready):
+	case ready != nil && ready.Failed():
 		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
 			Reason: ready.Reason, Message: ready.Message}, r.now())
 	case st.LatestReadyRevisionName == "" && cond(st.Conditions, v1alpha1.ConditionLatestRevisionReady) == v1alpha1.ReasonRevisionMissing:
@@ -91,19 +91,6 @@ func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string
 		return Result{}, err
 	}
 	return r.collectGarbage(ctx, cfg)
-}
-
-// failed tells a Ready=False condition that will not clear by waiting
-// from one that is still in progress.
-func failed(c *v1alpha1.Condition) bool {
-	if c.Status != corev1.ConditionFalse {
-		return false
-	}
-	switch c.Reason {
-	case "", v1alpha1.ReasonDeploying, v1alpha1.ReasonBuilding:
-		return false
-	}
-	return true
 }
 
 func (r *Reconciler) createRevision(ctx context.Context, cfg *v1alpha1.Configuration, name string) (*v1alpha1.Revision, error) {

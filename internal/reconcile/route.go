@@ -219,7 +219,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		}
 		revs[revName] = rev
 		rt.ready, rt.why = revisionReady(rev)
-		if c := rev.Status.Conditions.Get(v1alpha1.ConditionReady); c != nil && failed(c) {
+		if rev.Status.Conditions.Get(v1alpha1.ConditionReady).Failed() {
 			rt.failed = true
 		}
 		out = append(out, rt)
