@@ -194,3 +194,24 @@ func TestConditionsSet(t *testing.T) {
 		t.Error("remove")
 	}
 }
+
+func TestConditionFailed(t *testing.T) {
+	for _, tc := range []struct {
+		c    *Condition
+		want bool
+	}{
+		{nil, false},
+		{&Condition{Status: corev1.ConditionTrue}, false},
+		{&Condition{Status: corev1.ConditionFalse, Reason: ReasonDeploying, Message: MessageStartingInstances}, false},
+		{&Condition{Status: corev1.ConditionFalse, Reason: ReasonBuilding}, false},
+		{&Condition{Status: corev1.ConditionFalse}, false},
+		{&Condition{Status: corev1.ConditionUnknown, Reason: ReasonContainerMissing}, false},
+		{&Condition{Status: corev1.ConditionFalse, Reason: ReasonContainerMissing}, true},
+		{&Condition{Status: corev1.ConditionFalse, Reason: "ExitCode:127"}, true},
+		{&Condition{Status: corev1.ConditionFalse, Reason: ReasonProgressDeadlineExceeded}, true},
+	} {
+		if got := tc.c.Failed(); got != tc.want {
+			t.Errorf("%+v.Failed() = %v, want %v", tc.c, got, tc.want)
+		}
+	}
+}
