@@ -12,7 +12,8 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.6.3}
 cache=${ELAFROS_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/elafros/cluster}
-out="$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-gwapi-$GATEWAY_API_VERSION"
+recipe=2 # bump when the way binaries are built changes, so a stale cache is not reused
+out="$cache/r$recipe-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-gwapi-$GATEWAY_API_VERSION"
 mkdir -p "$out"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 work=$(mktemp -d)
@@ -41,10 +42,17 @@ if [ "$need_k8s" = 1 ]; then
   for m in $staging; do go mod edit -replace "$m=$m@$STAGING_VERSION"; done
   log "$(echo "$staging" | wc -l) staging modules replaced"
   go get "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
+  # Stamp the version as kubernetes' own build does: the components derive
+  # their compatibility (emulation) version from it.
+  v=${K8S_VERSION#v}; major=${v%%.*}; rest=${v#*.}; minor=${rest%%.*}
+  ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags="$ldflags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
   for b in kube-apiserver kube-controller-manager kube-scheduler; do
     if [ ! -x "$out/$b" ]; then
       log "building $b (minutes on 2 cores)"
-      go build -trimpath -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$out/$b.tmp" "$out/$b"
+      go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$out/$b.tmp" "$out/$b"
     fi
   done
 fi
