@@ -1,0 +1,276 @@
+// Package kubetest starts a real Kubernetes control plane for tests from
+// the binaries hack/cluster/build.sh builds from the Go module proxy: etcd,
+// kube-apiserver (token auth, RBAC, service-account signing key),
+// kube-controller-manager (no node or cloud controllers, no leader
+// election), kube-scheduler and kwok, all on loopback ports, with one kwok
+// node whose not-ready taint is removed. A Deployment really becomes
+// Available. Under CI the binaries must be there (the test fails); outside
+// CI a missing cache skips with the command to run.
+package kubetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Versions must match hack/cluster/build.sh.
+const cacheName = "r2-k8s-v1.37.2-etcd-v3.6.16-kwok-v0.8.0-gwapi-v1.6.3"
+
+// AdminToken authenticates as a member of system:masters.
+const AdminToken = "elafros-test-admin"
+
+// NodeName is the kwok node's name.
+const NodeName = "kwok-node-0"
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	// Config reaches the API server as admin.
+	Config *rest.Config
+	// Client is a clientset for Config.
+	Client *kubernetes.Clientset
+	// Dir holds the cluster's files (etcd data, certificates, logs).
+	Dir string
+	// BinDir holds the binaries; GatewayCRDs the Gateway API CRDs.
+	BinDir, GatewayCRDs string
+	// URL is the API server's https URL.
+	URL string
+}
+
+// BinDir returns the cache directory of hack/cluster/build.sh.
+func BinDir() string {
+	if d := os.Getenv("ELAFROS_CLUSTER_CACHE"); d != "" {
+		return filepath.Join(d, cacheName)
+	}
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "elafros", "cluster", cacheName)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start starts a cluster for t and stops it when t ends.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	bin := BinDir()
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			msg := fmt.Sprintf("the test cluster's %s is not built (%v): run bash hack/cluster/build.sh", b, err)
+			if os.Getenv("CI") != "" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	dir := t.TempDir()
+	c := &Cluster{Dir: dir, BinDir: bin, GatewayCRDs: filepath.Join(bin, "gateway-api-crds")}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+
+	run := func(name string, args ...string) {
+		logf, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting %s: %v", name, err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+			_ = logf.Close()
+			if t.Failed() {
+				if b, err := os.ReadFile(logf.Name()); err == nil {
+					t.Logf("--- %s log (tail):\n%s", name, tail(string(b), 30))
+				}
+			}
+		})
+	}
+
+	etcdClient, etcdPeer := freePort(t), freePort(t)
+	run("etcd", "--name=default", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls=http://127.0.0.1:"+strconv.Itoa(etcdClient), "--advertise-client-urls=http://127.0.0.1:"+strconv.Itoa(etcdClient),
+		"--listen-peer-urls=http://127.0.0.1:"+strconv.Itoa(etcdPeer), "--initial-advertise-peer-urls=http://127.0.0.1:"+strconv.Itoa(etcdPeer),
+		"--initial-cluster=default=http://127.0.0.1:"+strconv.Itoa(etcdPeer), "--unsafe-no-fsync", "--log-level=warn")
+
+	saKey := filepath.Join(dir, "sa.key")
+	writeKey(t, saKey)
+	tokens := filepath.Join(dir, "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(AdminToken+",admin,admin,system:masters\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certDir := filepath.Join(dir, "certs")
+	apiPort := freePort(t)
+	c.URL = "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	run("kube-apiserver", "--etcd-servers=http://127.0.0.1:"+strconv.Itoa(etcdClient),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
+		"--cert-dir="+certDir, "--token-auth-file="+tokens, "--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+saKey, "--service-account-signing-key-file="+saKey,
+		"--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+		"--endpoint-reconciler-type=none") // loopback may not be published as the kubernetes endpoint
+
+	c.Config = &rest.Config{Host: c.URL, BearerToken: AdminToken, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
+	waitReady(t, c)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeKubeconfig(t, kubeconfig, c.URL, AdminToken)
+	run("kube-controller-manager", "--kubeconfig="+kubeconfig, "--leader-elect=false",
+		"--controllers=*,-node-ipam-controller,-node-lifecycle-controller",
+		"--service-account-private-key-file="+saKey, "--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
+		"--use-service-account-credentials=true", "--bind-address=127.0.0.1", "--secure-port=0")
+	run("kube-scheduler", "--kubeconfig="+kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0")
+	run("kwok", "--kubeconfig="+kubeconfig, "--manage-all-nodes=false",
+		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		"--config="+filepath.Join(bin, "kwok-stages.yaml"),
+		"--server-address=127.0.0.1:"+strconv.Itoa(freePort(t)), "--node-ip=127.0.0.1")
+
+	var err error
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		t.Fatal(err)
+	}
+	addNode(t, c)
+	return c
+}
+
+func writeKey(t testing.TB, path string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeKubeconfig(t testing.TB, path, server, token string) {
+	t.Helper()
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %q, insecure-skip-tls-verify: true}
+users:
+- name: admin
+  user: {token: %q}
+contexts:
+- name: test
+  context: {cluster: test, user: admin}
+current-context: test
+`, server, token)
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitReady polls /readyz until the API server answers ok.
+func waitReady(t testing.TB, c *Cluster) {
+	t.Helper()
+	tr, err := rest.TransportFor(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		res, err := hc.Get(c.URL + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-apiserver not ready after 90s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// addNode registers the kwok node and removes the not-ready taint that
+// admission adds (the node lifecycle controller that would is off).
+func addNode(t testing.TB, c *Cluster) {
+	t.Helper()
+	ctx := context.Background()
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: NodeName, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels: map[string]string{"type": "kwok", "kubernetes.io/hostname": NodeName}},
+		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("500")},
+			Capacity: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("500")}},
+	}
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the kwok node: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+		if err == nil {
+			var keep []corev1.Taint
+			for _, tn := range n.Spec.Taints {
+				if tn.Key != "node.kubernetes.io/not-ready" {
+					keep = append(keep, tn)
+				}
+			}
+			if len(keep) != len(n.Spec.Taints) {
+				n.Spec.Taints = keep
+				_, err = c.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			}
+			ready := false
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready = true
+				}
+			}
+			if err == nil && ready && len(keep) == len(n.Spec.Taints) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the kwok node did not become Ready and untainted in 60s (last error %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
