@@ -11,7 +11,7 @@ STAGING_VERSION=${STAGING_VERSION:-v0.37.2} # its staging modules (k8s.io/api, .
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.6.3}
-cache=${ELAFROS_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/elafros/cluster}
+cache=${ELAFROS_CLUSTER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/elafros/cluster}
 recipe=2 # bump when the way binaries are built changes, so a stale cache is not reused
 out="$cache/r$recipe-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-gwapi-$GATEWAY_API_VERSION"
 mkdir -p "$out"

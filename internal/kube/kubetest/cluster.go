@@ -62,7 +62,10 @@ func BinDir() string {
 	}
 	base := os.Getenv("XDG_CACHE_HOME")
 	if base == "" {
-		home, _ := os.UserHomeDir()
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			home = "/tmp" // as hack/cluster/build.sh does without $HOME
+		}
 		base = filepath.Join(home, ".cache")
 	}
 	return filepath.Join(base, "elafros", "cluster", cacheName)
