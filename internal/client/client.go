@@ -153,7 +153,7 @@ func (s *Store) Create(ctx context.Context, o reconcile.Object) (reconcile.Objec
 	if ns == "" {
 		ns = v1alpha1.DefaultNamespace
 	}
-	if err := s.rc.Post().Namespace(ns).Resource(plural(reconcile.KindOf(o))).Body(o).Do(ctx).Into(out); err != nil {
+	if err := s.rc.Post().Namespace(ns).Resource(plural(reconcile.KindOf(o))).Param("fieldValidation", "Strict").Body(o).Do(ctx).Into(out); err != nil {
 		return nil, err
 	}
 	return typed(out)
@@ -172,7 +172,7 @@ func (s *Store) UpdateStatus(ctx context.Context, o reconcile.Object) (reconcile
 func (s *Store) put(ctx context.Context, o reconcile.Object, sub string) (reconcile.Object, error) {
 	kind := reconcile.KindOf(o)
 	out, _ := reconcile.NewObject(kind)
-	req := s.rc.Put().Namespace(o.GetNamespace()).Resource(plural(kind)).Name(o.GetName())
+	req := s.rc.Put().Namespace(o.GetNamespace()).Resource(plural(kind)).Name(o.GetName()).Param("fieldValidation", "Strict")
 	if sub != "" {
 		req = req.SubResource(sub)
 	}
@@ -189,7 +189,9 @@ func (s *Store) Patch(ctx context.Context, kind reconcile.Kind, ns, name string,
 		return nil, fmt.Errorf("the patch is not JSON or YAML: %w", err)
 	}
 	out, _ := reconcile.NewObject(kind)
-	if err := s.rc.Patch(pt).Namespace(ns).Resource(plural(kind)).Name(name).Body(body).Do(ctx).Into(out); err != nil {
+	// Strict: a Kubernetes API server would otherwise drop unknown fields
+	// (the seed's "Traffic:") with only a warning.
+	if err := s.rc.Patch(pt).Namespace(ns).Resource(plural(kind)).Name(name).Param("fieldValidation", "Strict").Body(body).Do(ctx).Into(out); err != nil {
 		return nil, err
 	}
 	return typed(out)

@@ -321,8 +321,10 @@ func scenarios213(t *testing.T, nb NewBackend) {
 	t.Run("3/PATCH route with Traffic: is refused and changes nothing", func(t *testing.T) {
 		before := e.route("my-service")
 		err := e.patch(reconcile.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHTypo)
-		if err == nil || !strings.Contains(err.Error(), `spec.rollout.Traffic: unknown field, did you mean "traffic"?`) {
-			t.Fatalf("err = %v, want the unknown-field error with its suggestion", err)
+		// Every backend refuses it naming the field; elafros serve also
+		// suggests "traffic" (checked in the apiserver's own tests).
+		if err == nil || !strings.Contains(err.Error(), "unknown field") || !strings.Contains(err.Error(), "Traffic") {
+			t.Fatalf("err = %v, want an unknown-field error naming Traffic", err)
 		}
 		after := e.route("my-service")
 		diff(t, "route", before, after)
