@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os/signal"
 	"syscall"
 
@@ -37,7 +38,7 @@ http://<service>.<namespace>.localhost:8080. It runs until interrupted.`,
 				return err
 			}
 			defer srv.Close()
-			_, port, _ := cutPort(srv.HTTPAddr)
+			_, port, _ := net.SplitHostPort(srv.HTTPAddr)
 			fmt.Fprintf(s.Out, "elafros serve\n  API:      %s\n  Router:   http://<service>.<namespace>.%s:%s\n  Registry: %s\n  Data:     %s\n",
 				srv.APIURL, srv.Domain, port, srv.RegistryAddr, o.DataDir)
 			fmt.Fprintf(s.Out, "Push images to %s, then: elafros deploy --server %s --service NAME --image %s/NAME@sha256:...\n", srv.RegistryAddr, srv.APIURL, srv.RegistryAddr)
@@ -59,15 +60,6 @@ http://<service>.<namespace>.localhost:8080. It runs until interrupted.`,
 	f.BoolVar(&o.Sticky, "sticky", false, "keep each client on one revision during a canary (cookie)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
 	return cmd
-}
-
-func cutPort(addr string) (string, string, bool) {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[:i], addr[i+1:], true
-		}
-	}
-	return addr, "", false
 }
 
 func newLogsCommand(s IOStreams, t *target) *cobra.Command {

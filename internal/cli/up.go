@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -148,7 +149,7 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, port, _ := cutPort(srv.HTTPAddr)
+	_, port, _ := net.SplitHostPort(srv.HTTPAddr)
 	var urls []string
 	for _, a := range applied {
 		var domain string

@@ -7,9 +7,11 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
+	"net"
 	"sync"
+	"syscall"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -267,9 +269,11 @@ func (s *Store) Logs(ctx context.Context, ns, revision string) ([]byte, error) {
 	return s.rc.Get().Namespace(ns).Resource("revisions").Name(revision).SubResource("log").DoRaw(ctx)
 }
 
-// IsUnreachable reports whether err means the server did not answer.
+// IsUnreachable reports whether err means the server did not answer
+// (refused the connection, or its name does not resolve).
 func IsUnreachable(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host"))
+	var dns *net.DNSError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns)
 }
 
 var _ reconcile.Store = (*Store)(nil)

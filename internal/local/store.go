@@ -222,17 +222,24 @@ func (s *Store) Create(_ context.Context, obj reconcile.Object) (reconcile.Objec
 func (s *Store) Update(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
 	var out reconcile.Object
 	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
-		o, changed, err := s.update(tx, obj)
-		if err != nil {
-			return err
-		}
+		o, err := s.updateAndEmit(tx, obj, emit)
 		out = o
-		if changed {
-			emit(reconcile.Modified, o)
-		}
-		return nil
+		return err
 	})
 	return out, err
+}
+
+// updateAndEmit updates and announces a change (a no-op update announces
+// nothing).
+func (s *Store) updateAndEmit(tx *bolt.Tx, obj reconcile.Object, emit func(reconcile.EventType, reconcile.Object)) (reconcile.Object, error) {
+	o, changed, err := s.update(tx, obj)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		emit(reconcile.Modified, o)
+	}
+	return o, nil
 }
 
 // update merges obj's metadata and spec over the stored object.
@@ -318,15 +325,9 @@ func (s *Store) Patch(_ context.Context, kind reconcile.Kind, namespace, name st
 		if patched.GetResourceVersion() == "" {
 			patched.SetResourceVersion(cur.GetResourceVersion())
 		}
-		o, changed, err := s.update(tx, patched)
-		if err != nil {
-			return err
-		}
+		o, err := s.updateAndEmit(tx, patched, emit)
 		out = o
-		if changed {
-			emit(reconcile.Modified, o)
-		}
-		return nil
+		return err
 	})
 	return out, err
 }

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -273,7 +274,7 @@ func TestLabelIndexFollowsChanges(t *testing.T) {
 	}
 	check := func(sel string, want ...string) {
 		t.Helper()
-		if got := names(sel); !equal(got, want) {
+		if got := names(sel); !slices.Equal(got, want) {
 			t.Errorf("List(%s) = %v, want %v", sel, got, want)
 		}
 	}
@@ -293,16 +294,4 @@ func TestLabelIndexFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("elafros.dev/configuration=b", "a-00002")
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

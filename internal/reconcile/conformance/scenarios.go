@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -367,7 +368,7 @@ func scenario1Gradual(t *testing.T, nb NewBackend) {
 			t.Fatal(errs)
 		}
 		rt := e.route("my-service")
-		if !equalTraffic(seen[len(seen)-1], rt.Status.Traffic) {
+		if !slices.Equal(seen[len(seen)-1], rt.Status.Traffic) {
 			seen = append(seen, rt.Status.Traffic)
 			if len(rt.Status.Traffic) == 2 && rt.Status.Traffic[0].Percent == 75 {
 				diff(t, "mid-rollout", []v1alpha1.TrafficTarget{target(r1, "", 75), target(r2, "", 25)}, rt.Status.Traffic)
@@ -384,18 +385,6 @@ func scenario1Gradual(t *testing.T, nb NewBackend) {
 	}
 	diff(t, "splits the route went through", want, seen)
 	diff(t, "RolloutComplete at the end", "True", cond(e.route("my-service").Status.Conditions, v1alpha1.ConditionRolloutComplete)[0])
-}
-
-func equalTraffic(a, b []v1alpha1.TrafficTarget) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func scenario4(t *testing.T, nb NewBackend) {
