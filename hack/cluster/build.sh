@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the Go module proxy (no prebuilt
 # binary can be downloaded here) into a cache keyed by version, skipping what
 # is already there: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok (+ its fast node and pod stages), and the Gateway API
+# kube-scheduler, kubectl (for the printer-column and explain tests), kwok (+ its fast node and pod stages), and the Gateway API
 # standard CRDs. Prints the cache directory on its last line.
 #   bash hack/cluster/build.sh
 set -euo pipefail
@@ -29,7 +29,7 @@ if [ ! -x "$out/etcd" ]; then
 fi
 
 need_k8s=0
-for b in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$out/$b" ] || need_k8s=1; done
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do [ -x "$out/$b" ] || need_k8s=1; done
 if [ "$need_k8s" = 1 ]; then
   log "preparing k8s.io/kubernetes $K8S_VERSION with its staging modules at $STAGING_VERSION"
   mkdir -p "$work/k8s" && cd "$work/k8s"
@@ -49,7 +49,7 @@ if [ "$need_k8s" = 1 ]; then
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags="$ldflags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     if [ ! -x "$out/$b" ]; then
       log "building $b (minutes on 2 cores)"
       go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$out/$b.tmp" "$out/$b"

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,78 @@ type Cluster struct {
 	BinDir, GatewayCRDs string
 	// URL is the API server's https URL.
 	URL string
+
+	ctx   context.Context
+	procs map[string]*proc
+}
+
+// proc is one of the cluster's processes, restartable with its arguments.
+type proc struct {
+	name, bin, log string
+	args           []string
+	mu             sync.Mutex
+	cmd            *exec.Cmd
+	logf           *os.File
+}
+
+func (p *proc) start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("starting %s: %w", p.name, err)
+	}
+	p.cmd, p.logf = cmd, logf
+	return nil
+}
+
+func (p *proc) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	// Killed, not interrupted: kube-apiserver's graceful shutdown waits a
+	// minute for open requests, and a crash is the harsher restart.
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	_ = p.logf.Close()
+	p.cmd = nil
+}
+
+// Stop kills the named processes (etcd, kube-apiserver, …) in order.
+func (c *Cluster) Stop(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		p, ok := c.procs[n]
+		if !ok {
+			t.Fatalf("no cluster process %q", n)
+		}
+		p.stop()
+	}
+}
+
+// Start starts the named processes again, with their arguments and ports,
+// and waits for the API server to be ready.
+func (c *Cluster) Start(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		p, ok := c.procs[n]
+		if !ok {
+			t.Fatalf("no cluster process %q", n)
+		}
+		if err := p.start(c.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReady(t, c)
 }
 
 // BinDir returns the cache directory of hack/cluster/build.sh.
@@ -99,28 +172,23 @@ func Start(t testing.TB) *Cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
+	c.procs = map[string]*proc{}
 	run := func(name string, args ...string) {
-		logf, err := os.Create(filepath.Join(dir, name+".log"))
-		if err != nil {
+		p := &proc{name: name, bin: filepath.Join(bin, name), args: args, log: filepath.Join(dir, name+".log")}
+		c.procs[name] = p
+		if err := p.start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.WaitDelay = 5 * time.Second
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting %s: %v", name, err)
-		}
 		t.Cleanup(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			_ = cmd.Wait()
-			_ = logf.Close()
+			p.stop()
 			if t.Failed() {
-				if b, err := os.ReadFile(logf.Name()); err == nil {
+				if b, err := os.ReadFile(p.log); err == nil {
 					t.Logf("--- %s log (tail):\n%s", name, tail(string(b), 30))
 				}
 			}
 		})
 	}
+	c.ctx = ctx
 
 	etcdClient, etcdPeer := freePort(t), freePort(t)
 	run("etcd", "--name=default", "--data-dir="+filepath.Join(dir, "etcd"),
@@ -156,7 +224,7 @@ func Start(t testing.TB) *Cluster {
 	run("kube-scheduler", "--kubeconfig="+kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0")
 	run("kwok", "--kubeconfig="+kubeconfig, "--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--config="+filepath.Join(bin, "kwok-stages.yaml"),
+		"--config="+writeStages(t, dir, filepath.Join(bin, "kwok-stages.yaml")),
 		"--server-address=127.0.0.1:"+strconv.Itoa(freePort(t)), "--node-ip=127.0.0.1")
 
 	var err error
@@ -164,7 +232,25 @@ func Start(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	addNode(t, c)
+	waitServiceAccount(t, c, "default")
 	return c
+}
+
+// waitServiceAccount waits for the controller-manager to create a
+// namespace's default ServiceAccount (pods are refused until then).
+func waitServiceAccount(t testing.TB, c *Cluster, ns string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := c.Client.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no default ServiceAccount in %s after 60s: %v", ns, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func writeKey(t testing.TB, path string) {

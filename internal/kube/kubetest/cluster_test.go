@@ -55,3 +55,77 @@ func TestDeploymentBecomesAvailable(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// TestBehaviors shows the test behaviors are real pod states: a held pod
+// is scheduled and stays Pending; a crashing pod reports CrashLoopBackOff
+// with the exit code and message of its annotations; an unlabelled one
+// becomes Ready.
+func TestBehaviors(t *testing.T) {
+	c := Start(t)
+	ctx := context.Background()
+	mk := func(name string, labels, annotations map[string]string) {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: labels, Annotations: annotations},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.local/app:1"}}},
+		}
+		if _, err := c.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("plain", nil, nil)
+	mk("held", map[string]string{BehaviorLabel: BehaviorHold}, nil)
+	mk("crashing", map[string]string{BehaviorLabel: BehaviorCrash},
+		map[string]string{ExitCodeAnnotation: "127", MessageAnnotation: "SyntaxError: Unexpected identifier"})
+	get := func(name string) *corev1.Pod {
+		p, err := c.Client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		plain, crashing := get("plain"), get("crashing")
+		if plain.Status.Phase == corev1.PodRunning && len(crashing.Status.ContainerStatuses) == 1 {
+			cs := crashing.Status.ContainerStatuses[0]
+			if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.LastTerminationState.Terminated == nil ||
+				cs.LastTerminationState.Terminated.ExitCode != 127 || cs.LastTerminationState.Terminated.Message != "SyntaxError: Unexpected identifier" {
+				t.Fatalf("crashing pod status: %+v", cs)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pods did not reach their states: plain %s, crashing %+v", plain.Status.Phase, crashing.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // kwok has had its chance to make the held pod ready
+	held := get("held")
+	if held.Spec.NodeName != NodeName || held.Status.Phase != corev1.PodPending {
+		t.Fatalf("held pod: node %q phase %s, want scheduled on %s and Pending", held.Spec.NodeName, held.Status.Phase, NodeName)
+	}
+}
+
+// TestRestart stops kube-apiserver and etcd and starts them again; what was
+// written before is still there.
+func TestRestart(t *testing.T) {
+	c := Start(t)
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kept", Namespace: "default"}, Data: map[string]string{"a": "b"}}
+	if _, err := c.Client.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	c.Stop(t, "kube-apiserver", "etcd")
+	t.Logf("stopped in %v", time.Since(t0))
+	if _, err := c.Client.CoreV1().ConfigMaps("default").Get(ctx, "kept", metav1.GetOptions{}); err == nil {
+		t.Fatal("the API answered while stopped")
+	}
+	t0 = time.Now()
+	c.Start(t, "etcd", "kube-apiserver")
+	t.Logf("started in %v", time.Since(t0))
+	got, err := c.Client.CoreV1().ConfigMaps("default").Get(ctx, "kept", metav1.GetOptions{})
+	if err != nil || got.Data["a"] != "b" {
+		t.Fatalf("after restart: %v %v", got, err)
+	}
+}
