@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"github.com/elafros/elafros/api/v1alpha1"
@@ -39,6 +42,9 @@ func init() {
 // Store is a reconcile.Store over HTTP.
 type Store struct {
 	rc *rest.RESTClient
+	// noStrategicMerge: the server answered 415 to a strategic merge
+	// patch (a Kubernetes API server, for custom resources).
+	noStrategicMerge atomic.Bool
 }
 
 // New returns a Store for the API server described by cfg.
@@ -185,18 +191,61 @@ func (s *Store) put(ctx context.Context, o reconcile.Object, sub string) (reconc
 }
 
 // Patch implements reconcile.Store. YAML bodies are sent as JSON.
+//
+// A Kubernetes API server refuses strategic merge patches on custom
+// resources (415). For those the patch is merged here, with the same
+// patch tags (env merged by name), and written back with an update that
+// carries the resourceVersion it was merged onto: the API server refuses
+// it if anything changed in between, and the merge is done again on the
+// fresh object. Server-side apply (application/apply-patch+yaml) is sent
+// as the "elafros" field manager.
 func (s *Store) Patch(ctx context.Context, kind reconcile.Kind, ns, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
 	body, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("the patch is not JSON or YAML: %w", err)
 	}
+	if pt == types.StrategicMergePatchType && s.noStrategicMerge.Load() {
+		return s.mergeHere(ctx, kind, ns, name, body)
+	}
 	out, _ := reconcile.NewObject(kind)
 	// Strict: a Kubernetes API server would otherwise drop unknown fields
 	// (the seed's "Traffic:") with only a warning.
-	if err := s.rc.Patch(pt).Namespace(ns).Resource(plural(kind)).Name(name).Param("fieldValidation", "Strict").Body(body).Do(ctx).Into(out); err != nil {
+	req := s.rc.Patch(pt).Namespace(ns).Resource(plural(kind)).Name(name).Param("fieldValidation", "Strict")
+	if pt == types.ApplyPatchType {
+		req = req.Param("fieldManager", FieldManager).Param("force", "true")
+	}
+	err = req.Body(body).Do(ctx).Into(out)
+	if pt == types.StrategicMergePatchType && apierrors.IsUnsupportedMediaType(err) {
+		s.noStrategicMerge.Store(true)
+		return s.mergeHere(ctx, kind, ns, name, body)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return typed(out)
+}
+
+// FieldManager names elafros' writes in managedFields.
+const FieldManager = "elafros"
+
+// mergeHere applies a strategic merge patch client-side onto the current
+// object and updates it optimistically, retrying on conflict.
+func (s *Store) mergeHere(ctx context.Context, kind reconcile.Kind, ns, name string, patch []byte) (reconcile.Object, error) {
+	var out reconcile.Object
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := s.Get(ctx, kind, ns, name)
+		if err != nil {
+			return err
+		}
+		merged, err := reconcile.ApplyPatch(cur, types.StrategicMergePatchType, patch)
+		if err != nil {
+			return err
+		}
+		merged.SetResourceVersion(cur.GetResourceVersion())
+		out, err = s.Update(ctx, merged)
+		return err
+	})
+	return out, err
 }
 
 // Delete implements reconcile.Store.

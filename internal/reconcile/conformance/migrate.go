@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/elafros/elafros/api/v1alpha1"
@@ -40,12 +41,14 @@ func StepMigrator(step int) func(*v1alpha1.Route, []v1alpha1.TrafficTarget, []v1
 	}
 }
 
-// clock is a settable clock for deadline scenarios.
-type clock struct{ t time.Time }
+// clock is the real time moved forward by Advance, for deadline scenarios:
+// real, so that a server's own timestamps (creationTimestamp) compare with
+// it however long the backend took to start.
+type clock struct{ offset atomic.Int64 }
 
-func timeNow() *clock { return &clock{t: time.Now()} }
+func timeNow() *clock { return &clock{} }
 
-func (c *clock) Now() time.Time { return c.t }
+func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
 
 // Advance moves the clock forward by secs seconds.
-func (c *clock) Advance(secs int) { c.t = c.t.Add(time.Duration(secs) * time.Second) }
+func (c *clock) Advance(secs int) { c.offset.Add(int64(time.Duration(secs) * time.Second)) }
