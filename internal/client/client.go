@@ -77,6 +77,17 @@ func ForServer(url string) (*Store, error) {
 // ForKubeconfig returns a Store for the cluster of a kubeconfig context
 // ("" for the current one); path "" uses the default loading rules.
 func ForKubeconfig(path, context string) (*Store, error) {
+	cfg, err := Kubeconfig(path, context)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg)
+}
+
+// Kubeconfig loads the rest.Config of a kubeconfig context ("" for the
+// current one); path "" uses the default loading rules ($KUBECONFIG,
+// ~/.kube/config, then the in-cluster ServiceAccount).
+func Kubeconfig(path, context string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if path != "" {
 		rules.ExplicitPath = path
@@ -85,7 +96,7 @@ func ForKubeconfig(path, context string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	return New(cfg)
+	return cfg, nil
 }
 
 func plural(k reconcile.Kind) string { return reconcile.Resource(k).Resource }
