@@ -1,0 +1,857 @@
+package kube
+
+// The Traffic applier turns a Route's TrafficPlan into Gateway API
+// HTTPRoutes. The API requests it makes, for RBAC:
+//
+//	group gateway.networking.k8s.io, resource httproutes (no other resource):
+//	  list, watch  Start (one list to fail fast, then the informer, all
+//	               namespaces, label app.kubernetes.io/managed-by=elafros);
+//	               ReadPlan (list, one namespace)
+//	  get          Apply, for an HTTPRoute name absent from the informer's
+//	               cache (to refuse a foreign HTTPRoute that has our name)
+//	  patch        Apply (server-side apply, field manager "elafros",
+//	               force)
+//	  create       Apply: a server-side apply that creates the HTTPRoute
+//	               is authorized as create too
+//	  delete       Apply (the HTTPRoute of a removed named target), Forget
+//
+// Each HTTPRoute's ownerReference to its Route has blockOwnerDeletion set:
+// where the OwnerReferencesPermissionEnforcement admission plugin is
+// enabled, that also needs update on routes/finalizers in elafros.dev.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwac "sigs.k8s.io/gateway-api/applyconfiguration/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+	gwlisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// TargetHeader on a request to a route's domain reaches the revision of
+// the named target it names (Elafros-Target: next), as the local router
+// does.
+const TargetHeader = "Elafros-Target"
+
+// Limits of a Gateway API v1 HTTPRoute (its CRD's maxItems).
+const (
+	// MaxHostnames is the most hostnames an HTTPRoute may have.
+	MaxHostnames = 16
+	// MaxRules is the most rules an HTTPRoute may have: one per named
+	// target plus the split, so a route has at most 15 named targets.
+	MaxRules = 16
+	// MaxBackendRefs is the most backendRefs of a rule: a split has at
+	// most 16 revisions.
+	MaxBackendRefs = 16
+)
+
+// DefaultSyncTimeout is TrafficOptions.SyncTimeout's default.
+const DefaultSyncTimeout = 10 * time.Second
+
+var (
+	// ErrForeignHTTPRoute is returned (wrapped) by Apply when an
+	// HTTPRoute with one of the route's names exists but is not this
+	// Route's (missing its labels or its owner): it is left untouched.
+	ErrForeignHTTPRoute = errors.New("HTTPRoute exists and is not this Route's")
+	// ErrGatewayLimit is returned (wrapped) by Apply when a plan exceeds
+	// a Gateway API limit (MaxHostnames, MaxRules, MaxBackendRefs);
+	// nothing is written.
+	ErrGatewayLimit = errors.New("exceeds a Gateway API limit")
+)
+
+const (
+	routeOwnerKind     = "Route"
+	parentGatewayGroup = gatewayv1.Group(gatewayv1.GroupName)
+	parentGatewayKind  = gatewayv1.Kind("Gateway")
+	backendServiceKind = gatewayv1.Kind("Service")
+	// targetWeight is the weight of the one backendRef of a named target's
+	// rule (all of its traffic).
+	targetWeight = 100
+)
+
+// managedHTTPRoutes selects every HTTPRoute elafros manages.
+var managedHTTPRoutes = labels.SelectorFromSet(labels.Set{ManagedByLabelKey: ManagedByValue})
+
+// TrafficOptions configure a Traffic.
+type TrafficOptions struct {
+	// Gateway is the parentRef of every HTTPRoute. Name is required;
+	// Namespace defaults to the route's; Group and Kind default to
+	// gateway.networking.k8s.io and Gateway; SectionName and Port are
+	// optional.
+	Gateway gatewayv1.ParentReference
+	// SyncTimeout bounds how long Apply and Forget wait, after writing,
+	// for the informer to observe their writes, so that the next call
+	// compares with what it wrote (read-your-writes). Past it they return
+	// anyway: the writes are done, and a stale cache only costs an
+	// idempotent write. Default DefaultSyncTimeout.
+	SyncTimeout time.Duration
+}
+
+// Traffic serves Routes through Gateway API HTTPRoutes: one for the
+// route's domain (the split, and a rule per named target matching the
+// Elafros-Target header) and one per named target's host. It writes with
+// server-side apply, only what differs from its informer's cache. It
+// implements reconcile.Traffic; it is safe for concurrent use (Apply and
+// Forget are serialized).
+type Traffic struct {
+	client gwclient.Interface
+	opts   TrafficOptions
+
+	mu      sync.Mutex
+	ctx     context.Context // Start's: the informer runs until it is done
+	lister  gwlisters.HTTPRouteLister
+	indexer cache.Indexer
+}
+
+var _ reconcile.Traffic = (*Traffic)(nil)
+
+// NewTraffic returns a Traffic for the cluster of cfg. Call Start before
+// Apply or Forget.
+func NewTraffic(cfg *rest.Config, o TrafficOptions) (*Traffic, error) {
+	if cfg == nil {
+		return nil, errors.New("kube traffic: no rest.Config")
+	}
+	if o.Gateway.Name == "" {
+		return nil, errors.New("kube traffic: TrafficOptions.Gateway.Name is required (the Gateway every HTTPRoute attaches to)")
+	}
+	if o.SyncTimeout <= 0 {
+		o.SyncTimeout = DefaultSyncTimeout
+	}
+	c, err := gwclient.NewForConfig(gatewayClientConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("kube traffic: building the Gateway API client: %w", err)
+	}
+	return &Traffic{client: c, opts: o}, nil
+}
+
+// gatewayClientConfig copies cfg with client-go's low default rate limit raised.
+func gatewayClientConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	if c.QPS == 0 {
+		c.QPS, c.Burst = 200, 400
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "elafros"
+	}
+	return c
+}
+
+// Start runs an informer on the HTTPRoutes elafros manages, in all
+// namespaces, until ctx is done, and returns once its cache is synced.
+// It fails fast when HTTPRoutes cannot be listed (Gateway API CRDs not
+// installed, or no permission).
+func (t *Traffic) Start(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lister != nil {
+		return errors.New("kube traffic: already started")
+	}
+	probe := metav1.ListOptions{LabelSelector: managedHTTPRoutes.String(), Limit: 1}
+	if _, err := t.client.GatewayV1().HTTPRoutes(metav1.NamespaceAll).List(ctx, probe); err != nil {
+		return fmt.Errorf("kube traffic: listing HTTPRoutes (are the Gateway API CRDs installed, and may elafros list httproutes?): %w", err)
+	}
+	factory := gwinformers.NewSharedInformerFactoryWithOptions(t.client, 0,
+		gwinformers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedHTTPRoutes.String() }),
+		gwinformers.WithTransform(stripRouteManagedFields))
+	inf := factory.Gateway().V1().HTTPRoutes()
+	informer := inf.Informer()
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		return fmt.Errorf("kube traffic: HTTPRoute informer not synced: %w", context.Cause(ctx))
+	}
+	t.ctx, t.lister, t.indexer = ctx, inf.Lister(), informer.GetIndexer()
+	return nil
+}
+
+// stripRouteManagedFields drops what the cache never reads.
+func stripRouteManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// ready reports why the cache cannot be used (t.mu held).
+func (t *Traffic) ready() error {
+	if t.lister == nil {
+		return errors.New("kube traffic: Start has not been called")
+	}
+	if err := t.ctx.Err(); err != nil {
+		return fmt.Errorf("kube traffic: the HTTPRoute informer has stopped: %w", err)
+	}
+	return nil
+}
+
+// Apply makes route's HTTPRoutes serve plan: it validates the whole plan
+// and checks every HTTPRoute it would write is the route's before the
+// first write; then it server-side-applies the HTTPRoutes that differ
+// from the cache and deletes the route's HTTPRoutes the plan no longer
+// has. An unchanged plan makes no API request.
+func (t *Traffic) Apply(ctx context.Context, route *v1alpha1.Route, plan reconcile.TrafficPlan) error {
+	if route == nil {
+		return errors.New("kube traffic: apply: route is nil")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.ready(); err != nil {
+		return err
+	}
+	if err := t.apply(ctx, route, plan); err != nil {
+		return fmt.Errorf("kube traffic: route %s/%s: %w", route.Namespace, route.Name, err)
+	}
+	return nil
+}
+
+func (t *Traffic) apply(ctx context.Context, route *v1alpha1.Route, plan reconcile.TrafficPlan) error {
+	want, err := t.desired(route, plan)
+	if err != nil {
+		return err
+	}
+	writes, err := t.changes(ctx, route, want)
+	if err != nil {
+		return err
+	}
+	stale, err := t.stale(route.Namespace, route.Name, want)
+	if err != nil {
+		return err
+	}
+	seen, err := t.applyAll(ctx, writes)
+	if err == nil {
+		var gone []cacheObservation
+		gone, err = t.deleteAll(ctx, stale)
+		seen = append(seen, gone...)
+	}
+	t.await(ctx, seen)
+	return err
+}
+
+// Forget deletes the HTTPRoutes of route namespace/name (those labelled
+// with it). Forgetting a route that has none makes no API request.
+func (t *Traffic) Forget(ctx context.Context, namespace, name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.ready(); err != nil {
+		return err
+	}
+	objs, err := t.stale(namespace, name, nil)
+	if err != nil {
+		return fmt.Errorf("kube traffic: forget route %s/%s: %w", namespace, name, err)
+	}
+	gone, err := t.deleteAll(ctx, objs)
+	t.await(ctx, gone)
+	if err != nil {
+		return fmt.Errorf("kube traffic: forget route %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// desiredHTTPRoute is one HTTPRoute a plan needs.
+type desiredHTTPRoute struct {
+	name, tag string
+	labels    map[string]string
+	owner     metav1.OwnerReference
+	ac        *gwac.HTTPRouteApplyConfiguration
+	// spec is ac's spec as the API server stores it (every default
+	// explicit), to compare with the cache.
+	spec gatewayv1.HTTPRouteSpec
+}
+
+// desired builds and validates the HTTPRoutes of plan: the domain's first,
+// then one per named target's host, by host.
+func (t *Traffic) desired(route *v1alpha1.Route, plan reconcile.TrafficPlan) ([]desiredHTTPRoute, error) {
+	if err := checkTrafficRoute(route); err != nil {
+		return nil, err
+	}
+	if err := checkTrafficPlan(plan); err != nil {
+		return nil, err
+	}
+	tags, err := targetsOfHosts(plan)
+	if err != nil {
+		return nil, err
+	}
+	domain, err := t.build(route, "", plan.Domain, domainHTTPRules(plan))
+	if err != nil {
+		return nil, err
+	}
+	out := []desiredHTTPRoute{domain}
+	for _, host := range slices.Sorted(maps.Keys(plan.Hosts)) {
+		d, err := t.build(route, tags[host], host, []*gwac.HTTPRouteRuleApplyConfiguration{
+			catchAllRule(revisionBackendRef(plan.Hosts[host], targetWeight)),
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// checkTrafficRoute checks route can own HTTPRoutes.
+func checkTrafficRoute(route *v1alpha1.Route) error {
+	switch {
+	case route.Name == "" || route.Namespace == "":
+		return errors.New("the route has no name or namespace")
+	case route.UID == "":
+		return errors.New("the route has no UID (read it from the API server): its HTTPRoutes' ownerReference needs one")
+	}
+	if msgs := validation.IsValidLabelValue(route.Name); len(msgs) > 0 {
+		return fmt.Errorf("the route's name %q cannot label its HTTPRoutes: %s", route.Name, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// checkTrafficPlan checks every name and number of plan against what an
+// HTTPRoute accepts.
+func checkTrafficPlan(plan reconcile.TrafficPlan) error {
+	if err := checkRouteHost(plan.Domain); err != nil {
+		return fmt.Errorf("domain: %w", err)
+	}
+	for i, b := range plan.Split {
+		if b.Revision == "" {
+			return fmt.Errorf("split[%d] has no revision", i)
+		}
+		if b.Percent < 0 || b.Percent > 100 {
+			return fmt.Errorf("split[%d] (revision %s) has percent %d, not 0 to 100", i, b.Revision, b.Percent)
+		}
+	}
+	for tag, rev := range plan.Tags {
+		if msgs := validation.IsDNS1123Label(tag); len(msgs) > 0 {
+			return fmt.Errorf("named target %q: %s", tag, strings.Join(msgs, "; "))
+		}
+		if rev == "" {
+			return fmt.Errorf("named target %q has no revision", tag)
+		}
+	}
+	for host, rev := range plan.Hosts {
+		if err := checkRouteHost(host); err != nil {
+			return fmt.Errorf("named target host: %w", err)
+		}
+		if rev == "" {
+			return fmt.Errorf("named target host %q has no revision", host)
+		}
+	}
+	return nil
+}
+
+// checkRouteHost checks h is a precise HTTPRoute hostname.
+func checkRouteHost(h string) error {
+	if h == "" {
+		return errors.New("empty host")
+	}
+	if msgs := validation.IsDNS1123Subdomain(h); len(msgs) > 0 {
+		return fmt.Errorf("host %q: %s", h, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// targetsOfHosts pairs each host of plan.Hosts with its named target. A route's
+// named target hosts are all prefix+tag+suffix with the same prefix and
+// suffix (the host template's other parts are the route's own), so the
+// pairing is the one (prefix, suffix) under which every host's middle is
+// a distinct tag of plan.Tags naming the host's revision. Revisions alone
+// cannot tell: two tags may name the same revision.
+func targetsOfHosts(plan reconcile.TrafficPlan) (map[string]string, error) {
+	hosts := slices.Sorted(maps.Keys(plan.Hosts))
+	if len(hosts) == 0 {
+		return nil, nil
+	}
+	first := hosts[0]
+	for _, tag := range slices.Sorted(maps.Keys(plan.Tags)) {
+		if plan.Tags[tag] != plan.Hosts[first] {
+			continue
+		}
+		for i := strings.Index(first, tag); i >= 0; i = indexAfter(first, tag, i) {
+			if m := pairHostsWithTargets(plan, hosts, first[:i], first[i+len(tag):]); m != nil {
+				return m, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("cannot tell which named target each host serves (hosts %v, named targets %v): every host must contain its target's name, the same way", hosts, plan.Tags)
+}
+
+// indexAfter is the index of the next occurrence of sub in s after i, or -1.
+func indexAfter(s, sub string, i int) int {
+	j := strings.Index(s[i+1:], sub)
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// pairHostsWithTargets pairs hosts with tags under prefix and suffix; nil when one
+// does not fit.
+func pairHostsWithTargets(plan reconcile.TrafficPlan, hosts []string, prefix, suffix string) map[string]string {
+	out := make(map[string]string, len(hosts))
+	used := map[string]bool{}
+	for _, h := range hosts {
+		if len(h) < len(prefix)+len(suffix) || !strings.HasPrefix(h, prefix) || !strings.HasSuffix(h, suffix) {
+			return nil
+		}
+		tag := h[len(prefix) : len(h)-len(suffix)]
+		if rev, ok := plan.Tags[tag]; !ok || rev != plan.Hosts[h] || used[tag] {
+			return nil
+		}
+		used[tag] = true
+		out[h] = tag
+	}
+	return out
+}
+
+// domainHTTPRules are the rules of a route's domain: one per named target
+// (by tag) matching its Elafros-Target header, then the split. An empty
+// split is a rule without backendRefs, which the gateway answers with an
+// error rather than falling through to another HTTPRoute.
+func domainHTTPRules(plan reconcile.TrafficPlan) []*gwac.HTTPRouteRuleApplyConfiguration {
+	var rules []*gwac.HTTPRouteRuleApplyConfiguration
+	for _, tag := range slices.Sorted(maps.Keys(plan.Tags)) {
+		header := gwac.HTTPHeaderMatch().WithType(gatewayv1.HeaderMatchExact).WithName(TargetHeader).WithValue(tag)
+		rules = append(rules, gwac.HTTPRouteRule().WithMatches(rootPathMatch().WithHeaders(header)).
+			WithBackendRefs(revisionBackendRef(plan.Tags[tag], targetWeight)))
+	}
+	split := gwac.HTTPRouteRule().WithMatches(rootPathMatch())
+	for _, b := range plan.Split {
+		split.WithBackendRefs(revisionBackendRef(b.Revision, int32(b.Percent)))
+	}
+	return append(rules, split)
+}
+
+// catchAllRule is a rule matching every request, to backends. The match is the
+// API server's default, explicit so that the cache compares equal.
+func catchAllRule(backends ...*gwac.HTTPBackendRefApplyConfiguration) *gwac.HTTPRouteRuleApplyConfiguration {
+	return gwac.HTTPRouteRule().WithMatches(rootPathMatch()).WithBackendRefs(backends...)
+}
+
+// rootPathMatch matches every path (PathPrefix /, the default).
+func rootPathMatch() *gwac.HTTPRouteMatchApplyConfiguration {
+	return gwac.HTTPRouteMatch().WithPath(gwac.HTTPPathMatch().WithType(gatewayv1.PathMatchPathPrefix).WithValue("/"))
+}
+
+// revisionBackendRef sends weight to revision's Service (group and kind are the
+// defaults, explicit so that the cache compares equal).
+func revisionBackendRef(revision string, weight int32) *gwac.HTTPBackendRefApplyConfiguration {
+	return gwac.HTTPBackendRef().WithGroup("").WithKind(backendServiceKind).
+		WithName(gatewayv1.ObjectName(ServiceName(revision))).WithPort(ServicePort).WithWeight(weight)
+}
+
+// parentRef is the Gateway, for a route in namespace.
+func (t *Traffic) parentRef(namespace string) *gwac.ParentReferenceApplyConfiguration {
+	g := t.opts.Gateway
+	p := gwac.ParentReference().WithGroup(parentGatewayGroup).WithKind(parentGatewayKind).
+		WithNamespace(gatewayv1.Namespace(namespace)).WithName(g.Name)
+	if g.Group != nil {
+		p.WithGroup(*g.Group)
+	}
+	if g.Kind != nil {
+		p.WithKind(*g.Kind)
+	}
+	if g.Namespace != nil && *g.Namespace != "" {
+		p.WithNamespace(*g.Namespace)
+	}
+	if g.SectionName != nil {
+		p.WithSectionName(*g.SectionName)
+	}
+	if g.Port != nil {
+		p.WithPort(*g.Port)
+	}
+	return p
+}
+
+// build is the HTTPRoute of route's tag ("" for the domain) on host.
+func (t *Traffic) build(route *v1alpha1.Route, tag, host string, rules []*gwac.HTTPRouteRuleApplyConfiguration) (desiredHTTPRoute, error) {
+	d := desiredHTTPRoute{name: HTTPRouteName(route.Name, tag), tag: tag}
+	if msgs := validation.IsDNS1123Subdomain(d.name); len(msgs) > 0 {
+		return d, fmt.Errorf("HTTPRoute name %q: %s", d.name, strings.Join(msgs, "; "))
+	}
+	d.labels = map[string]string{ManagedByLabelKey: ManagedByValue, v1alpha1.RouteLabelKey: route.Name}
+	if tag != "" {
+		d.labels[TagLabelKey] = tag
+	}
+	d.owner = metav1.OwnerReference{APIVersion: v1alpha1.APIVersion, Kind: routeOwnerKind, Name: route.Name, UID: route.UID,
+		Controller: new(true), BlockOwnerDeletion: new(true)}
+	spec := gwac.HTTPRouteSpec().WithParentRefs(t.parentRef(route.Namespace)).
+		WithHostnames(gatewayv1.Hostname(host)).WithRules(rules...)
+	d.ac = gwac.HTTPRoute(d.name, route.Namespace).WithLabels(d.labels).
+		WithOwnerReferences(metav1ac.OwnerReference().WithAPIVersion(d.owner.APIVersion).WithKind(d.owner.Kind).
+			WithName(d.owner.Name).WithUID(d.owner.UID).WithController(true).WithBlockOwnerDeletion(true)).
+		WithSpec(spec)
+	var err error
+	if d.spec, err = typedHTTPRouteSpec(spec); err != nil {
+		return d, fmt.Errorf("HTTPRoute %s: %w", d.name, err)
+	}
+	return d, checkGatewayLimits(d)
+}
+
+// typedHTTPRouteSpec converts an apply configuration to the type the cache holds
+// (they share the wire form).
+func typedHTTPRouteSpec(ac *gwac.HTTPRouteSpecApplyConfiguration) (gatewayv1.HTTPRouteSpec, error) {
+	var spec gatewayv1.HTTPRouteSpec
+	b, err := json.Marshal(ac)
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		return spec, fmt.Errorf("converting the spec: %w", err)
+	}
+	return spec, nil
+}
+
+// checkGatewayLimits refuses an HTTPRoute beyond the Gateway API's limits.
+func checkGatewayLimits(d desiredHTTPRoute) error {
+	if n := len(d.spec.Hostnames); n > MaxHostnames {
+		return fmt.Errorf("%w: HTTPRoute %s would have %d hostnames; at most %d", ErrGatewayLimit, d.name, n, MaxHostnames)
+	}
+	if n := len(d.spec.Rules); n > MaxRules {
+		return fmt.Errorf("%w: HTTPRoute %s would have %d rules, one per named target (%s header) and one for the split; at most %d, so at most %d named targets",
+			ErrGatewayLimit, d.name, n, TargetHeader, MaxRules, MaxRules-1)
+	}
+	for i, r := range d.spec.Rules {
+		if n := len(r.BackendRefs); n > MaxBackendRefs {
+			return fmt.Errorf("%w: rule %d of HTTPRoute %s would have %d backendRefs, one per revision of the split; at most %d revisions",
+				ErrGatewayLimit, i, d.name, n, MaxBackendRefs)
+		}
+	}
+	return nil
+}
+
+// httpRouteWrite is one server-side apply: d, over the live object at preRV ("":
+// none).
+type httpRouteWrite struct {
+	d     *desiredHTTPRoute
+	preRV string
+}
+
+// changes checks every HTTPRoute of want is the route's (or absent) and
+// returns those that differ from what the cluster holds.
+func (t *Traffic) changes(ctx context.Context, route *v1alpha1.Route, want []desiredHTTPRoute) ([]httpRouteWrite, error) {
+	var out []httpRouteWrite
+	for i := range want {
+		d := &want[i]
+		live, err := t.live(ctx, route.Namespace, d.name)
+		if err != nil {
+			return nil, err
+		}
+		if live == nil {
+			out = append(out, httpRouteWrite{d: d})
+			continue
+		}
+		if err := checkOwnedHTTPRoute(live, route, d.tag); err != nil {
+			return nil, err
+		}
+		if !httpRouteUpToDate(live, d) {
+			out = append(out, httpRouteWrite{d: d, preRV: live.ResourceVersion})
+		}
+	}
+	return out, nil
+}
+
+// live is the HTTPRoute namespace/name from the cache or, absent there,
+// from the API server (the cache holds only labelled HTTPRoutes, so a
+// foreign one with our name is not in it); nil when there is none. Cached
+// objects are shared: read only.
+func (t *Traffic) live(ctx context.Context, namespace, name string) (*gatewayv1.HTTPRoute, error) {
+	o, err := t.lister.HTTPRoutes(namespace).Get(name)
+	if err == nil {
+		return o, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading HTTPRoute %s/%s from the cache: %w", namespace, name, err)
+	}
+	o, err = t.client.GatewayV1().HTTPRoutes(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading HTTPRoute %s/%s: %w", namespace, name, err)
+	}
+	return o, nil
+}
+
+// checkOwnedHTTPRoute reports why live is not route's HTTPRoute for tag.
+func checkOwnedHTTPRoute(live *gatewayv1.HTTPRoute, route *v1alpha1.Route, tag string) error {
+	id := live.Namespace + "/" + live.Name
+	l := live.Labels
+	if l[ManagedByLabelKey] != ManagedByValue || l[v1alpha1.RouteLabelKey] != route.Name || l[TagLabelKey] != tag {
+		return fmt.Errorf("%w: HTTPRoute %s (labels %v) is not route %s's; delete or rename it to let elafros serve the route",
+			ErrForeignHTTPRoute, id, l, route.Name)
+	}
+	ref := metav1.GetControllerOfNoCopy(live)
+	if ref == nil || ref.Kind != routeOwnerKind || !strings.HasPrefix(ref.APIVersion, v1alpha1.GroupName+"/") || ref.Name != route.Name {
+		return fmt.Errorf("%w: HTTPRoute %s is not controlled by route %s; delete it to let elafros serve the route",
+			ErrForeignHTTPRoute, id, route.Name)
+	}
+	if ref.UID != route.UID {
+		return fmt.Errorf("%w: HTTPRoute %s belongs to an earlier route %s (uid %s, not %s), which the garbage collector is to delete",
+			ErrForeignHTTPRoute, id, route.Name, ref.UID, route.UID)
+	}
+	if live.DeletionTimestamp != nil {
+		return fmt.Errorf("HTTPRoute %s is being deleted; it is recreated once gone", id)
+	}
+	return nil
+}
+
+// httpRouteUpToDate reports whether live has d's labels, owner and spec.
+func httpRouteUpToDate(live *gatewayv1.HTTPRoute, d *desiredHTTPRoute) bool {
+	for k, v := range d.labels {
+		if live.Labels[k] != v {
+			return false
+		}
+	}
+	if !slices.ContainsFunc(live.OwnerReferences, func(r metav1.OwnerReference) bool {
+		return equality.Semantic.DeepEqual(r, d.owner)
+	}) {
+		return false
+	}
+	return equality.Semantic.DeepEqual(live.Spec, d.spec)
+}
+
+// stale lists the cached HTTPRoutes of route namespace/name not in keep.
+func (t *Traffic) stale(namespace, name string, keep []desiredHTTPRoute) ([]*gatewayv1.HTTPRoute, error) {
+	sel := labels.SelectorFromSet(labels.Set{ManagedByLabelKey: ManagedByValue, v1alpha1.RouteLabelKey: name})
+	objs, err := t.lister.HTTPRoutes(namespace).List(sel)
+	if err != nil {
+		return nil, fmt.Errorf("listing the cached HTTPRoutes: %w", err)
+	}
+	objs = slices.DeleteFunc(objs, func(o *gatewayv1.HTTPRoute) bool {
+		return slices.ContainsFunc(keep, func(d desiredHTTPRoute) bool { return d.name == o.Name })
+	})
+	slices.SortFunc(objs, func(a, b *gatewayv1.HTTPRoute) int { return strings.Compare(a.Name, b.Name) })
+	return objs, nil
+}
+
+// cacheObservation is a write the cache is to see: key's object at rv (or at
+// any version but preRV), or, when gone, no longer the object uid.
+type cacheObservation struct {
+	key       string
+	rv, preRV string
+	uid       types.UID
+	gone      bool
+}
+
+// applyAll server-side-applies writes, in order, up to the first error.
+func (t *Traffic) applyAll(ctx context.Context, writes []httpRouteWrite) ([]cacheObservation, error) {
+	var out []cacheObservation
+	for _, w := range writes {
+		o, err := t.applyOne(ctx, w)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// applyOne server-side-applies w.
+func (t *Traffic) applyOne(ctx context.Context, w httpRouteWrite) (cacheObservation, error) {
+	ns, name := *w.d.ac.GetNamespace(), *w.d.ac.GetName()
+	got, err := t.client.GatewayV1().HTTPRoutes(ns).Apply(ctx, w.d.ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	if err != nil {
+		return cacheObservation{}, fmt.Errorf("applying HTTPRoute %s/%s: %w", ns, name, err)
+	}
+	return cacheObservation{key: ns + "/" + name, rv: got.ResourceVersion, preRV: w.preRV}, nil
+}
+
+// deleteAll deletes objs (each only if it is still the same object).
+func (t *Traffic) deleteAll(ctx context.Context, objs []*gatewayv1.HTTPRoute) ([]cacheObservation, error) {
+	var out []cacheObservation
+	for _, o := range objs {
+		uid := o.UID
+		err := t.client.GatewayV1().HTTPRoutes(o.Namespace).Delete(ctx, o.Name,
+			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return out, fmt.Errorf("deleting HTTPRoute %s/%s: %w", o.Namespace, o.Name, err)
+		}
+		out = append(out, cacheObservation{key: o.Namespace + "/" + o.Name, uid: uid, gone: true})
+	}
+	return out, nil
+}
+
+// await waits, at most SyncTimeout, until the cache has seen obs.
+func (t *Traffic) await(ctx context.Context, obs []cacheObservation) {
+	if len(obs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.opts.SyncTimeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !slices.ContainsFunc(obs, func(o cacheObservation) bool { return !t.observed(o) }) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// observed reports whether the cache reflects o.
+func (t *Traffic) observed(o cacheObservation) bool {
+	obj, exists, err := t.indexer.GetByKey(o.key)
+	if err != nil {
+		return true // nothing to wait for
+	}
+	hr, _ := obj.(*gatewayv1.HTTPRoute)
+	if o.gone {
+		return !exists || hr == nil || hr.UID != o.uid
+	}
+	return exists && hr != nil && (hr.ResourceVersion == o.rv || hr.ResourceVersion != o.preRV)
+}
+
+// ReadPlan reads what route namespace/route's HTTPRoutes serve, as a
+// TrafficPlan: Domain, Split (Revision and Percent; Ready is left false
+// for the caller to fill), Hosts and Tags (never nil). found is false
+// when the route has no HTTPRoute. It lists the HTTPRoutes labelled with
+// the route, straight from the API server.
+func ReadPlan(ctx context.Context, cfg *rest.Config, namespace, route string) (reconcile.TrafficPlan, bool, error) {
+	c, err := gwclient.NewForConfig(gatewayClientConfig(cfg))
+	if err != nil {
+		return reconcile.TrafficPlan{}, false, fmt.Errorf("building the Gateway API client: %w", err)
+	}
+	sel := labels.SelectorFromSet(labels.Set{ManagedByLabelKey: ManagedByValue, v1alpha1.RouteLabelKey: route})
+	list, err := c.GatewayV1().HTTPRoutes(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return reconcile.TrafficPlan{}, false, fmt.Errorf("listing the HTTPRoutes of route %s/%s: %w", namespace, route, err)
+	}
+	if len(list.Items) == 0 {
+		return reconcile.TrafficPlan{}, false, nil
+	}
+	p, err := planOfHTTPRoutes(route, list.Items)
+	if err != nil {
+		return reconcile.TrafficPlan{}, true, fmt.Errorf("reading the HTTPRoutes of route %s/%s: %w", namespace, route, err)
+	}
+	return p, true, nil
+}
+
+// planOfHTTPRoutes reads a route's HTTPRoutes back into a plan.
+func planOfHTTPRoutes(route string, items []gatewayv1.HTTPRoute) (reconcile.TrafficPlan, error) {
+	p := reconcile.TrafficPlan{Hosts: map[string]string{}, Tags: map[string]string{}}
+	for i := range items {
+		hr := &items[i]
+		tag := hr.Labels[TagLabelKey]
+		var err error
+		switch {
+		case hr.Name != HTTPRouteName(route, tag):
+			err = fmt.Errorf("HTTPRoute %s is labelled with route %s (tag %q) but is not named %s", hr.Name, route, tag, HTTPRouteName(route, tag))
+		case tag == "":
+			err = readDomainHTTPRoute(&p, hr)
+		default:
+			err = readHostHTTPRoute(&p, hr)
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+// readDomainHTTPRoute reads the domain's HTTPRoute: its host, named targets and
+// split.
+func readDomainHTTPRoute(p *reconcile.TrafficPlan, hr *gatewayv1.HTTPRoute) error {
+	if len(hr.Spec.Hostnames) != 1 {
+		return fmt.Errorf("HTTPRoute %s has %d hostnames, not 1", hr.Name, len(hr.Spec.Hostnames))
+	}
+	p.Domain = string(hr.Spec.Hostnames[0])
+	splits := 0
+	for i, r := range hr.Spec.Rules {
+		if tag, ok := targetOfRule(r); ok {
+			rev, err := onlyRevisionOf(r)
+			if err != nil {
+				return fmt.Errorf("HTTPRoute %s rule %d (%s: %s): %w", hr.Name, i, TargetHeader, tag, err)
+			}
+			p.Tags[tag] = rev
+			continue
+		}
+		if splits++; splits > 1 {
+			return fmt.Errorf("HTTPRoute %s has more than one split rule (rule %d)", hr.Name, i)
+		}
+		for _, b := range r.BackendRefs {
+			rev, err := revisionOfBackend(b.BackendRef)
+			if err != nil {
+				return fmt.Errorf("HTTPRoute %s rule %d: %w", hr.Name, i, err)
+			}
+			weight := int32(1) // the Gateway API's default
+			if b.Weight != nil {
+				weight = *b.Weight
+			}
+			p.Split = append(p.Split, reconcile.Backend{Revision: rev, Percent: int(weight)})
+		}
+	}
+	return nil
+}
+
+// readHostHTTPRoute reads a named target host's HTTPRoute.
+func readHostHTTPRoute(p *reconcile.TrafficPlan, hr *gatewayv1.HTTPRoute) error {
+	if len(hr.Spec.Hostnames) != 1 || len(hr.Spec.Rules) != 1 {
+		return fmt.Errorf("HTTPRoute %s has %d hostnames and %d rules, not 1 and 1", hr.Name, len(hr.Spec.Hostnames), len(hr.Spec.Rules))
+	}
+	rev, err := onlyRevisionOf(hr.Spec.Rules[0])
+	if err != nil {
+		return fmt.Errorf("HTTPRoute %s: %w", hr.Name, err)
+	}
+	p.Hosts[string(hr.Spec.Hostnames[0])] = rev
+	return nil
+}
+
+// targetOfRule is the named target a rule matches by its Elafros-Target
+// header.
+func targetOfRule(r gatewayv1.HTTPRouteRule) (string, bool) {
+	for _, m := range r.Matches {
+		for _, h := range m.Headers {
+			exact := h.Type == nil || *h.Type == gatewayv1.HeaderMatchExact
+			if exact && strings.EqualFold(string(h.Name), TargetHeader) {
+				return h.Value, true
+			}
+		}
+	}
+	return "", false
+}
+
+// onlyRevisionOf is the revision of a rule's one backendRef.
+func onlyRevisionOf(r gatewayv1.HTTPRouteRule) (string, error) {
+	if len(r.BackendRefs) != 1 {
+		return "", fmt.Errorf("%d backendRefs, not 1", len(r.BackendRefs))
+	}
+	return revisionOfBackend(r.BackendRefs[0].BackendRef)
+}
+
+// revisionOfBackend is the revision whose Service b is: ServiceName inverted
+// (it puts a fixed prefix and suffix around the revision's name).
+func revisionOfBackend(b gatewayv1.BackendRef) (string, error) {
+	if (b.Kind != nil && *b.Kind != backendServiceKind) || (b.Group != nil && *b.Group != "") {
+		return "", fmt.Errorf("backendRef %s is not a Service", b.Name)
+	}
+	const mark = "\x00"
+	prefix, suffix, _ := strings.Cut(ServiceName(mark), mark)
+	name := string(b.Name)
+	rev, ok := strings.CutPrefix(name, prefix)
+	if ok {
+		rev, ok = strings.CutSuffix(rev, suffix)
+	}
+	if !ok || rev == "" {
+		return "", fmt.Errorf("backendRef %s is not a revision's Service", name)
+	}
+	return rev, nil
+}
