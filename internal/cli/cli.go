@@ -40,7 +40,7 @@ func NewRootCommand(s IOStreams) *cobra.Command {
 	t.flags(root)
 	root.AddCommand(newValidateCommand(s))
 	addClientCommands(root, s, t)
-	root.AddCommand(newServeCommand(s), newLogsCommand(s, t), newUpCommand(s))
+	root.AddCommand(newServeCommand(s), newLogsCommand(s, t), newUpCommand(s), newInstallCommand(s, t), newReconcileCommand(s, t))
 	return root
 }
 

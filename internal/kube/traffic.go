@@ -173,7 +173,7 @@ func (t *Traffic) Start(ctx context.Context) error {
 	}
 	factory := gwinformers.NewSharedInformerFactoryWithOptions(t.client, 0,
 		gwinformers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedHTTPRoutes.String() }),
-		gwinformers.WithTransform(stripRouteManagedFields))
+		gwinformers.WithTransform(dropManagedFields))
 	inf := factory.Gateway().V1().HTTPRoutes()
 	informer := inf.Informer()
 	factory.Start(ctx.Done())
@@ -182,14 +182,6 @@ func (t *Traffic) Start(ctx context.Context) error {
 	}
 	t.ctx, t.lister, t.indexer = ctx, inf.Lister(), informer.GetIndexer()
 	return nil
-}
-
-// stripRouteManagedFields drops what the cache never reads.
-func stripRouteManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // ready reports why the cache cannot be used (t.mu held).

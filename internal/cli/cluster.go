@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/kube"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// restConfig is the cluster a command acts on: --kubeconfig/--context, or
+// the default loading rules (including the in-cluster ServiceAccount).
+func (t *target) restConfig() (*rest.Config, error) {
+	return client.Kubeconfig(t.kubeconfig, t.context)
+}
+
+func newInstallCommand(s IOStreams, t *target) *cobra.Command {
+	var rbac bool
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Install the elafros.dev CRDs (and the RBAC roles) into a Kubernetes cluster",
+		Long: `install server-side-applies the elafros.dev CustomResourceDefinitions to the
+cluster of --kubeconfig/--context (or the current kubeconfig context) and
+waits until they are served; with --rbac (the default) also the roles of the
+action, the bot and the reconciler, with their ServiceAccounts in
+elafros-system. The Gateway API CRDs are the cluster's (install them with your
+gateway implementation).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := t.restConfig()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if err := kube.InstallCRDs(ctx, cfg, kube.CRDs()...); err != nil {
+				return err
+			}
+			fmt.Fprintln(s.Out, "✓ CRDs: configurations, revisions, routes, services.elafros.dev")
+			if rbac {
+				if err := kube.ApplyManifests(ctx, cfg, kube.RBAC()...); err != nil {
+					return err
+				}
+				fmt.Fprintln(s.Out, "✓ RBAC: elafros-reconciler, elafros-deployer, elafros-rollout; ServiceAccounts elafros-action, elafros-bot in elafros-system")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&rbac, "rbac", true, "also install the roles, ServiceAccounts and bindings of config/rbac")
+	return cmd
+}
+
+// parseGateway reads --gateway NAMESPACE/NAME[:LISTENER].
+func parseGateway(v string) (gatewayv1.ParentReference, error) {
+	bad := fmt.Errorf("--gateway %q: want NAMESPACE/NAME or NAMESPACE/NAME:LISTENER (the Gateway the HTTPRoutes attach to)", v)
+	nsName, listener, _ := strings.Cut(v, ":")
+	ns, name, ok := strings.Cut(nsName, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return gatewayv1.ParentReference{}, bad
+	}
+	gns := gatewayv1.Namespace(ns)
+	ref := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(name), Namespace: &gns}
+	if listener != "" {
+		sn := gatewayv1.SectionName(listener)
+		ref.SectionName = &sn
+	}
+	return ref, nil
+}
+
+// parseMirrors reads --mirror HOST=MIRROR flags.
+func parseMirrors(vs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, v := range vs {
+		host, mirror, ok := strings.Cut(v, "=")
+		if !ok || host == "" || mirror == "" {
+			return nil, fmt.Errorf("--mirror %q: want REGISTRY=MIRROR, e.g. gcr.io=registry.internal:5000", v)
+		}
+		m[host] = mirror
+	}
+	return m, nil
+}
+
+func newReconcileCommand(s IOStreams, t *target) *cobra.Command {
+	var (
+		gateway, domain string
+		mirrors         []string
+		once            bool
+		timeout         time.Duration
+		verbose         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "reconcile --gateway NAMESPACE/NAME",
+		Short: "Run the bundled reconciler against a Kubernetes cluster",
+		Long: `reconcile runs the bundled reconciler against the cluster of
+--kubeconfig/--context: revisions become Deployments and Services, routes
+become Gateway API HTTPRoutes attached to --gateway. With --once it converges
+and exits (what the action does after applying elafros.yaml); otherwise it
+watches until interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gw, err := parseGateway(gateway)
+			if err != nil {
+				return err
+			}
+			m, err := parseMirrors(mirrors)
+			if err != nil {
+				return err
+			}
+			cfg, err := t.restConfig()
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			logger := slog.New(slog.NewTextHandler(s.ErrOut, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			r, err := kubeReconciler(ctx, cfg, gw, m, domain)
+			if err != nil {
+				return err
+			}
+			if once {
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				defer cancel()
+				ns := "" // every namespace, unless -n names one
+				if f := cmd.Flag("namespace"); f != nil && f.Changed {
+					ns = t.namespace
+				}
+				if err := r.Converge(cctx, ns); err != nil {
+					return err
+				}
+				fmt.Fprintln(s.Out, "✓ converged")
+				return nil
+			}
+			return r.Run(ctx, reconcile.RunOptions{Logger: logger})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&gateway, "gateway", "", "the Gateway every HTTPRoute attaches to: NAMESPACE/NAME[:LISTENER] (required)")
+	f.StringVar(&domain, "domain-suffix", "example.com", "routes are served at <route>.<namespace>.<suffix>")
+	f.StringArrayVar(&mirrors, "mirror", nil, "resolve image tags of REGISTRY through MIRROR: REGISTRY=MIRROR (repeatable)")
+	f.BoolVar(&once, "once", false, "converge once and exit instead of watching")
+	f.DurationVar(&timeout, "timeout", 5*time.Minute, "with --once, how long to wait for convergence")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
+	_ = cmd.MarkFlagRequired("gateway")
+	return cmd
+}
+
+// kubeReconciler wires the bundled reconciler to a cluster.
+func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain string) (*reconcile.Reconciler, error) {
+	store, err := client.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors})
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the runtime's informers: %w", err)
+	}
+	tr, err := kube.NewTraffic(cfg, kube.TrafficOptions{Gateway: gw})
+	if err != nil {
+		return nil, err
+	}
+	if err := tr.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the traffic informers: %w", err)
+	}
+	if domain == "" {
+		return nil, errors.New("--domain-suffix must not be empty")
+	}
+	return reconcile.New(store, rt, tr, nil, reconcile.Options{DomainSuffix: domain})
+}

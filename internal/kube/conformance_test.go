@@ -1,0 +1,227 @@
+package kube_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/kube"
+	"github.com/elafros/elafros/internal/kube/kubetest"
+	"github.com/elafros/elafros/internal/local/process/processtest"
+	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/reconcile/conformance"
+	"github.com/elafros/elafros/internal/reconcile/reconciletest"
+)
+
+// env is a cluster prepared for elafros: CRDs, Gateway API, RBAC, a
+// Gateway, and a registry that mirrors the seed's gcr.io images.
+type env struct {
+	c        *kubetest.Cluster
+	registry string
+	// action and bot authenticate as the ServiceAccounts of config/rbac.
+	action, bot *rest.Config
+}
+
+func setup(t testing.TB) *env {
+	t.Helper()
+	c := kubetest.Start(t)
+	ctx := context.Background()
+	if err := kube.InstallCRDs(ctx, c.Config, append(kube.CRDs(), c.GatewayAPICRDs(t)...)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.ApplyManifests(ctx, c.Config, kube.RBAC()...); err != nil {
+		t.Fatal(err)
+	}
+	gw := []byte(`apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: elafros-test}
+spec: {controllerName: elafros.dev/test}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: elafros, namespace: default}
+spec:
+  gatewayClassName: elafros-test
+  listeners:
+  - {name: http, protocol: HTTP, port: 80}
+`)
+	if err := kube.ApplyManifests(ctx, c.Config, gw); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{c: c, registry: processtest.StartRegistry(t)}
+	for _, tag := range []string{"v1", "v2"} {
+		push(t, e.registry+"/elafros-samples/my-service:"+tag)
+	}
+	e.action = c.ServiceAccountConfig(t, "elafros-system", "elafros-action")
+	e.bot = c.ServiceAccountConfig(t, "elafros-system", "elafros-bot")
+	return e
+}
+
+func push(t testing.TB, ref string) {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gateway() kube.TrafficOptions {
+	ns := gatewayv1.Namespace("default")
+	return kube.TrafficOptions{Gateway: gatewayv1.ParentReference{Name: "elafros", Namespace: &ns}}
+}
+
+// behaviors stands in for the user's code: a held revision's pods never
+// become ready, a failed one's crash-loop with the given exit code and
+// message. It marks the revision's pods (through labels the runtime
+// propagates); kwok's stages make the pods behave so, and the runtime
+// reads it from real pod status.
+type behaviors struct {
+	*kube.Runtime
+	mu     sync.Mutex
+	held   map[string]bool
+	failed map[string][2]string
+}
+
+func (b *behaviors) Materialize(ctx context.Context, rev *v1alpha1.Revision, image string) (reconcile.WorkloadState, error) {
+	b.mu.Lock()
+	held, failed := b.held[rev.Name], b.failed[rev.Name]
+	b.mu.Unlock()
+	if held || failed[0] != "" {
+		rev = rev.DeepCopy()
+		if rev.Labels == nil {
+			rev.Labels = map[string]string{}
+		}
+		if rev.Annotations == nil {
+			rev.Annotations = map[string]string{}
+		}
+		if held {
+			rev.Labels[kubetest.BehaviorLabel] = kubetest.BehaviorHold
+		} else {
+			rev.Labels[kubetest.BehaviorLabel] = kubetest.BehaviorCrash
+			rev.Annotations[kubetest.ExitCodeAnnotation] = failed[0]
+			rev.Annotations[kubetest.MessageAnnotation] = failed[1]
+		}
+	}
+	return b.Runtime.Materialize(ctx, rev, image)
+}
+
+func (b *behaviors) set(f func()) { b.mu.Lock(); f(); b.mu.Unlock() }
+
+// reset deletes every elafros object in default and waits until they and
+// their workloads and HTTPRoutes are gone, so each scenario starts empty.
+func (e *env) reset(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := client.New(e.c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		left := 0
+		for _, k := range reconcile.Kinds {
+			objs, err := admin.List(ctx, k, "default", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				left++
+				_ = admin.Delete(ctx, k, "default", o.GetName())
+			}
+		}
+		sel := metav1.ListOptions{LabelSelector: kube.ManagedByLabelKey + "=" + kube.ManagedByValue}
+		deps, err := e.c.Client.AppsV1().Deployments("default").List(ctx, sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcs, err := e.c.Client.CoreV1().Services("default").List(ctx, sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left += len(deps.Items) + len(svcs.Items)
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the previous scenario's objects are not gone after 60s (%d left)", left)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestConformance runs the seed's scenarios and the error catalogue
+// against the real cluster, with the same assertions as the embedded
+// store: the reconciler authenticates as the action's ServiceAccount,
+// revisions become Deployments that kwok runs, routes become HTTPRoutes,
+// and the applied traffic is read back from the HTTPRoutes.
+func TestConformance(t *testing.T) {
+	e := setup(t)
+	conformance.Run(t, func(t *testing.T) conformance.Backend {
+		e.reset(t)
+		ctx := t.Context()
+		store, err := client.New(e.action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := kube.NewRuntime(e.action, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := kube.NewTraffic(e.action, gateway())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		b := &behaviors{Runtime: rt, held: map[string]bool{}, failed: map[string][2]string{}}
+		builds := reconciletest.NewBuilder(false)
+		return conformance.Backend{
+			Store: store, Runtime: b, Traffic: tr, Builder: builds,
+			Hold:    func(_, name string) { b.set(func() { b.held[name] = true }) },
+			Release: func(_, name string) { b.set(func() { delete(b.held, name) }) },
+			Fail: func(_, name, reason, message string) {
+				// The process printed the message; the runtime reports it
+				// as "Container failed with: <last line>".
+				code := strings.TrimPrefix(reason, "ExitCode:")
+				printed := strings.TrimPrefix(message, "Container failed with: ")
+				b.set(func() { b.failed[name] = [2]string{code, printed} })
+			},
+			CompleteBuild: builds.Complete, FailBuild: builds.Fail,
+			Plan: func(ns, name string) (reconcile.TrafficPlan, bool) {
+				p, found, err := kube.ReadPlan(ctx, e.c.Config, ns, name)
+				if err != nil {
+					t.Fatalf("reading the HTTPRoutes of %s: %v", name, err)
+				}
+				for i := range p.Split {
+					o, err := store.Get(ctx, reconcile.KindRevision, ns, p.Split[i].Revision)
+					if err == nil {
+						p.Split[i].Ready = o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady)
+					}
+				}
+				return p, found
+			},
+		}
+	})
+}
