@@ -12,3 +12,5 @@ obj_out=()
 [ -n "$out_obj" ] && obj_out=("output:object:dir=$out_obj")
 cg object:headerFile=hack/boilerplate.go.txt paths=./api/... "${obj_out[@]}"
 cg crd:crdVersions=v1,generateEmbeddedObjectMeta=true paths=./api/... output:crd:artifacts:config="$out_crd"
+# The container's name is optional in the Elafros API (user-container).
+go run ./hack/crdfix "$out_crd"/*.yaml

@@ -47,6 +47,32 @@ func TestKubectl(t *testing.T) {
 			t.Errorf("kubectl get output lacks %q", want)
 		}
 	}
+	// The seed's body as it is (no container name) applies with kubectl.
+	body := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(body, []byte(`apiVersion: elafros.dev/v1alpha1
+kind: Configuration
+metadata:
+  name: my-service
+  namespace: default
+spec:
+  revisionTemplate:
+    metadata:
+      labels:
+        elafros.dev/type: "app"
+    spec:
+      container:
+        image: gcr.io/elafros-samples/my-service:v1
+        env:
+        - name: FOO
+          value: bar
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("apply", "-f", body)
+	if got := run("get", "configuration", "my-service", "-n", "default", "-o", "jsonpath={.spec.revisionTemplate.spec.container.name}"); got != "user-container" {
+		t.Errorf("container name of a body without one: %q, want user-container (the CRD's default)", got)
+	}
+
 	out = run("explain", "route.spec.rollout.traffic")
 	t.Logf("kubectl explain:\n%s", out)
 	for _, want := range []string{"GROUP:      elafros.dev", "FIELD: traffic", "percent", "revisionName", "configurationName"} {
