@@ -10,7 +10,7 @@ build:
 # Every test, with the race detector (needs cgo: gcc). The Kubernetes tests
 # need the test cluster's binaries: "make cluster" builds them once.
 test: cluster
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 
 # The test cluster (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok, Gateway API CRDs), built from the Go module proxy
