@@ -160,9 +160,13 @@ watches until interrupted.`,
 
 // kubeReconciler wires the bundled reconciler to a cluster.
 func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain string) (*reconcile.Reconciler, error) {
-	store, err := client.New(cfg)
+	direct, err := client.New(cfg)
 	if err != nil {
 		return nil, err
+	}
+	store := kube.NewCachedStore(direct)
+	if err := store.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
 	}
 	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
@@ -322,6 +323,22 @@ func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
 		close(out)
 	}()
 	return out, nil
+}
+
+// ListWatch returns a cache.ListerWatcher of kind in namespace ("" for
+// all), for informers over the elafros.dev objects.
+func (s *Store) ListWatch(kind reconcile.Kind, ns string) cache.ListerWatcher {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			l, _ := newList(kind)
+			err := s.rc.Get().Namespace(ns).Resource(plural(kind)).VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(l)
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.Watch = true
+			return s.rc.Get().Namespace(ns).Resource(plural(kind)).VersionedParams(&opts, metav1.ParameterCodec).Watch(ctx)
+		},
+	}
 }
 
 // Logs returns a revision's output (elafros serve's log subresource).

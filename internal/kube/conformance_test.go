@@ -174,12 +174,30 @@ func (e *env) reset(t *testing.T) {
 // and the applied traffic is read back from the HTTPRoutes.
 func TestConformance(t *testing.T) {
 	e := setup(t)
+	for _, cached := range []bool{false, true} {
+		name := "direct"
+		if cached {
+			name = "cached" // reads from informers, as elafros reconcile runs
+		}
+		t.Run(name, func(t *testing.T) { conformanceOn(t, e, cached) })
+	}
+}
+
+func conformanceOn(t *testing.T, e *env, cached bool) {
 	conformance.Run(t, func(t *testing.T) conformance.Backend {
 		e.reset(t)
 		ctx := t.Context()
-		store, err := client.New(e.action)
+		direct, err := client.New(e.action)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var store reconcile.Store = direct
+		if cached {
+			cs := kube.NewCachedStore(direct)
+			if err := cs.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			store = cs
 		}
 		rt, err := kube.NewRuntime(e.action, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}})
 		if err != nil {

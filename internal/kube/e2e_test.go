@@ -48,13 +48,17 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 // runs it), over cfg's credentials.
 type reconciler struct {
 	r     *reconcile.Reconciler
-	store *client.Store
+	store reconcile.Store
 }
 
 func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config, resync time.Duration) *reconciler {
 	t.Helper()
-	store, err := client.New(cfg)
+	direct, err := client.New(cfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	store := kube.NewCachedStore(direct) // as elafros reconcile runs
+	if err := store.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}})

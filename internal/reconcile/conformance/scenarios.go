@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -363,17 +364,24 @@ func scenario1Gradual(t *testing.T, nb NewBackend) {
 		t.Fatal(err)
 	}
 	seen := [][]v1alpha1.TrafficTarget{e.route("my-service").Status.Traffic}
-	for i := 0; i < 20; i++ {
+	// Passes until the route is done, with a pause when one changed
+	// nothing (a real workload takes a while to become Ready).
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if _, errs := e.r.Pass(e.ctx, ns); len(errs) > 0 {
 			t.Fatal(errs)
 		}
 		rt := e.route("my-service")
-		if !slices.Equal(seen[len(seen)-1], rt.Status.Traffic) {
-			seen = append(seen, rt.Status.Traffic)
-			if len(rt.Status.Traffic) == 2 && rt.Status.Traffic[0].Percent == 75 {
-				diff(t, "mid-rollout", []v1alpha1.TrafficTarget{target(r1, "", 75), target(r2, "", 25)}, rt.Status.Traffic)
-				diff(t, "RolloutComplete while migrating", "False", cond(rt.Status.Conditions, v1alpha1.ConditionRolloutComplete)[0])
+		if slices.Equal(seen[len(seen)-1], rt.Status.Traffic) {
+			if len(rt.Status.Traffic) == 1 && rt.Status.Traffic[0].RevisionName == r2 {
+				break
 			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		seen = append(seen, rt.Status.Traffic)
+		if len(rt.Status.Traffic) == 2 && rt.Status.Traffic[0].Percent == 75 {
+			diff(t, "mid-rollout", []v1alpha1.TrafficTarget{target(r1, "", 75), target(r2, "", 25)}, rt.Status.Traffic)
+			diff(t, "RolloutComplete while migrating", "False", cond(rt.Status.Conditions, v1alpha1.ConditionRolloutComplete)[0])
 		}
 	}
 	want := [][]v1alpha1.TrafficTarget{
