@@ -127,7 +127,7 @@ watches until interrupted.`,
 			logger := slog.New(slog.NewTextHandler(s.ErrOut, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			r, err := kubeReconciler(ctx, cfg, gw, m, domain)
+			r, notify, err := kubeReconciler(ctx, cfg, gw, m, domain)
 			if err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ watches until interrupted.`,
 				fmt.Fprintln(s.Out, "✓ converged")
 				return nil
 			}
-			return r.Run(ctx, reconcile.RunOptions{Logger: logger})
+			return r.Run(ctx, reconcile.RunOptions{Logger: logger, Notify: notify})
 		},
 	}
 	f := cmd.Flags()
@@ -158,32 +158,40 @@ watches until interrupted.`,
 	return cmd
 }
 
-// kubeReconciler wires the bundled reconciler to a cluster.
-func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain string) (*reconcile.Reconciler, error) {
+// kubeReconciler wires the bundled reconciler to a cluster. The channel
+// carries the revisions whose workloads changed (RunOptions.Notify).
+func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain string) (*reconcile.Reconciler, <-chan reconcile.Key, error) {
 	direct, err := client.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	store := kube.NewCachedStore(direct)
 	if err := store.Start(ctx); err != nil {
-		return nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
+		return nil, nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
 	}
-	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors})
+	notify := make(chan reconcile.Key, 1024)
+	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors, OnChange: func(ns, name string) {
+		select {
+		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
+		default: // the revision's next poll sees it
+		}
+	}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := rt.Start(ctx); err != nil {
-		return nil, fmt.Errorf("starting the runtime's informers: %w", err)
+		return nil, nil, fmt.Errorf("starting the runtime's informers: %w", err)
 	}
 	tr, err := kube.NewTraffic(cfg, kube.TrafficOptions{Gateway: gw})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := tr.Start(ctx); err != nil {
-		return nil, fmt.Errorf("starting the traffic informers: %w", err)
+		return nil, nil, fmt.Errorf("starting the traffic informers: %w", err)
 	}
 	if domain == "" {
-		return nil, errors.New("--domain-suffix must not be empty")
+		return nil, nil, errors.New("--domain-suffix must not be empty")
 	}
-	return reconcile.New(store, rt, tr, nil, reconcile.Options{DomainSuffix: domain})
+	r, err := reconcile.New(store, rt, tr, nil, reconcile.Options{DomainSuffix: domain})
+	return r, notify, err
 }

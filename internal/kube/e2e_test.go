@@ -61,7 +61,13 @@ func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config
 	if err := store.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}})
+	notify := make(chan reconcile.Key, 1024)
+	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}, OnChange: func(ns, name string) {
+		select {
+		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
+		default:
+		}
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +88,7 @@ func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = r.Run(ctx, reconcile.RunOptions{Resync: resync})
+		_ = r.Run(ctx, reconcile.RunOptions{Resync: resync, Notify: notify})
 	}()
 	t.Cleanup(func() { <-done })
 	return &reconciler{r: r, store: store}

@@ -71,6 +71,10 @@ type RunOptions struct {
 	// Resync re-enqueues every object this often. Default 5m.
 	Resync time.Duration
 	Logger *slog.Logger
+	// Notify, when set, enqueues keys from outside the store's watch: a
+	// runtime reporting that a revision's workload changed, so that its
+	// readiness is seen at once instead of at the next poll.
+	Notify <-chan Key
 }
 
 // Run reconciles continuously: every watch event enqueues the objects it
@@ -141,6 +145,8 @@ func (r *Reconciler) Run(ctx context.Context, o RunOptions) error {
 				break loop
 			case <-resync.C:
 				r.enqueueAll(ctx, q)
+			case k := <-o.Notify:
+				q.Add(k)
 			case e, ok := <-events:
 				if !ok {
 					break loop // fell behind or the store closed: list again
