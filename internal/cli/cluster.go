@@ -105,7 +105,9 @@ func newReconcileCommand(s IOStreams, t *target) *cobra.Command {
 --kubeconfig/--context: revisions become Deployments and Services, routes
 become Gateway API HTTPRoutes attached to --gateway. With --once it converges
 and exits (what the action does after applying elafros.yaml); otherwise it
-watches until interrupted.`,
+watches until interrupted. With -n it watches and reconciles that namespace
+only, so the elafros-reconciler role can be bound there with a RoleBinding
+instead of cluster-wide.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gw, err := parseGateway(gateway)
@@ -127,17 +129,17 @@ watches until interrupted.`,
 			logger := slog.New(slog.NewTextHandler(s.ErrOut, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			r, notify, err := kubeReconciler(ctx, cfg, gw, m, domain)
+			ns := "" // every namespace, unless -n names one: then only it
+			if f := cmd.Flag("namespace"); f != nil && f.Changed {
+				ns = t.namespace
+			}
+			r, notify, err := kubeReconciler(ctx, cfg, gw, m, domain, ns)
 			if err != nil {
 				return err
 			}
 			if once {
 				cctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
-				ns := "" // every namespace, unless -n names one
-				if f := cmd.Flag("namespace"); f != nil && f.Changed {
-					ns = t.namespace
-				}
 				if err := r.Converge(cctx, ns); err != nil {
 					return err
 				}
@@ -160,17 +162,17 @@ watches until interrupted.`,
 
 // kubeReconciler wires the bundled reconciler to a cluster. The channel
 // carries the revisions whose workloads changed (RunOptions.Notify).
-func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain string) (*reconcile.Reconciler, <-chan reconcile.Key, error) {
+func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain, ns string) (*reconcile.Reconciler, <-chan reconcile.Key, error) {
 	direct, err := client.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	store := kube.NewCachedStore(direct)
+	store := kube.NewCachedStore(direct, ns)
 	if err := store.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
 	}
 	notify := make(chan reconcile.Key, 1024)
-	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors, OnChange: func(ns, name string) {
+	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors, Namespace: ns, OnChange: func(ns, name string) {
 		select {
 		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
 		default: // the revision's next poll sees it
@@ -182,7 +184,7 @@ func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentRe
 	if err := rt.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("starting the runtime's informers: %w", err)
 	}
-	tr, err := kube.NewTraffic(cfg, kube.TrafficOptions{Gateway: gw})
+	tr, err := kube.NewTraffic(cfg, kube.TrafficOptions{Gateway: gw, Namespace: ns})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,6 +71,51 @@ spec:
 	}
 	if im := d.Spec.Template.Spec.Containers[0].Image; !strings.HasPrefix(im, reg+"/hello@sha256:") {
 		t.Errorf("deployment image %q, want %s/hello pinned by digest", im, reg)
+	}
+
+	// Confined to one namespace, the reconciler needs only a RoleBinding
+	// there: a ServiceAccount of team-a, bound to the reconciler and
+	// deployer roles in team-a alone, deploys with -n team-a and is
+	// refused cluster-wide.
+	if err := kube.ApplyManifests(context.Background(), c.Config, []byte(`apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: deployer, namespace: team-a}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: elafros-reconciler, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: elafros-reconciler}
+subjects: [{kind: ServiceAccount, name: deployer, namespace: team-a}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	sa := c.ServiceAccountConfig(t, "team-a", "deployer")
+	teamKC := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(teamKC, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: deployer, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: deployer}}]
+current-context: test
+`, sa.Host, sa.BearerToken)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	team := "--kubeconfig=" + teamKC
+	if code, out, errOut = run(t, "apply", team, "-n", "team-a", "-f", manifest); code != 0 {
+		t.Fatalf("apply -n team-a as team-a's ServiceAccount: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = run(t, "reconcile", team, "-n", "team-a", "--once", "--timeout=60s", "--gateway=default/public"); code != 0 {
+		t.Fatalf("reconcile -n team-a as team-a's ServiceAccount: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = run(t, "get", team, "-n", "team-a", "routes", "hello"); code != 0 || !strings.Contains(out, "hello-00001") {
+		t.Fatalf("get routes -n team-a: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut = run(t, "reconcile", team, "--once", "--timeout=20s", "--gateway=default/public"); code == 0 || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("reconcile across namespaces as team-a's ServiceAccount: exit %d, stderr %q; want forbidden", code, errOut)
 	}
 
 	// Bad flags name themselves and what would be accepted.

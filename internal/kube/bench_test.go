@@ -80,7 +80,7 @@ func TestResyncUnchangedMakesNoWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := kube.NewCachedStore(direct) // as elafros reconcile runs
+	store := kube.NewCachedStore(direct, "") // as elafros reconcile runs
 	if err := store.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ type CachedStore struct {
 	*client.Store
 	kinds map[reconcile.Kind]*kindCache
 
+	namespace string
+
 	mu       sync.Mutex
 	overlay  map[overlayKey]overlayEntry
 	watchers map[chan reconcile.Event]struct{}
@@ -67,13 +69,15 @@ const overlayTTL = time.Minute
 
 const allIndex = "all"
 
-// NewCachedStore returns a CachedStore over s. Call Start before use.
-func NewCachedStore(s *client.Store) *CachedStore {
-	c := &CachedStore{Store: s, kinds: map[reconcile.Kind]*kindCache{},
+// NewCachedStore returns a CachedStore over s, caching namespace ("" for
+// all: then the caller needs list and watch on every namespace). Call
+// Start before use.
+func NewCachedStore(s *client.Store, namespace string) *CachedStore {
+	c := &CachedStore{Store: s, namespace: namespace, kinds: map[reconcile.Kind]*kindCache{},
 		overlay: map[overlayKey]overlayEntry{}, watchers: map[chan reconcile.Event]struct{}{}}
 	for _, k := range reconcile.Kinds {
 		obj, _ := reconcile.NewObject(k)
-		inf := cache.NewSharedIndexInformer(s.ListWatch(k, ""), obj, 0, cache.Indexers{
+		inf := cache.NewSharedIndexInformer(s.ListWatch(k, namespace), obj, 0, cache.Indexers{
 			cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
 			allIndex:             func(any) ([]string, error) { return []string{""}, nil },
 		})
@@ -86,6 +90,12 @@ func NewCachedStore(s *client.Store) *CachedStore {
 
 // Start runs the informers until ctx ends and waits for their first list.
 func (c *CachedStore) Start(ctx context.Context) error {
+	// Fail fast (an informer would retry a forbidden list forever).
+	for _, k := range reconcile.Kinds {
+		if _, err := c.Store.List(ctx, k, c.namespace, nil); err != nil {
+			return fmt.Errorf("listing %s: %w", reconcile.Resource(k).Resource, err)
+		}
+	}
 	var synced []cache.InformerSynced
 	for _, kc := range c.kinds {
 		go kc.informer.RunWithContext(ctx)

@@ -27,7 +27,7 @@ func TestCachedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := kube.NewCachedStore(direct)
+	cs := kube.NewCachedStore(direct, "")
 	if err := cs.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 		}
 		var store reconcile.Store = direct
 		if cached {
-			cs := kube.NewCachedStore(direct)
+			cs := kube.NewCachedStore(direct, "")
 			if err := cs.Start(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -57,7 +57,7 @@ func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := kube.NewCachedStore(direct) // as elafros reconcile runs
+	store := kube.NewCachedStore(direct, "") // as elafros reconcile runs
 	if err := store.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

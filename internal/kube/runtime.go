@@ -122,6 +122,9 @@ type RuntimeOptions struct {
 	// informers, so that a driver can reconcile it sooner than its next
 	// poll. It runs on informer goroutines and must not block.
 	OnChange func(namespace, revision string)
+	// Namespace confines the informers (and so the permissions needed)
+	// to one namespace; "" watches all.
+	Namespace string
 }
 
 func (o RuntimeOptions) withDefaults() (RuntimeOptions, error) {
@@ -221,7 +224,7 @@ func (r *Runtime) setupInformers() error {
 	managed := ManagedByLabelKey + "=" + ManagedByValue
 	r.factory = informers.NewSharedInformerFactoryWithOptions(r.client, 0,
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = managed }),
-		informers.WithTransform(dropManagedFields))
+		informers.WithTransform(dropManagedFields), informers.WithNamespace(r.opts.Namespace))
 	deployments := r.factory.Apps().V1().Deployments()
 	services := r.factory.Core().V1().Services()
 	pods := r.factory.Core().V1().Pods().Informer()
@@ -289,6 +292,17 @@ func changeHandler(notify func(namespace, revision string)) cache.ResourceEventH
 func (r *Runtime) Start(ctx context.Context) error {
 	if !r.starting.CompareAndSwap(false, true) {
 		return errors.New("kube runtime: Start called twice")
+	}
+	// Fail fast (an informer would retry a forbidden list forever).
+	probe := metav1.ListOptions{LabelSelector: ManagedByLabelKey + "=" + ManagedByValue, Limit: 1}
+	if _, err := r.client.AppsV1().Deployments(r.opts.Namespace).List(ctx, probe); err != nil {
+		return fmt.Errorf("kube runtime: listing deployments: %w", err)
+	}
+	if _, err := r.client.CoreV1().Services(r.opts.Namespace).List(ctx, probe); err != nil {
+		return fmt.Errorf("kube runtime: listing services: %w", err)
+	}
+	if _, err := r.client.CoreV1().Pods(r.opts.Namespace).List(ctx, probe); err != nil {
+		return fmt.Errorf("kube runtime: listing pods: %w", err)
 	}
 	r.stopped = ctx.Done()
 	r.factory.Start(ctx.Done())

@@ -106,6 +106,9 @@ type TrafficOptions struct {
 	// anyway: the writes are done, and a stale cache only costs an
 	// idempotent write. Default DefaultSyncTimeout.
 	SyncTimeout time.Duration
+	// Namespace confines the informer (and so the permissions needed) to
+	// one namespace; "" watches all.
+	Namespace string
 }
 
 // Traffic serves Routes through Gateway API HTTPRoutes: one for the
@@ -168,12 +171,12 @@ func (t *Traffic) Start(ctx context.Context) error {
 		return errors.New("kube traffic: already started")
 	}
 	probe := metav1.ListOptions{LabelSelector: managedHTTPRoutes.String(), Limit: 1}
-	if _, err := t.client.GatewayV1().HTTPRoutes(metav1.NamespaceAll).List(ctx, probe); err != nil {
+	if _, err := t.client.GatewayV1().HTTPRoutes(t.opts.Namespace).List(ctx, probe); err != nil {
 		return fmt.Errorf("kube traffic: listing HTTPRoutes (are the Gateway API CRDs installed, and may elafros list httproutes?): %w", err)
 	}
 	factory := gwinformers.NewSharedInformerFactoryWithOptions(t.client, 0,
 		gwinformers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedHTTPRoutes.String() }),
-		gwinformers.WithTransform(dropManagedFields))
+		gwinformers.WithTransform(dropManagedFields), gwinformers.WithNamespace(t.opts.Namespace))
 	inf := factory.Gateway().V1().HTTPRoutes()
 	informer := inf.Informer()
 	factory.Start(ctx.Done())
