@@ -133,7 +133,13 @@ instead of cluster-wide.`,
 			if f := cmd.Flag("namespace"); f != nil && f.Changed {
 				ns = t.namespace
 			}
-			r, notify, err := kubeReconciler(ctx, cfg, gw, m, domain, ns)
+			if domain == "" {
+				return errors.New("--domain-suffix must not be empty")
+			}
+			r, err := kube.NewReconciler(ctx, cfg, kube.ReconcilerOptions{
+				Traffic: kube.TrafficOptions{Gateway: gw}, Runtime: kube.RuntimeOptions{Mirrors: m},
+				Namespace: ns, Reconcile: reconcile.Options{DomainSuffix: domain},
+			})
 			if err != nil {
 				return err
 			}
@@ -146,7 +152,7 @@ instead of cluster-wide.`,
 				fmt.Fprintln(s.Out, "✓ converged")
 				return nil
 			}
-			return r.Run(ctx, reconcile.RunOptions{Logger: logger, Notify: notify})
+			return r.Run(ctx, reconcile.RunOptions{Logger: logger, Notify: r.Notify})
 		},
 	}
 	f := cmd.Flags()
@@ -158,42 +164,4 @@ instead of cluster-wide.`,
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
 	_ = cmd.MarkFlagRequired("gateway")
 	return cmd
-}
-
-// kubeReconciler wires the bundled reconciler to a cluster. The channel
-// carries the revisions whose workloads changed (RunOptions.Notify).
-func kubeReconciler(ctx context.Context, cfg *rest.Config, gw gatewayv1.ParentReference, mirrors map[string]string, domain, ns string) (*reconcile.Reconciler, <-chan reconcile.Key, error) {
-	direct, err := client.New(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	store := kube.NewCachedStore(direct, ns)
-	if err := store.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
-	}
-	notify := make(chan reconcile.Key, 1024)
-	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: mirrors, Namespace: ns, OnChange: func(ns, name string) {
-		select {
-		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
-		default: // the revision's next poll sees it
-		}
-	}})
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := rt.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("starting the runtime's informers: %w", err)
-	}
-	tr, err := kube.NewTraffic(cfg, kube.TrafficOptions{Gateway: gw, Namespace: ns})
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := tr.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("starting the traffic informers: %w", err)
-	}
-	if domain == "" {
-		return nil, nil, errors.New("--domain-suffix must not be empty")
-	}
-	r, err := reconcile.New(store, rt, tr, nil, reconcile.Options{DomainSuffix: domain})
-	return r, notify, err
 }

@@ -15,11 +15,9 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
-	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/manifest"
 	"github.com/elafros/elafros/internal/reconcile"
-	"github.com/elafros/elafros/internal/reconcile/reconciletest"
 )
 
 // BenchmarkDeploy measures, on the test cluster, the time from a new
@@ -76,32 +74,8 @@ func TestResyncUnchangedMakesNoWrites(t *testing.T) {
 	ctx := t.Context()
 	var n counter
 	cfg := n.wrap(e.action)
-	direct, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := kube.NewCachedStore(direct, "") // as elafros reconcile runs
-	if err := store.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := kube.NewTraffic(cfg, gateway())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := reconcile.New(store, rt, tr, reconciletest.NewBuilder(true), reconcile.Options{DomainSuffix: "example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newReconciler(t, ctx, e, cfg)
+	store := r.Store
 	for i := range count {
 		body := fmt.Sprintf(`apiVersion: elafros.dev/v1alpha1
 kind: Service

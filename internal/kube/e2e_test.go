@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/manifest"
 	"github.com/elafros/elafros/internal/reconcile"
@@ -53,45 +52,28 @@ type reconciler struct {
 
 func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config, resync time.Duration) *reconciler {
 	t.Helper()
-	direct, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := kube.NewCachedStore(direct, "") // as elafros reconcile runs
-	if err := store.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	notify := make(chan reconcile.Key, 1024)
-	rt, err := kube.NewRuntime(cfg, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}, OnChange: func(ns, name string) {
-		select {
-		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
-		default:
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := kube.NewTraffic(cfg, gateway())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := reconcile.New(store, rt, tr, reconciletest.NewBuilder(true), reconcile.Options{DomainSuffix: "example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newReconciler(t, ctx, e, cfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = r.Run(ctx, reconcile.RunOptions{Resync: resync, Notify: notify})
+		_ = r.Run(ctx, reconcile.RunOptions{Resync: resync, Notify: r.Notify})
 	}()
 	t.Cleanup(func() { <-done })
-	return &reconciler{r: r, store: store}
+	return &reconciler{r: r.Reconciler, store: r.Store}
+}
+
+// newReconciler wires a reconciler to the test cluster as elafros
+// reconcile does, with builds that complete at once.
+func newReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config) *kube.Reconciler {
+	t.Helper()
+	r, err := kube.NewReconciler(ctx, cfg, kube.ReconcilerOptions{
+		Traffic: gateway(), Runtime: kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}},
+		Reconcile: reconcile.Options{DomainSuffix: "example.com"}, Builder: reconciletest.NewBuilder(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // app creates a Configuration and a Route that follows it.

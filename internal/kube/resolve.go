@@ -3,7 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
-	"net"
+	"github.com/elafros/elafros/internal/registryhost"
 	"strings"
 	"time"
 
@@ -72,7 +72,7 @@ func (r *imageResolver) lookupTag(tag name.Tag) (name.Tag, error) {
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("mirror repository for %s: %w", tag, err)
 	}
-	if isLoopbackRegistry(repo.RegistryStr()) {
+	if registryhost.Loopback(repo.RegistryStr()) {
 		if repo, err = name.NewRepository(host+"/"+tag.RepositoryStr(), name.Insecure); err != nil {
 			return name.Tag{}, err
 		}
@@ -98,19 +98,4 @@ func repositoryOf(image string) string {
 		return image[:i]
 	}
 	return image
-}
-
-// isLoopbackRegistry reports a registry host (with an optional port) on
-// loopback: localhost, 127.0.0.0/8 or [::1]. Those are reached over HTTP.
-func isLoopbackRegistry(registry string) bool {
-	host := registry
-	if h, _, err := net.SplitHostPort(registry); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/elafros/elafros/internal/registryhost"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,23 +80,10 @@ func (r *Runtime) parseReference(image string) (name.Reference, error) {
 	if err != nil {
 		return nil, err
 	}
-	if isLoopback(ref.Context().RegistryStr()) {
+	if registryhost.Loopback(ref.Context().RegistryStr()) {
 		return name.ParseReference(image, append(opts, name.Insecure)...)
 	}
 	return ref, nil
-}
-
-func isLoopback(registry string) bool {
-	host := registry
-	if h, _, err := net.SplitHostPort(registry); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // prepareLayout reads an image from an OCI layout: dir, or dir@sha256:….

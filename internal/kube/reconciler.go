@@ -1,0 +1,83 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// ReconcilerOptions wire the bundled reconciler to a cluster.
+type ReconcilerOptions struct {
+	// Traffic names the Gateway (required) every HTTPRoute attaches to.
+	Traffic TrafficOptions
+	// Runtime tunes the workloads (mirrors, replicas, …).
+	Runtime RuntimeOptions
+	// Namespace confines the Store, Runtime and Traffic to one namespace
+	// ("" for all).
+	Namespace string
+	// Reconcile is passed to reconcile.New (DomainSuffix is required).
+	Reconcile reconcile.Options
+	// Builder builds revisions that need it; nil refuses them.
+	Builder reconcile.Builder
+}
+
+// Reconciler is the bundled reconciler running against a cluster.
+type Reconciler struct {
+	*reconcile.Reconciler
+	// Store is the informer-backed Store the reconciler reads from.
+	Store *CachedStore
+	// Notify carries the revisions whose workloads changed: pass it as
+	// reconcile.RunOptions.Notify so readiness is seen at once.
+	Notify <-chan reconcile.Key
+}
+
+// NewReconciler starts the informers of the Store, Runtime and Traffic on
+// cfg's cluster (until ctx ends) and returns the reconciler over them.
+func NewReconciler(ctx context.Context, cfg *rest.Config, o ReconcilerOptions) (*Reconciler, error) {
+	if o.Reconcile.DomainSuffix == "" {
+		return nil, errors.New("the domain suffix must not be empty")
+	}
+	direct, err := client.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	store := NewCachedStore(direct, o.Namespace)
+	if err := store.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
+	}
+	notify := make(chan reconcile.Key, 1024)
+	ro := o.Runtime
+	ro.Namespace = o.Namespace
+	ro.OnChange = func(ns, name string) {
+		select {
+		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
+		default: // the revision's next poll sees it
+		}
+	}
+	rt, err := NewRuntime(cfg, ro)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the runtime's informers: %w", err)
+	}
+	to := o.Traffic
+	to.Namespace = o.Namespace
+	tr, err := NewTraffic(cfg, to)
+	if err != nil {
+		return nil, err
+	}
+	if err := tr.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the traffic informers: %w", err)
+	}
+	r, err := reconcile.New(store, rt, tr, o.Builder, o.Reconcile)
+	if err != nil {
+		return nil, err
+	}
+	return &Reconciler{Reconciler: r, Store: store, Notify: notify}, nil
+}
