@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,9 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/sethvargo/go-githubactions"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+	"github.com/elafros/elafros/internal/testutil"
+)
 
 // testdataDir is absolute because some tests change directory.
 var testdataDir = func() string {
@@ -30,19 +29,7 @@ func streams() (IOStreams, *bytes.Buffer, *bytes.Buffer) {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join(testdataDir, name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", p, d)
-	}
+	testutil.Golden(t, filepath.Join(testdataDir, name), got)
 }
 
 const bad = `apiVersion: elafros.dev/v1alpha1

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/kube"
@@ -60,22 +59,6 @@ gateway implementation).`,
 	return cmd
 }
 
-// parseGateway reads --gateway NAMESPACE/NAME[:LISTENER].
-func parseGateway(v string) (gatewayv1.ParentReference, error) {
-	bad := fmt.Errorf("--gateway %q: want NAMESPACE/NAME or NAMESPACE/NAME:LISTENER (the Gateway the HTTPRoutes attach to)", v)
-	nsName, listener, _ := strings.Cut(v, ":")
-	ns, name, ok := strings.Cut(nsName, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return gatewayv1.ParentReference{}, bad
-	}
-	gns := gatewayv1.Namespace(ns)
-	ref := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(name), Namespace: &gns}
-	if listener != "" {
-		sn := gatewayv1.SectionName(listener)
-		ref.SectionName = &sn
-	}
-	return ref, nil
-}
 
 // parseMirrors reads --mirror HOST=MIRROR flags.
 func parseMirrors(vs []string) (map[string]string, error) {
@@ -110,7 +93,7 @@ only, so the elafros-reconciler role can be bound there with a RoleBinding
 instead of cluster-wide.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			gw, err := parseGateway(gateway)
+			gw, err := kube.ParseGateway(gateway)
 			if err != nil {
 				return err
 			}

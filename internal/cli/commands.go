@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,9 +28,13 @@ func addClientCommands(root *cobra.Command, s IOStreams, t *target) {
 }
 
 func newApplyCommand(s IOStreams, t *target) *cobra.Command {
-	var file string
+	var (
+		file    string
+		wait    bool
+		timeout time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "apply -f elafros.yaml",
+		Use:   "apply -f elafros.yaml [--wait]",
 		Short: "Create or update the objects of a manifest (validated first: nothing is applied from a bad file)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -50,14 +53,36 @@ func newApplyCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			done, err := c.ApplyManifest(cmd.Context(), m)
-			for _, a := range done {
-				fmt.Fprintf(s.Out, "%s/%s %s\n", strings.ToLower(a.Kind), a.Name, a.Action)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			out, err := c.Ship(ctx, deploy.ObjectsOf(m), deploy.ShipOptions{
+				Wait: wait,
+				Progress: func(p deploy.Progress) {
+					fmt.Fprintf(s.Out, "✓ %s %s/%s\n", p.Step, strings.ToLower(string(p.Kind)), p.Name)
+				},
+			})
+			if out != nil {
+				for _, a := range out.Applied {
+					fmt.Fprintf(s.Out, "%s/%s %s\n", strings.ToLower(a.Kind), a.Name, a.Action)
+				}
 			}
-			return t.explain(err)
+			if err != nil {
+				return t.explain(upFailed(err, s))
+			}
+			if wait {
+				for _, sh := range out.Shipped {
+					fmt.Fprintf(s.Out, "%s/%s serves at %s\n", strings.ToLower(string(sh.Kind)), sh.Name, t.url(sh.Domain))
+					if err := deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: sh.Name, Before: sh.Before, After: sh.After}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the manifest (elafros.yaml)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every service and route serves (a revision that cannot start fails the command)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
 	return cmd
 }
 
@@ -364,16 +389,7 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 		if err != nil {
 			return t.explain(err)
 		}
-		tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "Name\tRevision\tTraffic")
-		for _, x := range rt.Spec.Rollout.Traffic {
-			rev := x.RevisionName
-			if rev == "" {
-				rev = "latest of " + x.ConfigurationName
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d%%\n", x.Name, rev, x.Percent)
-		}
-		return tw.Flush()
+		return deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: service, After: rt.Spec.Rollout.Traffic})
 	}
 	strategy := &cobra.Command{
 		Use:       "strategy automatic|manual|canary",
@@ -422,20 +438,43 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := c.Store.Get(cmd.Context(), reconcile.KindService, t.namespace, service)
+			o, err := c.Get(cmd.Context(), reconcile.KindService, service)
 			if err != nil {
 				return t.explain(err)
 			}
 			p := o.(*v1alpha1.Service).Spec.Rollout
-			p.SetDefaults()
+			p.SetDefaults() // the policy's steps, or the default canary steps
 			steps := p.Steps
-			if len(steps) == 0 {
-				steps = v1alpha1.DefaultCanarySteps()
-			}
-			sort.Ints(steps)
 			return move(cmd, deploy.Promote(steps))
 		},
 	}
-	cmd.AddCommand(strategy, next, finish, abort, promote)
+	history := &cobra.Command{
+		Use:   "history",
+		Short: "Print the route's audit history: who moved traffic, why, when, from and to",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(); err != nil {
+				return err
+			}
+			c, err := t.deployClient()
+			if err != nil {
+				return err
+			}
+			h, err := c.RouteHistory(cmd.Context(), service)
+			if err != nil {
+				return t.explain(err)
+			}
+			if len(h) == 0 {
+				fmt.Fprintf(s.Out, "route %s has no recorded moves\n", service)
+				return nil
+			}
+			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "Time\tActor\tReason\tFrom\tTo")
+			for _, m := range h {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Time.Format(time.RFC3339), m.Actor, m.Reason, deploy.Split(m.From), deploy.Split(m.To))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(strategy, next, finish, abort, promote, history)
 	return cmd
 }

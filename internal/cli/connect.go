@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -54,7 +55,7 @@ func (t *target) deployClient() (*deploy.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &deploy.Client{Store: s, Namespace: t.namespace}, nil
+	return deploy.New(s, t.namespace, deploy.WithActor(localActor(), "elafros CLI")), nil
 }
 
 // routerPort asks elafros serve where its router listens, so that URLs
@@ -92,4 +93,15 @@ func (t *target) explain(err error) error {
 		return fmt.Errorf("%w\nnothing answers at %s: start it with \"elafros serve\" (or pass --server, or --context for a cluster)", err, t.server)
 	}
 	return err
+}
+
+// localActor names the person running the CLI in the audit history.
+func localActor() string {
+	if u := os.Getenv("GITHUB_ACTOR"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "unknown"
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,11 +26,6 @@ import (
 	"github.com/elafros/elafros/internal/manifest"
 	"github.com/elafros/elafros/internal/reconcile"
 )
-
-// SourceDigestAnnotation records a digest of the working tree on revision
-// templates built by "elafros up", so that an edit makes a new revision
-// even before it is committed.
-const SourceDigestAnnotation = v1alpha1.GroupName + "/sourceDigest"
 
 func newUpCommand(s IOStreams) *cobra.Command {
 	o := serve.Options{}
@@ -125,65 +118,38 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 	var objs []reconcile.Object
 	for _, d := range m.Documents {
 		o := d.Object.(reconcile.Object)
-		if spec := configSpec(o); spec != nil && spec.Build != nil {
-			a := spec.RevisionTemplate.Annotations
-			if a == nil {
-				a = map[string]string{}
-			}
-			a[SourceDigestAnnotation] = digest
-			if sha != "" {
-				a[v1alpha1.GitCommitAnnotationKey] = sha
-			}
-			if deployer != "" {
-				a[v1alpha1.DeployerAnnotationKey] = deployer
-			}
-			spec.RevisionTemplate.Annotations = a
+		if spec := deploy.ConfigurationSpecOf(o); spec != nil && spec.Build != nil {
+			// What is built is the working tree, so its digest (not only the
+			// commit) decides whether there is a new revision.
+			(deploy.Provenance{SourceDigest: digest}).Stamp(o)
 		}
 		objs = append(objs, o)
 	}
-	c := &deploy.Client{Store: srv.Store}
-	applied, err := c.Apply(ctx, objs)
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
+	c := deploy.New(srv.Store, v1alpha1.DefaultNamespace)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	for _, o := range objs {
+		if k := reconcile.KindOf(o); k == reconcile.KindService || k == reconcile.KindRoute {
+			fmt.Fprintf(s.Out, "  Deploying %s [%s] from %s:\n", strings.ToLower(string(k)), o.GetName(), dir)
+		}
+	}
+	out, err := c.Ship(wctx, objs, deploy.ShipOptions{
+		Provenance: deploy.Provenance{Commit: sha, Deployer: deployer},
+		Wait:       true,
+		Progress:   func(p deploy.Progress) { fmt.Fprintf(s.Out, "✓ %s\n", p.Step) },
+	})
+	if err != nil {
+		srv.Close()
+		return nil, upFailed(err, s)
+	}
 	_, port, _ := net.SplitHostPort(srv.HTTPAddr)
 	var urls []string
-	for _, a := range applied {
-		var domain string
-		switch reconcile.Kind(a.Kind) {
-		case reconcile.KindService:
-			fmt.Fprintf(s.Out, "  Deploying service [%s] from %s:\n", a.Name, dir)
-			o, err := srv.Store.Get(ctx, reconcile.KindService, v1alpha1.DefaultNamespace, a.Name)
-			if err != nil {
-				srv.Close()
-				return nil, err
-			}
-			svc, err := c.Wait(wctx, a.Name, o.GetGeneration(), func(step deploy.Step) { fmt.Fprintf(s.Out, "✓ %s\n", step) })
-			if err != nil {
-				srv.Close()
-				return nil, upFailed(err, s)
-			}
-			domain = svc.Status.Domain
-		case reconcile.KindRoute:
-			fmt.Fprintf(s.Out, "  Deploying route [%s] from %s:\n", a.Name, dir)
-			rt, err := waitRoute(wctx, c, a.Name)
-			if err != nil {
-				srv.Close()
-				return nil, upFailed(err, s)
-			}
-			fmt.Fprintln(s.Out, "✓ Promoting")
-			domain = rt.Status.Domain
-		default:
-			continue
-		}
-		if err := printTraffic(ctx, srv, a.Name, s.Out); err != nil {
+	for _, sh := range out.Shipped {
+		if err := deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: sh.Name, After: sh.After}); err != nil {
 			srv.Close()
 			return nil, err
 		}
-		urls = append(urls, "http://"+domain+":"+port)
+		urls = append(urls, deploy.TargetURL("http", sh.Domain, port, ""))
 	}
 	fmt.Fprintln(s.Out, "  Done. Serving until interrupted (Ctrl-C).")
 	for _, u := range urls {
@@ -207,61 +173,6 @@ func indent(s string) string {
 		lines[i] = "    " + lines[i]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func configSpec(o reconcile.Object) *v1alpha1.ConfigurationSpec {
-	switch x := o.(type) {
-	case *v1alpha1.Service:
-		return &x.Spec.ConfigurationSpec
-	case *v1alpha1.Configuration:
-		return &x.Spec
-	}
-	return nil
-}
-
-// waitRoute waits until a route serves its spec with every revision Ready,
-// and reports a failing revision behind it.
-func waitRoute(ctx context.Context, c *deploy.Client, name string) (*v1alpha1.Route, error) {
-	for {
-		o, err := c.Store.Get(ctx, reconcile.KindRoute, v1alpha1.DefaultNamespace, name)
-		if err == nil {
-			rt := o.(*v1alpha1.Route)
-			if rt.Status.ObservedGeneration == rt.Generation && rt.Status.Conditions.IsTrue(v1alpha1.ConditionRolloutComplete) {
-				return rt, nil
-			}
-			for _, t := range rt.Spec.Rollout.Traffic {
-				if t.ConfigurationName == "" {
-					continue
-				}
-				co, err := c.Store.Get(ctx, reconcile.KindConfiguration, v1alpha1.DefaultNamespace, t.ConfigurationName)
-				if err != nil {
-					continue
-				}
-				cond := co.(*v1alpha1.Configuration).Status.Conditions.Get(v1alpha1.ConditionLatestRevisionReady)
-				if cond != nil && cond.Status == "False" {
-					return nil, &deploy.FailedError{Step: deploy.StepBuilding, Revision: co.(*v1alpha1.Configuration).Status.LatestCreatedRevisionName, Reason: cond.Reason, Detail: cond.Message}
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for route %s: %w", name, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func printTraffic(ctx context.Context, srv *serve.Server, route string, w io.Writer) error {
-	o, err := srv.Store.Get(ctx, reconcile.KindRoute, v1alpha1.DefaultNamespace, route)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  Name\tRevision\tTraffic")
-	for _, t := range o.(*v1alpha1.Route).Status.Traffic {
-		fmt.Fprintf(tw, "  %s\t%s\t%d%%\n", t.Name, t.RevisionName, t.Percent)
-	}
-	return tw.Flush()
 }
 
 // treeDigest hashes the files of dir (names and contents; hidden entries

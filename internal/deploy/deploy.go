@@ -9,10 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +20,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/manifest"
@@ -27,31 +29,74 @@ import (
 	"github.com/elafros/elafros/internal/rollout"
 )
 
-// Client runs the common operations against a Store.
+// Client runs the common operations against a Store. Make it with New.
 type Client struct {
-	Store     reconcile.Store
-	Namespace string
-	// PollInterval is how often Wait looks. Default 200ms.
-	PollInterval time.Duration
+	store     reconcile.Store
+	namespace string
+	poll      time.Duration
+	actor     string
+	reason    string
+	now       func() time.Time
 }
 
-func (c *Client) ns() string {
-	if c.Namespace == "" {
-		return v1alpha1.DefaultNamespace
+// Option configures a Client.
+type Option func(*Client)
+
+// WithPollInterval sets how often Wait looks (default 200ms).
+func WithPollInterval(d time.Duration) Option { return func(c *Client) { c.poll = d } }
+
+// WithActor names who moves traffic (a GitHub login, a workflow actor, a
+// local user) and why (the mode or command), for the Route's audit history.
+func WithActor(actor, reason string) Option {
+	return func(c *Client) { c.actor, c.reason = actor, reason }
+}
+
+// WithClock sets the clock the audit history and promotion read.
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// New returns a Client over store, in namespace ("" for default).
+func New(store reconcile.Store, namespace string, opts ...Option) *Client {
+	if namespace == "" {
+		namespace = v1alpha1.DefaultNamespace
 	}
-	return c.Namespace
+	c := &Client{store: store, namespace: namespace, poll: 200 * time.Millisecond, now: time.Now}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
-// Applied says what Apply did to one object.
+// Namespace is the namespace the client works in.
+func (c *Client) Namespace() string { return c.namespace }
+
+func (c *Client) ns() string { return c.namespace }
+
+// Applied says what Apply did (or, in a dry run, would do) to one object.
 type Applied struct {
 	Kind, Name string
 	Action     string // created, configured, unchanged
 }
 
+// The actions of Applied.
+const (
+	ActionCreated    = "created"
+	ActionConfigured = "configured"
+	ActionUnchanged  = "unchanged"
+)
+
 // Apply creates or updates each object (already defaulted and validated,
 // as manifest.Load returns them). Objects without a namespace go to the
 // client's.
 func (c *Client) Apply(ctx context.Context, objs []reconcile.Object) ([]Applied, error) {
+	return c.apply(ctx, objs, false)
+}
+
+// Plan says what Apply would do, writing nothing.
+func (c *Client) Plan(ctx context.Context, objs []reconcile.Object) ([]Applied, error) {
+	return c.apply(ctx, objs, true)
+}
+
+func (c *Client) apply(ctx context.Context, objs []reconcile.Object, dryRun bool) ([]Applied, error) {
 	var out []Applied
 	for _, o := range objs {
 		kind := reconcile.KindOf(o)
@@ -59,27 +104,34 @@ func (c *Client) Apply(ctx context.Context, objs []reconcile.Object) ([]Applied,
 			o.SetNamespace(c.ns())
 		}
 		a := Applied{Kind: string(kind), Name: o.GetName()}
-		err := retry(ctx, func() error {
-			cur, err := c.Store.Get(ctx, kind, o.GetNamespace(), o.GetName())
+		err := onConflict(func() error {
+			cur, err := c.store.Get(ctx, kind, o.GetNamespace(), o.GetName())
 			if apierrors.IsNotFound(err) {
-				_, err = c.Store.Create(ctx, o)
-				a.Action = "created"
+				a.Action = ActionCreated
+				if dryRun {
+					return nil
+				}
+				_, err = c.store.Create(ctx, o)
 				return err
 			}
 			if err != nil {
 				return err
 			}
-			if equality.Semantic.DeepEqual(reconcile.SpecOf(cur), reconcile.SpecOf(o)) &&
-				equality.Semantic.DeepEqual(cur.GetLabels(), o.GetLabels()) {
-				a.Action = "unchanged"
+			next := o.DeepCopyObject().(reconcile.Object)
+			keepProvenance(cur, next)
+			if equality.Semantic.DeepEqual(reconcile.SpecOf(cur), reconcile.SpecOf(next)) &&
+				equality.Semantic.DeepEqual(cur.GetLabels(), next.GetLabels()) {
+				a.Action = ActionUnchanged
 				return nil
 			}
-			next := o.DeepCopyObject().(reconcile.Object)
+			a.Action = ActionConfigured
+			if dryRun {
+				return nil
+			}
 			next.SetResourceVersion(cur.GetResourceVersion())
 			next.SetOwnerReferences(cur.GetOwnerReferences())
-			next.SetAnnotations(mergeAnnotations(cur.GetAnnotations(), o.GetAnnotations()))
-			_, err = c.Store.Update(ctx, next)
-			a.Action = "configured"
+			next.SetAnnotations(mergeAnnotations(cur.GetAnnotations(), next.GetAnnotations()))
+			_, err = c.store.Update(ctx, next)
 			return err
 		})
 		if err != nil {
@@ -90,27 +142,66 @@ func (c *Client) Apply(ctx context.Context, objs []reconcile.Object) ([]Applied,
 	return out, nil
 }
 
+// keepProvenance gives next's revision template the provenance
+// annotations of cur's when nothing else of the template differs, so that
+// a push whose image and configuration are unchanged makes no revision.
+func keepProvenance(cur, next reconcile.Object) {
+	ct, nt := templateOf(cur), templateOf(next)
+	if ct == nil || nt == nil {
+		return
+	}
+	strip := func(t *v1alpha1.RevisionTemplateSpec) *v1alpha1.RevisionTemplateSpec {
+		t = t.DeepCopy()
+		for _, k := range v1alpha1.ProvenanceAnnotationKeys {
+			delete(t.Annotations, k)
+		}
+		if len(t.Annotations) == 0 {
+			t.Annotations = nil
+		}
+		return t
+	}
+	if !equality.Semantic.DeepEqual(strip(ct), strip(nt)) {
+		return
+	}
+	nt.Annotations = maps.Clone(ct.Annotations)
+}
+
+func templateOf(o reconcile.Object) *v1alpha1.RevisionTemplateSpec {
+	if spec := ConfigurationSpecOf(o); spec != nil {
+		return &spec.RevisionTemplate
+	}
+	return nil
+}
+
+// ConfigurationSpecOf returns the configuration spec of a Service or a
+// Configuration (nil for other kinds).
+func ConfigurationSpecOf(o reconcile.Object) *v1alpha1.ConfigurationSpec {
+	switch x := o.(type) {
+	case *v1alpha1.Service:
+		return &x.Spec.ConfigurationSpec
+	case *v1alpha1.Configuration:
+		return &x.Spec
+	}
+	return nil
+}
+
 func mergeAnnotations(cur, want map[string]string) map[string]string {
 	if len(cur) == 0 && len(want) == 0 {
 		return nil
 	}
 	m := map[string]string{}
-	for k, v := range cur {
-		m[k] = v
-	}
-	for k, v := range want {
-		m[k] = v
-	}
+	maps.Copy(m, cur)
+	maps.Copy(m, want)
 	return m
 }
 
-// ApplyManifest applies a loaded manifest's objects in file order.
-func (c *Client) ApplyManifest(ctx context.Context, m *manifest.Manifest) ([]Applied, error) {
+// ObjectsOf returns a loaded manifest's objects in file order.
+func ObjectsOf(m *manifest.Manifest) []reconcile.Object {
 	objs := make([]reconcile.Object, len(m.Documents))
 	for i, d := range m.Documents {
 		objs[i] = d.Object.(reconcile.Object)
 	}
-	return c.Apply(ctx, objs)
+	return objs
 }
 
 // Options describe a deploy of an image to a service.
@@ -133,8 +224,8 @@ func (c *Client) Deploy(ctx context.Context, o Options) (*v1alpha1.Service, erro
 		return nil, errors.New("deploy needs a service name and an image")
 	}
 	var out *v1alpha1.Service
-	err := retry(ctx, func() error {
-		cur, err := c.Store.Get(ctx, reconcile.KindService, c.ns(), o.Service)
+	err := onConflict(func() error {
+		cur, err := c.store.Get(ctx, reconcile.KindService, c.ns(), o.Service)
 		var svc *v1alpha1.Service
 		switch {
 		case apierrors.IsNotFound(err):
@@ -173,9 +264,9 @@ func (c *Client) Deploy(ctx context.Context, o Options) (*v1alpha1.Service, erro
 		}
 		var w reconcile.Object
 		if cur == nil {
-			w, err = c.Store.Create(ctx, svc)
+			w, err = c.store.Create(ctx, svc)
 		} else {
-			w, err = c.Store.Update(ctx, svc)
+			w, err = c.store.Update(ctx, svc)
 		}
 		if err != nil {
 			return err
@@ -214,10 +305,7 @@ func (e *FailedError) Error() string {
 // first), so the revision is the configuration's latest created one once
 // the configuration carries the service's spec.
 func (c *Client) Wait(ctx context.Context, service string, generation int64, done func(Step)) (*v1alpha1.Service, error) {
-	interval := c.PollInterval
-	if interval == 0 {
-		interval = 200 * time.Millisecond
-	}
+	interval := c.poll
 	started, built := false, false
 	for {
 		svc, rev, err := c.progress(ctx, service, generation)
@@ -225,7 +313,7 @@ func (c *Client) Wait(ctx context.Context, service string, generation int64, don
 			return nil, err
 		}
 		if rev != "" && !started {
-			if r, err := c.Store.Get(ctx, reconcile.KindRevision, c.ns(), rev); err == nil {
+			if r, err := c.store.Get(ctx, reconcile.KindRevision, c.ns(), rev); err == nil {
 				rv := r.(*v1alpha1.Revision)
 				if rv.Spec.BuildName != "" && !built {
 					bc := rv.Status.Conditions.Get(v1alpha1.ConditionBuildComplete)
@@ -277,7 +365,7 @@ func promoted(svc *v1alpha1.Service, rev string) bool {
 // progress returns the service and, once its configuration carries the
 // spec of generation and has made its revision, that revision's name.
 func (c *Client) progress(ctx context.Context, service string, generation int64) (*v1alpha1.Service, string, error) {
-	o, err := c.Store.Get(ctx, reconcile.KindService, c.ns(), service)
+	o, err := c.store.Get(ctx, reconcile.KindService, c.ns(), service)
 	if err != nil {
 		return nil, "", err
 	}
@@ -285,7 +373,7 @@ func (c *Client) progress(ctx context.Context, service string, generation int64)
 	if svc.Status.ObservedGeneration < generation {
 		return svc, "", nil
 	}
-	co, err := c.Store.Get(ctx, reconcile.KindConfiguration, c.ns(), service)
+	co, err := c.store.Get(ctx, reconcile.KindConfiguration, c.ns(), service)
 	if apierrors.IsNotFound(err) {
 		return svc, "", nil
 	}
@@ -301,8 +389,8 @@ func (c *Client) progress(ctx context.Context, service string, generation int64)
 
 // SetStrategy changes a service's rollout strategy.
 func (c *Client) SetStrategy(ctx context.Context, service string, s v1alpha1.RolloutStrategy) error {
-	return retry(ctx, func() error {
-		o, err := c.Store.Get(ctx, reconcile.KindService, c.ns(), service)
+	return onConflict(func() error {
+		o, err := c.store.Get(ctx, reconcile.KindService, c.ns(), service)
 		if err != nil {
 			return err
 		}
@@ -312,7 +400,7 @@ func (c *Client) SetStrategy(ctx context.Context, service string, s v1alpha1.Rol
 		if errs := svc.Validate(); len(errs) > 0 {
 			return apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Service").GroupKind(), service, errs)
 		}
-		_, err = c.Store.Update(ctx, svc)
+		_, err = c.store.Update(ctx, svc)
 		return err
 	})
 }
@@ -342,12 +430,14 @@ func Promote(steps []int) Op {
 }
 
 // Rollout applies op to the route of a service (or a route of that name)
-// and writes it with its resourceVersion, retrying on conflicts. A
-// refusal (rollout.IsRefused) changes nothing.
+// and writes it with its resourceVersion, retrying on conflicts, with the
+// move recorded in the route's audit history (who and why from
+// WithActor) in the same write. A refusal (rollout.IsRefused) changes
+// nothing; an op that moves nothing writes nothing.
 func (c *Client) Rollout(ctx context.Context, route string, op Op) (*v1alpha1.Route, error) {
 	var out *v1alpha1.Route
-	err := retry(ctx, func() error {
-		o, err := c.Store.Get(ctx, reconcile.KindRoute, c.ns(), route)
+	err := onConflict(func() error {
+		o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), route)
 		if err != nil {
 			return err
 		}
@@ -356,8 +446,15 @@ func (c *Client) Rollout(ctx context.Context, route string, op Op) (*v1alpha1.Ro
 		if err != nil {
 			return err
 		}
+		if equality.Semantic.DeepEqual(next, rt.Spec.Rollout.Traffic) {
+			out = rt // nothing moves: no write, no history
+			return nil
+		}
+		if err := c.record(rt, rt.Spec.Rollout.Traffic, next); err != nil {
+			return err
+		}
 		rt.Spec.Rollout.Traffic = next
-		w, err := c.Store.Update(ctx, rt)
+		w, err := c.store.Update(ctx, rt)
 		if err != nil {
 			return err
 		}
@@ -370,7 +467,7 @@ func (c *Client) Rollout(ctx context.Context, route string, op Op) (*v1alpha1.Ro
 // Ready reports revision readiness from the store.
 func (c *Client) Ready(ctx context.Context) rollout.ReadyFunc {
 	return func(name string) (bool, string) {
-		o, err := c.Store.Get(ctx, reconcile.KindRevision, c.ns(), name)
+		o, err := c.store.Get(ctx, reconcile.KindRevision, c.ns(), name)
 		if err != nil {
 			return false, fmt.Sprintf("revision %s: %v", name, err)
 		}
@@ -398,19 +495,21 @@ type Row struct {
 // Revisions lists a service's revisions, newest first, with the traffic
 // its route serves them.
 func (c *Client) Revisions(ctx context.Context, service string) ([]Row, error) {
-	revs, err := c.Store.List(ctx, reconcile.KindRevision, c.ns(), labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: service}))
+	revs, err := c.store.List(ctx, reconcile.KindRevision, c.ns(), labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: service}))
 	if err != nil {
 		return nil, err
 	}
 	var traffic []v1alpha1.TrafficTarget
-	if o, err := c.Store.Get(ctx, reconcile.KindRoute, c.ns(), service); err == nil {
+	if o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), service); err == nil {
 		traffic = o.(*v1alpha1.Route).Status.Traffic
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
 	rows := make([]Row, 0, len(revs))
+	gens := map[string]int64{} // from the generation label, not parsed back from the name
 	for _, o := range revs {
 		r := o.(*v1alpha1.Revision)
+		gens[r.Name], _ = strconv.ParseInt(r.Labels[v1alpha1.ConfigurationGenerationLabelKey], 10, 64)
 		row := Row{ID: r.Name, Date: r.CreationTimestamp.Time, Deployer: r.Annotations[v1alpha1.DeployerAnnotationKey], GitSHA: short(r.Annotations[v1alpha1.GitCommitAnnotationKey])}
 		if row.GitSHA == "" && r.Status.ImageSource != nil {
 			row.GitSHA = short(r.Status.ImageSource.Commit)
@@ -430,14 +529,8 @@ func (c *Client) Revisions(ctx context.Context, service string) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
-	sort.Slice(rows, func(i, j int) bool { return generation(rows[i].ID) > generation(rows[j].ID) })
+	sort.SliceStable(rows, func(i, j int) bool { return gens[rows[i].ID] > gens[rows[j].ID] })
 	return rows, nil
-}
-
-func generation(name string) int {
-	i := strings.LastIndex(name, "-")
-	n, _ := strconv.Atoi(name[i+1:])
-	return n
 }
 
 func short(sha string) string {
@@ -447,19 +540,15 @@ func short(sha string) string {
 	return sha
 }
 
-// retry runs fn again on a conflict (someone wrote in between), up to 10
-// times.
-func retry(ctx context.Context, fn func() error) error {
-	var err error
-	for i := 0; i < 10; i++ {
-		if err = fn(); !apierrors.IsConflict(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(i*10) * time.Millisecond):
-		}
-	}
-	return err
+// backoff is how writes are retried on a conflict (someone wrote in
+// between): ten tries over about a second, jittered so that concurrent
+// writers (the bot's commands, the action) spread out.
+var backoff = wait.Backoff{Steps: 10, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 0.5}
+
+// onConflict runs fn again on a conflict, with client-go's retry.
+func onConflict(fn func() error) error { return retry.RetryOnConflict(backoff, fn) }
+
+// Get reads one object of the client's namespace.
+func (c *Client) Get(ctx context.Context, kind reconcile.Kind, name string) (reconcile.Object, error) {
+	return c.store.Get(ctx, kind, c.ns(), name)
 }

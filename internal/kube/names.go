@@ -1,6 +1,13 @@
 package kube
 
-import "github.com/elafros/elafros/api/v1alpha1"
+import (
+	"fmt"
+	"strings"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+)
 
 // Labels and names of the workloads and HTTPRoutes elafros makes.
 const (
@@ -31,4 +38,22 @@ func HTTPRouteName(route, tag string) string {
 		return route
 	}
 	return route + "--" + tag
+}
+
+// ParseGateway reads NAMESPACE/NAME[:LISTENER], the Gateway every
+// HTTPRoute attaches to.
+func ParseGateway(v string) (gatewayv1.ParentReference, error) {
+	bad := fmt.Errorf("gateway %q: want NAMESPACE/NAME or NAMESPACE/NAME:LISTENER (the Gateway the HTTPRoutes attach to)", v)
+	nsName, listener, _ := strings.Cut(v, ":")
+	ns, name, ok := strings.Cut(nsName, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return gatewayv1.ParentReference{}, bad
+	}
+	gns := gatewayv1.Namespace(ns)
+	ref := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(name), Namespace: &gns}
+	if listener != "" {
+		sn := gatewayv1.SectionName(listener)
+		ref.SectionName = &sn
+	}
+	return ref, nil
 }

@@ -1,16 +1,13 @@
 package manifest
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/elafros/elafros/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // TestBadManifestsGolden loads each testdata/bad/*.yaml and compares the
 // errors, one per line, with the .golden file beside it. Every error must
@@ -40,19 +37,7 @@ func TestBadManifestsGolden(t *testing.T) {
 				}
 			}
 			got := errs.Error() + "\n"
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/manifest -run Golden -update)", err)
-			}
-			if d := cmp.Diff(string(want), got); d != "" {
-				t.Errorf("errors differ from %s (-want +got):\n%s", golden, d)
-			}
+			testutil.Golden(t, strings.TrimSuffix(f, ".yaml")+".golden", got)
 		})
 	}
 }

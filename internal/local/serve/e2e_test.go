@@ -30,6 +30,7 @@ type env struct {
 	t     *testing.T
 	srv   *serve.Server
 	c     *deploy.Client
+	st    reconcile.Store
 	image string
 	http  *http.Client
 }
@@ -52,7 +53,7 @@ func start(t *testing.T) *env {
 	}
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &env{t: t, srv: srv, c: &deploy.Client{Store: st},
+	return &env{t: t, srv: srv, c: deploy.New(st, "default"), st: st,
 		image: processtest.BuildImage(t, srv.RegistryAddr, "e2e/server", processtest.ServerDir()),
 		http:  &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
@@ -65,7 +66,7 @@ func (e *env) configuration(name, message string, mutate func(*v1alpha1.Revision
 	var w reconcile.Object
 	for attempt := 0; ; attempt++ { // the reconciler writes status too: retry on conflict, as clients do
 		cfg := &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
-		o, err := e.c.Store.Get(ctx, reconcile.KindConfiguration, "default", name)
+		o, err := e.st.Get(ctx, reconcile.KindConfiguration, "default", name)
 		if err == nil {
 			cfg = o.(*v1alpha1.Configuration).DeepCopy()
 		}
@@ -77,9 +78,9 @@ func (e *env) configuration(name, message string, mutate func(*v1alpha1.Revision
 		}
 		cfg.SetDefaults()
 		if err == nil {
-			w, err = e.c.Store.Update(ctx, cfg)
+			w, err = e.st.Update(ctx, cfg)
 		} else {
-			w, err = e.c.Store.Create(ctx, cfg)
+			w, err = e.st.Create(ctx, cfg)
 		}
 		if apierrors.IsConflict(err) && attempt < 10 {
 			continue
@@ -91,7 +92,7 @@ func (e *env) configuration(name, message string, mutate func(*v1alpha1.Revision
 	}
 	rev := reconcile.RevisionName(name, w.GetGeneration())
 	e.waitFor("revision "+rev+" Ready", 60*time.Second, func() bool {
-		o, err := e.c.Store.Get(ctx, reconcile.KindRevision, "default", rev)
+		o, err := e.st.Get(ctx, reconcile.KindRevision, "default", rev)
 		return err == nil && o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady)
 	})
 	return rev
@@ -102,14 +103,14 @@ func (e *env) route(name string, traffic []v1alpha1.TrafficTarget) {
 	e.t.Helper()
 	ctx := e.t.Context()
 	for attempt := 0; ; attempt++ {
-		o, err := e.c.Store.Get(ctx, reconcile.KindRoute, "default", name)
+		o, err := e.st.Get(ctx, reconcile.KindRoute, "default", name)
 		if err != nil {
-			_, err = e.c.Store.Create(ctx, &v1alpha1.Route{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			_, err = e.st.Create(ctx, &v1alpha1.Route{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 				Spec: v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: traffic}}})
 		} else {
 			rt := o.(*v1alpha1.Route).DeepCopy()
 			rt.Spec.Rollout.Traffic = traffic
-			_, err = e.c.Store.Update(ctx, rt)
+			_, err = e.st.Update(ctx, rt)
 		}
 		if apierrors.IsConflict(err) && attempt < 10 {
 			continue
@@ -126,7 +127,7 @@ func (e *env) route(name string, traffic []v1alpha1.TrafficTarget) {
 func (e *env) waitServed(name string) {
 	e.t.Helper()
 	e.waitFor("route "+name+" to serve its spec", 30*time.Second, func() bool {
-		o, err := e.c.Store.Get(e.t.Context(), reconcile.KindRoute, "default", name)
+		o, err := e.st.Get(e.t.Context(), reconcile.KindRoute, "default", name)
 		if err != nil {
 			return false
 		}
@@ -215,7 +216,7 @@ func TestSplitAndNamedHosts(t *testing.T) {
 	if !strings.Contains(string(b), `elafros_router_requests_total{code="200",namespace="default",revision="`+r1+`",route="app"}`) {
 		t.Errorf("metrics lack the per-revision request counter:\n%.2000s", b)
 	}
-	logs, err := e.c.Store.(*client.Store).Logs(t.Context(), "default", r1)
+	logs, err := e.st.(*client.Store).Logs(t.Context(), "default", r1)
 	if err != nil || !strings.Contains(string(logs), "--- started") {
 		t.Errorf("logs of %s: %q %v", r1, logs, err)
 	}
