@@ -59,7 +59,6 @@ gateway implementation).`,
 	return cmd
 }
 
-
 // parseMirrors reads --mirror HOST=MIRROR flags.
 func parseMirrors(vs []string) (map[string]string, error) {
 	m := map[string]string{}
