@@ -512,9 +512,9 @@ func (s *Server) commentJSON(c *call, cm *Comment) map[string]any {
 	now := s.now().UTC().Format(time.RFC3339)
 	return map[string]any{
 		"id": cm.ID, "node_id": fmt.Sprintf("IC_%d", cm.ID), "body": cm.Body, "user": user(cm.User),
-		"url":       s.apiURL(c, fmt.Sprintf("/repos/%s/issues/comments/%d", cm.Repo, cm.ID)),
-		"html_url":  fmt.Sprintf("https://github.com/%s/pull/%d#issuecomment-%d", cm.Repo, cm.Issue, cm.ID),
-		"issue_url": s.apiURL(c, fmt.Sprintf("/repos/%s/issues/%d", cm.Repo, cm.Issue)),
+		"url":        s.apiURL(c, fmt.Sprintf("/repos/%s/issues/comments/%d", cm.Repo, cm.ID)),
+		"html_url":   fmt.Sprintf("https://github.com/%s/pull/%d#issuecomment-%d", cm.Repo, cm.Issue, cm.ID),
+		"issue_url":  s.apiURL(c, fmt.Sprintf("/repos/%s/issues/%d", cm.Repo, cm.Issue)),
 		"created_at": now, "updated_at": now, "author_association": "NONE", "reactions": counts,
 	}
 }
