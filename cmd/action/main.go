@@ -1,18 +1,22 @@
-// Command action is the elafros GitHub Action (see action.yml). It reads
-// its inputs with go-githubactions and runs the matching mode. Today the
-// mode is "validate": every manifest error becomes a workflow annotation
-// on its file:line:column. Deploy, preview and promote modes land with the
-// reconciler and build issues.
+// Command action is the elafros GitHub Action (see action.yml): it reads
+// its inputs and the event as the runner provides them and runs the mode
+// they call for (internal/action). It only wires and exits.
 package main
 
 import (
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sethvargo/go-githubactions"
 
-	"github.com/elafros/elafros/internal/cli"
+	"github.com/elafros/elafros/internal/action"
 )
 
 func main() {
-	os.Exit(cli.RunAction(githubactions.New(), cli.StdStreams()))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := action.Run(ctx, githubactions.New(), action.Options{})
+	stop()
+	os.Exit(code)
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/sethvargo/go-githubactions"
 
 	"github.com/elafros/elafros/internal/testutil"
 )
@@ -108,26 +107,3 @@ func TestValidateUsageErrors(t *testing.T) {
 	}
 }
 
-func TestAction(t *testing.T) {
-	dir := t.TempDir()
-	summaryFile := writeFile(t, dir, "summary.md", "")
-	run := func(env map[string]string) (int, string) {
-		s, out, _ := streams()
-		a := githubactions.New(githubactions.WithWriter(out), githubactions.WithGetenv(func(k string) string { return env[k] }))
-		return RunAction(a, s), out.String()
-	}
-	good := map[string]string{"INPUT_MANIFEST": "../../examples/hello/elafros.yaml", "GITHUB_STEP_SUMMARY": summaryFile}
-	if code, out := run(good); code != 0 || !strings.Contains(out, "valid: Service default/hello") {
-		t.Errorf("valid manifest: exit %d, out %q", code, out)
-	}
-	if b, _ := os.ReadFile(summaryFile); !strings.Contains(string(b), "is valid") {
-		t.Errorf("job summary = %q", b)
-	}
-	badFile := writeFile(t, dir, "elafros.yaml", bad)
-	if code, out := run(map[string]string{"INPUT_MANIFEST": badFile}); code != 1 || strings.Count(out, "::error ") != 1 {
-		t.Errorf("invalid manifest: exit %d, out %q", code, out)
-	}
-	if code, out := run(map[string]string{"INPUT_MODE": "deploy"}); code != 2 || !strings.Contains(out, `input mode: unsupported value "deploy"`) {
-		t.Errorf("unknown mode: exit %d, out %q", code, out)
-	}
-}

@@ -28,7 +28,10 @@ type PreviewOptions struct {
 	Service string
 	Number  int
 	// Image is what the pull request's head built, by digest.
-	Image      string
+	Image string
+	// Template is the pull request's own configuration (from its
+	// manifest); nil takes the service's.
+	Template   *v1alpha1.ConfigurationSpec
 	Provenance Provenance
 	Progress   func(Progress)
 }
@@ -68,6 +71,9 @@ func (c *Client) Preview(ctx context.Context, o PreviewOptions) (*Previewed, err
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns(), Labels: map[string]string{
 			v1alpha1.ServiceLabelKey: o.Service, v1alpha1.PreviewLabelKey: strconv.Itoa(o.Number)}},
 		Spec: *svc.Spec.ConfigurationSpec.DeepCopy(),
+	}
+	if o.Template != nil {
+		cfg.Spec = *o.Template.DeepCopy()
 	}
 	cfg.Spec.Build = nil
 	cfg.Spec.RevisionTemplate.Spec.Container.Image = o.Image
