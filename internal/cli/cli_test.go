@@ -106,4 +106,3 @@ func TestValidateUsageErrors(t *testing.T) {
 		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
 	}
 }
-
