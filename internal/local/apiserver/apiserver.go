@@ -34,13 +34,6 @@ import (
 // maxBody bounds a request body.
 const maxBody = 4 << 20
 
-var resources = map[string]reconcile.Kind{
-	"configurations": reconcile.KindConfiguration,
-	"revisions":      reconcile.KindRevision,
-	"routes":         reconcile.KindRoute,
-	"services":       reconcile.KindService,
-}
-
 // Server is the API's http.Handler.
 type Server struct {
 	store  reconcile.Store
@@ -110,11 +103,11 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func kindFor(w http.ResponseWriter, r *http.Request) (reconcile.Kind, bool) {
-	k, ok := resources[r.PathValue("resource")]
+	k, ok := v1alpha1.KindForPlural(r.PathValue("resource"))
 	if !ok {
 		writeError(w, r, apierrors.NewNotFound(v1alpha1.Resource(r.PathValue("resource")), ""))
 	}
-	return k, ok
+	return reconcile.Kind(k.Kind), ok
 }
 
 func (s *Server) collection(w http.ResponseWriter, r *http.Request) {
