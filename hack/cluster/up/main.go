@@ -7,7 +7,8 @@
 //	go run ./hack/cluster/up        # or: up up
 //	go run ./hack/cluster/up down
 //
-// The cluster's files (kubeconfig, logs, etcd data) live in
+// The Gateway API CRDs are installed; the elafros.dev ones are left to
+// "elafros install". The cluster's files (kubeconfig, logs, etcd data) live in
 // $ELAFROS_CLUSTER_UP_DIR, by default ~/.cache/elafros/cluster-up; a new
 // "up" starts from an empty etcd.
 package main
@@ -27,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 )
 
@@ -85,8 +87,8 @@ func printUsage(w io.Writer, dir string) {
 	fmt.Fprintf(w, `The test cluster is up (logs in %s).
   export KUBECONFIG=%s
   kubectl get nodes
-  go run ./cmd/elafros install --kubeconfig $KUBECONFIG --rbac=true
-  go run ./cmd/elafros reconcile --kubeconfig $KUBECONFIG
+  go run ./cmd/elafros install --kubeconfig $KUBECONFIG
+  go run ./cmd/elafros reconcile --kubeconfig $KUBECONFIG --gateway default/public
 Stop it with: make cluster-down
 `, dir, kc)
 }
@@ -181,6 +183,11 @@ func run(dir string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	c := kubetest.Start(p)
+	// The Gateway API CRDs, which elafros reconcile writes HTTPRoutes of;
+	// the elafros.dev CRDs are left to "elafros install", to try it.
+	if err := kube.InstallCRDs(ctx, c.Config, c.GatewayAPICRDs(p)...); err != nil {
+		return fmt.Errorf("installing the Gateway API CRDs: %w", err)
+	}
 	kc, err := os.ReadFile(filepath.Join(c.Dir, "kubeconfig"))
 	if err != nil {
 		return err
