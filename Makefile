@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: build test lint generate fuzz check cluster
+.PHONY: build test lint generate fuzz check cluster cluster-up cluster-down
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -17,6 +17,14 @@ test: cluster
 # and cached; about 12 minutes on 2 cores the first time, instant after.
 cluster:
 	bash hack/cluster/build.sh
+
+# The same cluster for a person, in the background: prints the KUBECONFIG
+# to export. Versions: hack/cluster/versions.env.
+cluster-up: cluster
+	$(GO) run ./hack/cluster/up up
+
+cluster-down:
+	$(GO) run ./hack/cluster/up down
 
 # gofmt, go vet and the pinned golangci-lint.
 lint:

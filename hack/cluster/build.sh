@@ -4,16 +4,20 @@
 # is already there: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl (for the printer-column and explain tests), kwok (+ its fast node and pod stages), and the Gateway API
 # standard CRDs. Prints the cache directory on its last line.
-#   bash hack/cluster/build.sh
+#   bash hack/cluster/build.sh               # build what is missing
+#   bash hack/cluster/build.sh --print-dir   # only print the cache directory
 set -euo pipefail
-K8S_VERSION=${K8S_VERSION:-v1.37.2}       # k8s.io/kubernetes
-STAGING_VERSION=${STAGING_VERSION:-v0.37.2} # its staging modules (k8s.io/api, ...)
-ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
-KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
-GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.6.3}
+# The versions (K8S_VERSION for k8s.io/kubernetes, STAGING_VERSION for its
+# staging modules, ETCD_VERSION, KWOK_VERSION, GATEWAY_API_VERSION, RECIPE)
+# are pinned once, in versions.env, which internal/kube/kubetest reads too.
+# shellcheck source=versions.env
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/versions.env"
 cache=${ELAFROS_CLUSTER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/elafros/cluster}
-recipe=2 # bump when the way binaries are built changes, so a stale cache is not reused
-out="$cache/r$recipe-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-gwapi-$GATEWAY_API_VERSION"
+out="$cache/r$RECIPE-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-gwapi-$GATEWAY_API_VERSION"
+if [ "${1:-}" = --print-dir ]; then
+  echo "$out"
+  exit 0
+fi
 mkdir -p "$out"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 work=$(mktemp -d)

@@ -86,26 +86,17 @@ func newApplyCommand(s IOStreams, t *target) *cobra.Command {
 	return cmd
 }
 
-var kindNames = map[string]reconcile.Kind{}
-
-func init() {
-	for _, k := range reconcile.Kinds {
-		plural := reconcile.Resource(k).Resource
-		for _, n := range []string{strings.ToLower(string(k)), plural} {
-			kindNames[n] = k
-		}
-	}
-	for n, k := range map[string]reconcile.Kind{"cfg": reconcile.KindConfiguration, "config": reconcile.KindConfiguration,
-		"rev": reconcile.KindRevision, "revs": reconcile.KindRevision, "rt": reconcile.KindRoute, "svc": reconcile.KindService, "esvc": reconcile.KindService, "ksvc": reconcile.KindService} {
-		kindNames[n] = k
-	}
-}
-
+// parseKind reads a kind as kubectl does: its kind, plural, singular or a
+// short name from v1alpha1.Kinds, in any case.
 func parseKind(s string) (reconcile.Kind, error) {
-	if k, ok := kindNames[strings.ToLower(s)]; ok {
-		return k, nil
+	if k, ok := v1alpha1.KindNamed(s); ok {
+		return reconcile.Kind(k.Kind), nil
 	}
-	return "", fmt.Errorf("unknown kind %q; accepted: services, configurations, revisions, routes", s)
+	var accepted []string
+	for _, k := range v1alpha1.Kinds {
+		accepted = append(accepted, strings.Join(k.Names(), "|"))
+	}
+	return "", fmt.Errorf("unknown kind %q; accepted: %s", s, strings.Join(accepted, ", "))
 }
 
 func newGetCommand(s IOStreams, t *target) *cobra.Command {

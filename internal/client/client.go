@@ -32,12 +32,14 @@ import (
 )
 
 // Scheme knows the elafros.dev types and the meta types of the wire.
-var Scheme = runtime.NewScheme()
+var Scheme = newScheme()
 
-func init() {
-	if err := v1alpha1.AddToScheme(Scheme); err != nil {
-		panic(err)
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err) // only on a programming error in v1alpha1's registration
 	}
+	return s
 }
 
 // Store is a reconcile.Store over HTTP.

@@ -17,32 +17,18 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 )
 
 // Object is an elafros.dev object as the manifest sees it.
-type Object interface {
-	runtime.Object
-	metav1.Object
-	SetDefaults()
-	Validate() field.ErrorList
-}
+type Object = v1alpha1.Object
 
-// Kinds maps each accepted kind to a constructor of an empty object.
-var Kinds = map[string]func() Object{
-	"Configuration": func() Object { return &v1alpha1.Configuration{} },
-	"Revision":      func() Object { return &v1alpha1.Revision{} },
-	"Route":         func() Object { return &v1alpha1.Route{} },
-	"Service":       func() Object { return &v1alpha1.Service{} },
-}
-
+// kindNames lists the accepted kinds (v1alpha1.Kinds), sorted.
 func kindNames() []string {
-	names := make([]string, 0, len(Kinds))
-	for k := range Kinds {
-		names = append(names, k)
+	names := make([]string, 0, len(v1alpha1.Kinds))
+	for _, k := range v1alpha1.Kinds {
+		names = append(names, k.Kind)
 	}
 	sort.Strings(names)
 	return names
@@ -213,8 +199,9 @@ func decodeDocument(file string, index int, n *yaml.Node) (*Document, Errors) {
 	if kind == nil {
 		errs = append(errs, &Error{File: file, Line: n.Line, Column: n.Column, Field: "kind", Message: "required: one of " + strings.Join(kindNames(), ", ")})
 	} else {
-		ctor = Kinds[kind.Value]
-		if ctor == nil {
+		if info, ok := v1alpha1.KindFor(kind.Value); ok {
+			ctor = info.New
+		} else {
 			msg := fmt.Sprintf("unsupported kind %q; accepted: %s", kind.Value, strings.Join(kindNames(), ", "))
 			if s := suggest(kind.Value, kindNames()); s != "" {
 				msg = fmt.Sprintf("unsupported kind %q, did you mean %q? accepted: %s", kind.Value, s, strings.Join(kindNames(), ", "))

@@ -30,39 +30,29 @@ const (
 	KindService       Kind = "Service"
 )
 
-// Kinds lists every kind, in dependency order (what is owned comes later).
-var Kinds = []Kind{KindService, KindConfiguration, KindRoute, KindRevision}
+// Kinds lists every kind, in dependency order (what is owned comes later),
+// as v1alpha1.Kinds does.
+var Kinds = func() []Kind {
+	ks := make([]Kind, len(v1alpha1.Kinds))
+	for i, k := range v1alpha1.Kinds {
+		ks[i] = Kind(k.Kind)
+	}
+	return ks
+}()
 
 // NewObject returns an empty object of kind k with its TypeMeta set.
 func NewObject(k Kind) (Object, error) {
-	var o Object
-	switch k {
-	case KindConfiguration:
-		o = &v1alpha1.Configuration{}
-	case KindRevision:
-		o = &v1alpha1.Revision{}
-	case KindRoute:
-		o = &v1alpha1.Route{}
-	case KindService:
-		o = &v1alpha1.Service{}
-	default:
+	info, ok := v1alpha1.KindFor(string(k))
+	if !ok {
 		return nil, fmt.Errorf("unknown kind %q", k)
 	}
-	o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(k)))
-	return o, nil
+	return info.New(), nil
 }
 
 // KindOf returns the kind of an elafros.dev object.
 func KindOf(o Object) Kind {
-	switch o.(type) {
-	case *v1alpha1.Configuration:
-		return KindConfiguration
-	case *v1alpha1.Revision:
-		return KindRevision
-	case *v1alpha1.Route:
-		return KindRoute
-	case *v1alpha1.Service:
-		return KindService
+	if info, ok := v1alpha1.KindOf(o); ok {
+		return Kind(info.Kind)
 	}
 	return Kind(o.GetObjectKind().GroupVersionKind().Kind)
 }
@@ -125,15 +115,8 @@ type Store interface {
 
 // Resource returns the GroupResource (plural) of a kind, for errors.
 func Resource(k Kind) schema.GroupResource {
-	switch k {
-	case KindConfiguration:
-		return v1alpha1.Resource("configurations")
-	case KindRevision:
-		return v1alpha1.Resource("revisions")
-	case KindRoute:
-		return v1alpha1.Resource("routes")
-	case KindService:
-		return v1alpha1.Resource("services")
+	if info, ok := v1alpha1.KindFor(string(k)); ok {
+		return info.GroupResource()
 	}
 	return v1alpha1.Resource(string(k))
 }

@@ -32,10 +32,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-)
 
-// Versions must match hack/cluster/build.sh.
-const cacheName = "r2-k8s-v1.37.2-etcd-v3.6.16-kwok-v0.8.0-gwapi-v1.6.3"
+	"github.com/elafros/elafros/hack/cluster"
+)
 
 // AdminToken authenticates as a member of system:masters.
 const AdminToken = "elafros-test-admin"
@@ -129,21 +128,9 @@ func (c *Cluster) Start(t testing.TB, names ...string) {
 	waitReady(t, c)
 }
 
-// BinDir returns the cache directory of hack/cluster/build.sh.
-func BinDir() string {
-	if d := os.Getenv("ELAFROS_CLUSTER_CACHE"); d != "" {
-		return filepath.Join(d, cacheName)
-	}
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil || home == "" {
-			home = "/tmp" // as hack/cluster/build.sh does without $HOME
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "elafros", "cluster", cacheName)
-}
+// BinDir returns the cache directory of hack/cluster/build.sh, for the
+// versions pinned in hack/cluster/versions.env.
+func BinDir() string { return cluster.BinDir() }
 
 func freePort(t testing.TB) int {
 	t.Helper()

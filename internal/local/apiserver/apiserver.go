@@ -21,6 +21,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,13 +34,6 @@ import (
 
 // maxBody bounds a request body.
 const maxBody = 4 << 20
-
-var resources = map[string]reconcile.Kind{
-	"configurations": reconcile.KindConfiguration,
-	"revisions":      reconcile.KindRevision,
-	"routes":         reconcile.KindRoute,
-	"services":       reconcile.KindService,
-}
 
 // Server is the API's http.Handler.
 type Server struct {
@@ -93,6 +87,9 @@ func New(store reconcile.Store, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /version", s.version)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	s.mux.HandleFunc("GET /apis", s.groups)
+	s.mux.HandleFunc("GET /openapi/v2", s.openAPIV2)
+	s.mux.HandleFunc("GET /openapi/v3", s.openAPIV3Root)
+	s.mux.HandleFunc("GET /openapi/v3/apis/"+v1alpha1.GroupName+"/"+v1alpha1.Version, s.openAPIV3Group)
 	s.mux.HandleFunc("GET /apis/"+v1alpha1.GroupName, s.group)
 	s.mux.HandleFunc("GET "+p, s.resourceList)
 	s.mux.HandleFunc(p+"/{resource}", s.collection)
@@ -110,11 +107,11 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func kindFor(w http.ResponseWriter, r *http.Request) (reconcile.Kind, bool) {
-	k, ok := resources[r.PathValue("resource")]
+	k, ok := v1alpha1.KindForPlural(r.PathValue("resource"))
 	if !ok {
 		writeError(w, r, apierrors.NewNotFound(v1alpha1.Resource(r.PathValue("resource")), ""))
 	}
-	return k, ok
+	return reconcile.Kind(k.Kind), ok
 }
 
 func (s *Server) collection(w http.ResponseWriter, r *http.Request) {
@@ -159,6 +156,9 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, status bool
 			writeError(w, r, err)
 			return
 		}
+		if !status && writeTable(w, r, kind, o.GetResourceVersion(), []reconcile.Object{o}) {
+			return
+		}
 		writeObject(w, r, http.StatusOK, o)
 	case r.Method == http.MethodPut:
 		s.update(w, r, kind, ns, name, status)
@@ -182,13 +182,33 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind reconcile.Kin
 		writeError(w, r, err)
 		return
 	}
-	objs, err := s.store.List(r.Context(), kind, ns, sel)
+	fsel, err := fieldSelector(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	items := make([]json.RawMessage, 0, len(objs))
+	all, err := s.store.List(r.Context(), kind, ns, sel)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	objs := all[:0:0]
 	maxRV := 0
+	for _, o := range all {
+		// The list's resourceVersion is the newest of the collection, not
+		// only of what the field selector keeps, so that a watch from it
+		// starts after everything the client has seen.
+		if n, _ := strconv.Atoi(o.GetResourceVersion()); n > maxRV {
+			maxRV = n
+		}
+		if fsel.matches(o) {
+			objs = append(objs, o)
+		}
+	}
+	if writeTable(w, r, kind, strconv.Itoa(maxRV), objs) {
+		return
+	}
+	items := make([]json.RawMessage, 0, len(objs))
 	for _, o := range objs {
 		b, err := json.Marshal(o)
 		if err != nil {
@@ -196,9 +216,6 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind reconcile.Kin
 			return
 		}
 		items = append(items, b)
-		if n, _ := strconv.Atoi(o.GetResourceVersion()); n > maxRV {
-			maxRV = n
-		}
 	}
 	list := map[string]any{
 		"apiVersion": v1alpha1.APIVersion,
@@ -236,6 +253,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 		writeError(w, r, err)
 		return
 	}
+	fsel, err := fieldSelector(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	tableV := tableVersion(r)
+	includeObject := r.URL.Query().Get("includeObject")
+	if err := checkIncludeObject(includeObject); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	q := r.URL.Query()
 	ctx := r.Context()
 	if ts := q.Get("timeoutSeconds"); ts != "" {
@@ -255,7 +283,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 	}
 	matches := func(o reconcile.Object) bool {
 		return reconcile.KindOf(o) == kind && (ns == "" || o.GetNamespace() == ns) &&
-			(sel == nil || sel.Matches(labels.Set(o.GetLabels())))
+			(sel == nil || sel.Matches(labels.Set(o.GetLabels()))) && fsel.matches(o)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Transfer-Encoding", "chunked")
@@ -264,7 +292,16 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 	enc := json.NewEncoder(w)
 	send := func(t string, o reconcile.Object) bool {
 		o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
-		b, err := json.Marshal(o)
+		var v any = o
+		if tableV != "" {
+			// kubectl get -w: each event carries a one-row Table.
+			tbl, err := table(kind, tableV, includeObject, o.GetResourceVersion(), []reconcile.Object{o})
+			if err != nil {
+				return false
+			}
+			v = tbl
+		}
+		b, err := json.Marshal(v)
 		if err != nil {
 			return false
 		}
@@ -282,6 +319,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 		return
 	}
 	for _, o := range current {
+		if !fsel.matches(o) {
+			continue
+		}
 		n, _ := strconv.Atoi(o.GetResourceVersion())
 		switch {
 		case since == 0:
@@ -551,4 +591,31 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		st.Code = http.StatusInternalServerError
 	}
 	writeValue(w, r, int(st.Code), &st)
+}
+
+// fieldSel is a parsed fieldSelector; nil matches everything.
+type fieldSel struct{ sel fields.Selector }
+
+func (f fieldSel) matches(o reconcile.Object) bool {
+	return f.sel == nil || f.sel.Matches(fields.Set{"metadata.name": o.GetName(), "metadata.namespace": o.GetNamespace()})
+}
+
+// fieldSelector parses the query's fieldSelector. Custom resources on a
+// cluster select by metadata.name and metadata.namespace only (kubectl
+// delete waits on metadata.name=...); so does this server.
+func fieldSelector(r *http.Request) (fieldSel, error) {
+	q := r.URL.Query().Get("fieldSelector")
+	if q == "" {
+		return fieldSel{}, nil
+	}
+	sel, err := fields.ParseSelector(q)
+	if err != nil {
+		return fieldSel{}, apierrors.NewBadRequest(fmt.Sprintf("fieldSelector %q: %v", q, err))
+	}
+	for _, req := range sel.Requirements() {
+		if req.Field != "metadata.name" && req.Field != "metadata.namespace" {
+			return fieldSel{}, apierrors.NewBadRequest(fmt.Sprintf("fieldSelector %q: field %q is not supported; accepted: metadata.name, metadata.namespace", q, req.Field))
+		}
+	}
+	return fieldSel{sel: sel}, nil
 }

@@ -6,7 +6,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
 )
 
 // Version is reported on /version.
@@ -41,24 +40,22 @@ func (s *Server) group(w http.ResponseWriter, r *http.Request) {
 	writeValue(w, r, http.StatusOK, apiGroup())
 }
 
-var shortNames = map[string][]string{
-	"configurations": {"config", "cfg"},
-	"revisions":      {"rev", "revs"},
-	"routes":         {"rt"},
-	"services":       {"esvc"},
-}
-
 func (s *Server) resourceList(w http.ResponseWriter, r *http.Request) {
 	list := metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: v1alpha1.APIVersion}
-	for _, plural := range []string{"configurations", "revisions", "routes", "services"} {
-		kind := string(resources[plural])
-		verbs := metav1.Verbs{"create", "delete", "get", "list", "patch", "update", "watch"}
-		if resources[plural] == reconcile.KindRevision {
-			verbs = metav1.Verbs{"delete", "get", "list", "watch", "create"}
-		}
+	for _, k := range v1alpha1.Kinds {
 		list.APIResources = append(list.APIResources,
-			metav1.APIResource{Name: plural, SingularName: kind, Namespaced: true, Kind: kind, Verbs: verbs, ShortNames: shortNames[plural], Categories: []string{"elafros"}},
-			metav1.APIResource{Name: plural + "/status", Namespaced: true, Kind: kind, Verbs: metav1.Verbs{"get", "patch", "update"}})
+			metav1.APIResource{Name: k.Plural, SingularName: k.Singular, Namespaced: k.Namespaced, Kind: k.Kind, Verbs: verbs(k),
+				ShortNames: k.ShortNames, Categories: k.Categories},
+			metav1.APIResource{Name: k.Plural + "/status", Namespaced: k.Namespaced, Kind: k.Kind, Verbs: metav1.Verbs{"get", "patch", "update"}})
 	}
 	writeValue(w, r, http.StatusOK, list)
+}
+
+// verbs are a kind's verbs, as discovery lists them. Revisions are made by
+// configurations: no update or patch of them through the API.
+func verbs(k v1alpha1.KindInfo) metav1.Verbs {
+	if k.Kind == "Revision" {
+		return metav1.Verbs{"create", "delete", "get", "list", "watch"}
+	}
+	return metav1.Verbs{"create", "delete", "get", "list", "patch", "update", "watch"}
 }
