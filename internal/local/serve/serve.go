@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/local"
 	"github.com/elafros/elafros/internal/local/apiserver"
 	"github.com/elafros/elafros/internal/local/process"
+	"github.com/elafros/elafros/internal/local/registry"
 	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/reconcile"
 )
@@ -72,12 +70,13 @@ type Server struct {
 	Router  *router.Router
 	Builder *build.Builder
 
-	cancel  context.CancelFunc
-	servers []*http.Server
-	wg      sync.WaitGroup
-	errs    chan error
-	once    sync.Once
-	logger  *slog.Logger
+	registry *registry.Registry
+	cancel   context.CancelFunc
+	servers  []*http.Server
+	wg       sync.WaitGroup
+	errs     chan error
+	once     sync.Once
+	logger   *slog.Logger
 }
 
 // DefaultDataDir is $XDG_DATA_HOME/elafros, or ~/.local/share/elafros.
@@ -111,7 +110,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "images"), filepath.Join(o.DataDir, "logs"), filepath.Join(o.DataDir, "blobs"), filepath.Join(o.DataDir, "builds")} {
+	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "images"), filepath.Join(o.DataDir, "logs"), filepath.Join(o.DataDir, "builds")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("--data-dir: %w", err)
 		}
@@ -182,11 +181,12 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	api.SetInfo("registry", s.RegistryAddr)
 	api.SetInfo("domain", o.Domain)
 
-	regHandler := registry.New(registry.Logger(log.New(io.Discard, "", 0)),
-		registry.WithBlobHandler(registry.NewDiskBlobHandler(filepath.Join(o.DataDir, "blobs"))))
+	if s.registry, err = registry.New(ctx, registry.Options{Dir: filepath.Join(o.DataDir, "registry"), Logger: o.Logger}); err != nil {
+		return s, err
+	}
 	s.serve(apiL, api)
 	s.serve(httpL, s.Router)
-	s.serve(regL, regHandler)
+	s.serve(regL, s.registry)
 
 	s.wg.Add(1)
 	go func() {
@@ -243,6 +243,9 @@ func (s *Server) Close() {
 			if err := s.Runtime.Close(); err != nil {
 				s.logger.Warn("stopping revisions", "err", err)
 			}
+		}
+		if s.registry != nil {
+			_ = s.registry.Close()
 		}
 		if s.Store != nil {
 			_ = s.Store.Close()
