@@ -168,6 +168,8 @@ func (r *Runtime) runOnce(ctx context.Context, w *workload, p *prepared, log log
 		return 0, false
 	}
 	pid := cmd.Process.Pid
+	r.recordPID(w, pid)
+	defer r.forgetPID(w)
 	started := time.Now()
 	fmt.Fprintf(out, "--- started %s pid %d\n", started.Format(time.RFC3339), pid)
 	copied := make(chan struct{})
