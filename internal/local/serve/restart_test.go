@@ -479,3 +479,91 @@ func mustRef(t *testing.T, s string) name.Reference {
 	}
 	return r
 }
+
+// TestUpThenServeAfterKill is the issue's own scenario: `elafros up DIR`
+// builds an app from its working tree with the go builder and serves it;
+// after kill -9, a plain `elafros serve` on the same data directory
+// (which has no source to build from) serves the same revision from the
+// image cache, without building it again.
+func TestUpThenServeAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an app with the go builder")
+	}
+	p := newPlane(t)
+	// A directory of its own (not a git repository, which up accepts):
+	// examples/hello belongs to this module and its git worktree.
+	example := t.TempDir()
+	for name, body := range map[string]string{
+		"go.mod": "module example.com/hello\n\ngo 1.26\n",
+		"main.go": `package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Hello world!") })
+	if err := http.ListenAndServe(":"+os.Getenv("PORT"), nil); err != nil {
+		panic(err)
+	}
+}
+`,
+		"elafros.yaml": "apiVersion: elafros.dev/v1alpha1\nkind: Service\nmetadata:\n  name: hello\nspec:\n  build:\n    template:\n      name: go\n",
+	} {
+		if err := os.WriteFile(filepath.Join(example, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := &syncBuffer{}
+	up := exec.Command(p.bin, "up", example, "--data-dir", p.dataDir, "--api-addr", p.api, "--http-addr", p.http, "--registry-addr", p.reg)
+	up.Stdout, up.Stderr = out, out
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = up.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = up.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("elafros up output:\n%s", out.String())
+		}
+	})
+	p.waitFor("elafros up to deploy examples/hello", 10*time.Minute, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("elafros up exited:\n%s", out.String())
+		default:
+		}
+		return strings.Contains(out.String(), "Deployed to ")
+	})
+	p.services = []string{"hello"}
+	p.served = map[string]string{}
+	p.waitAllServe(30*time.Second, nil)
+	before := p.served
+	if !strings.Contains(before["hello.default.localhost"], "Hello world!") {
+		t.Fatalf("examples/hello answered %q", before["hello.default.localhost"])
+	}
+
+	if err := up.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	log := p.start()
+	p.waitAllServe(60*time.Second, before)
+	checkNoRebuildNoPull(t, log.String())
+	st, err := client.ForServer("http://" + p.api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := st.Get(t.Context(), reconcile.KindRevision, "default", "hello-00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev := o.(*v1alpha1.Revision); !rev.Status.Conditions.IsTrue(v1alpha1.ConditionBuildComplete) ||
+		!rev.Status.Conditions.IsTrue(v1alpha1.ConditionReady) {
+		t.Errorf("hello-00001 after the restart: %+v, want BuildComplete and Ready", rev.Status.Conditions)
+	}
+}
