@@ -66,6 +66,11 @@ type Options struct {
 	// GracePeriod is how long a stopped process has between SIGTERM and
 	// SIGKILL. Default 10s.
 	GracePeriod time.Duration
+	// OnChange, when set, is called with a revision's namespace and name
+	// whenever its workload's state changes on its own (ready, exited,
+	// image unavailable), so that a driver reconciles it at once instead
+	// of at its next poll. It must not block.
+	OnChange func(namespace, revision string)
 	// DefaultRegistry is used for image references without a registry.
 	// Default index.docker.io.
 	DefaultRegistry string
@@ -440,4 +445,11 @@ func (w *workload) revision() *v1alpha1.Revision {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rev
+}
+
+// changed tells OnChange that w's state changed.
+func (r *Runtime) changed(w *workload) {
+	if r.opts.OnChange != nil {
+		r.opts.OnChange(w.namespace, w.name)
+	}
 }

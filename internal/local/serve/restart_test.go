@@ -44,7 +44,7 @@ var (
 )
 
 // elafrosBinary builds ./cmd/elafros once per test binary.
-func elafrosBinary(t *testing.T) string {
+func elafrosBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		root, err := filepath.Abs(filepath.Join("..", "..", ".."))
@@ -70,7 +70,7 @@ func elafrosBinary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +83,7 @@ func freeAddr(t *testing.T) string {
 // plane is one data directory and its addresses, served by successive
 // serve processes.
 type plane struct {
-	t                         *testing.T
+	t                         testing.TB
 	bin, dataDir              string
 	api, http, reg            string
 	client                    *http.Client
@@ -94,11 +94,11 @@ type plane struct {
 	exitErr                   error
 	services                  []string
 	served                    map[string]string // host -> body
-	imageDigestOf, imageByTag map[string]string
+	imageDigestOf             map[string]string
 	retaggedDigest, pushedTag string
 }
 
-func newPlane(t *testing.T) *plane {
+func newPlane(t testing.TB) *plane {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &plane{t: t, bin: elafrosBinary(t), dataDir: t.TempDir(),
@@ -206,7 +206,7 @@ func (p *plane) pushImage(tag, message string) string {
 	return digestOf(p.t, img)
 }
 
-func digestOf(t *testing.T, img v1.Image) string {
+func digestOf(t testing.TB, img v1.Image) string {
 	h, err := img.Digest()
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +234,7 @@ func (p *plane) deploy(n int) {
 		p.services = append(p.services, svc.Name)
 	}
 	p.served = map[string]string{}
-	p.waitAllServe(60*time.Second, nil)
+	p.waitAllServe(time.Duration(60+3*n)*time.Second, nil)
 	for host, body := range p.served {
 		if !strings.HasSuffix(strings.TrimSpace(body), "first-image") {
 			p.t.Fatalf("%s answered %q, want the first image's message", host, body)
@@ -565,5 +565,31 @@ func main() {
 	if rev := o.(*v1alpha1.Revision); !rev.Status.Conditions.IsTrue(v1alpha1.ConditionBuildComplete) ||
 		!rev.Status.Conditions.IsTrue(v1alpha1.ConditionReady) {
 		t.Errorf("hello-00001 after the restart: %+v, want BuildComplete and Ready", rev.Status.Conditions)
+	}
+}
+
+// BenchmarkRestartToServing is the time from starting serve on a data
+// directory with N Ready services (after kill -9 of the previous serve)
+// until every service answers 200 with the revision it served before:
+// bash bench/run.sh restart.
+func BenchmarkRestartToServing(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			p := newPlane(b)
+			p.start()
+			p.deploy(n)
+			before := p.served
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				_ = p.cmd.Process.Signal(syscall.SIGKILL)
+				<-p.exited
+				b.StartTimer()
+				p.start()
+				p.waitAllServe(time.Duration(60+3*n)*time.Second, before)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/restart")
+		})
 	}
 }

@@ -160,7 +160,18 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.HTTPAddr = httpL.Addr().String()
 	s.RegistryAddr = regL.Addr().String()
 
-	if s.Runtime, err = process.New(runtimeOptions(o.DataDir, o.Logger)); err != nil {
+	// The runtime tells the reconciler when a revision's process becomes
+	// ready or fails, so that its status (and the traffic that waits for
+	// it) follows at once rather than at the next second's poll.
+	notify := make(chan reconcile.Key, 1024)
+	ro := runtimeOptions(o.DataDir, o.Logger)
+	ro.OnChange = func(namespace, revision string) {
+		select {
+		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: namespace, Name: revision}:
+		default: // full: the poll catches up
+		}
+	}
+	if s.Runtime, err = process.New(ro); err != nil {
 		return s, err
 	}
 	reg := prometheus.NewRegistry()
@@ -173,9 +184,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}); err != nil {
 		return s, err
 	}
-	ro := o.Reconcile
-	ro.DomainSuffix = o.Domain
-	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, ro)
+	rcOpts := o.Reconcile
+	rcOpts.DomainSuffix = o.Domain
+	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, rcOpts)
 	if err != nil {
 		return s, err
 	}
@@ -198,7 +209,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := rec.Run(ctx, reconcile.RunOptions{Logger: o.Logger}); err != nil {
+		if err := rec.Run(ctx, reconcile.RunOptions{Logger: o.Logger, Notify: notify}); err != nil {
 			s.errs <- fmt.Errorf("reconciler: %w", err)
 		}
 	}()
