@@ -3,6 +3,7 @@
 # runs each harness in one go so the figures are comparable.
 #   bash bench/run.sh            # router vs nginx vs direct, 10s per target
 #   bash bench/run.sh build      # go builder vs ko, cold and warm
+#   bash bench/run.sh restart    # elafros serve: kill -9, restart, all of 1/10/50 services serving again
 #   DURATION=30s bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,9 @@ case "${1:-router}" in
     # ko from the Go module proxy, cached in bench/.bin.
     [ -x bench/.bin/ko ] || GOBIN="$PWD/bench/.bin" go install github.com/google/ko@v0.19.1
     go run ./bench/build -ko bench/.bin/ko ;;
-  *) echo "usage: bash bench/run.sh [router|build]" >&2; exit 2 ;;
+  restart)
+    # The real elafros binary, 3 restarts per size; ms/restart is from
+    # starting serve to every service answering 200 as before.
+    go test -run '^$' -bench BenchmarkRestartToServing -benchtime "${RESTARTS:-3}x" ./internal/local/serve/ ;;
+  *) echo "usage: bash bench/run.sh [router|build|restart]" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -28,7 +29,32 @@ import (
 var (
 	metaBucket  = []byte("meta")
 	indexBucket = []byte("labels")
+	// layoutKey in the meta bucket holds the store's layout version.
+	layoutKey = []byte("layout")
 )
+
+// Layout is the version of the store's layout that this build writes.
+// A store without one was written before versioning (layout 0), whose
+// buckets are the same: it is stamped and read on. A store with a newer
+// one is refused rather than misread.
+const Layout = 1
+
+// ErrLocked is returned (wrapped) by Open when another process holds the
+// store file.
+var ErrLocked = errors.New("the store is in use by another process")
+
+// LayoutError is returned by Open for a store written in a layout this
+// build does not read.
+type LayoutError struct {
+	Path  string
+	Found string
+}
+
+func (e *LayoutError) Error() string {
+	return fmt.Sprintf("store %s has data layout %q, which this elafros does not read (it reads layouts 0 to %d): "+
+		"run the newer elafros that wrote it, or start over with `elafros serve --reset --yes` (this deletes every deployment in it)",
+		e.Path, e.Found, Layout)
+}
 
 // watchBuffer is how many events a watcher may lag before it is closed
 // (and must list again).
@@ -52,9 +78,14 @@ type watcher struct {
 type Option func(*options)
 
 type options struct {
-	noSync bool
-	now    func() time.Time
+	noSync      bool
+	now         func() time.Time
+	lockTimeout time.Duration
 }
+
+// WithLockTimeout is how long Open waits for another process to release
+// the file before failing with ErrLocked. Default 1s.
+func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockTimeout = d } }
 
 // WithNoSync skips fsync on commit: for tests and benchmarks only, where
 // losing the file on power failure does not matter.
@@ -65,15 +96,23 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 
 // Open opens (or creates) the store file at path.
 func Open(path string, opts ...Option) (*Store, error) {
-	o := options{now: time.Now}
+	o := options{now: time.Now, lockTimeout: time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: o.noSync, NoFreelistSync: o.noSync})
+	// bbolt holds an exclusive flock on the file while open: a second
+	// process waits up to Timeout, then fails instead of hanging.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout, NoSync: o.noSync, NoFreelistSync: o.noSync})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("opening store %s: %w (waited %s for its lock)", path, ErrLocked, o.lockTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
+		if err := checkLayout(tx, path); err != nil {
+			return err
+		}
 		for _, b := range [][]byte{metaBucket, indexBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -86,11 +125,33 @@ func Open(path string, opts ...Option) (*Store, error) {
 		}
 		return nil
 	})
+	var le *LayoutError
+	if errors.As(err, &le) {
+		_ = db.Close()
+		return nil, err
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("initializing store %s: %w", path, err)
 	}
 	return &Store{db: db, now: o.now, watchers: map[*watcher]struct{}{}}, nil
+}
+
+// checkLayout stamps a new or pre-versioning store with Layout and
+// refuses any other version.
+func checkLayout(tx *bolt.Tx, path string) error {
+	meta, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return err
+	}
+	v := meta.Get(layoutKey)
+	if v == nil {
+		return meta.Put(layoutKey, []byte(strconv.Itoa(Layout)))
+	}
+	if n, err := strconv.Atoi(string(v)); err != nil || n != Layout {
+		return &LayoutError{Path: path, Found: string(v)}
+	}
+	return nil
 }
 
 // Close closes the file and every watch.

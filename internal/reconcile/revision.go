@@ -43,7 +43,15 @@ func (r *Reconciler) revisionStatus(ctx context.Context, rev *v1alpha1.Revision,
 		st.Conditions.Set(v1alpha1.Condition{Type: t, Status: s, Reason: reason, Message: msg}, now)
 	}
 	image := rev.Spec.Container.Image
-	if rev.Spec.BuildName != "" {
+	switch {
+	case pinned(rev, st):
+		// A revision is pinned once (the seed's immutable snapshot): the
+		// digest it first resolved to is what every later start runs,
+		// whatever its tag points to by then, and a completed build is
+		// done for good, even for a builder that has never heard of it
+		// (a restarted control plane).
+		image = st.ImageDigest
+	case rev.Spec.BuildName != "":
 		if r.builder == nil {
 			set(v1alpha1.ConditionBuildComplete, corev1.ConditionFalse, v1alpha1.ReasonBuildFailed, "no builder is configured")
 			set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonBuildFailed,
@@ -93,6 +101,9 @@ func (r *Reconciler) revisionStatus(ctx context.Context, rev *v1alpha1.Revision,
 	if err != nil {
 		return Result{}, fmt.Errorf("materializing %s: %w", rev.Name, err)
 	}
+	// The runtime may narrow the pin (an index's digest to the digest of
+	// the image it runs for its platform); it never moves it elsewhere,
+	// since it was given the pinned digest to run.
 	if ws.ImageDigest != "" {
 		st.ImageDigest = ws.ImageDigest
 	}
@@ -116,4 +127,13 @@ func (r *Reconciler) revisionStatus(ctx context.Context, rev *v1alpha1.Revision,
 		set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonDeploying, v1alpha1.MessageStartingInstances)
 	}
 	return Result{RequeueAfter: pollInterval, InProgress: true}, nil
+}
+
+// pinned reports whether rev already runs a fixed digest: one was
+// recorded, and it is not a build still to finish.
+func pinned(rev *v1alpha1.Revision, st *v1alpha1.RevisionStatus) bool {
+	if st.ImageDigest == "" {
+		return false
+	}
+	return rev.Spec.BuildName == "" || st.Conditions.IsTrue(v1alpha1.ConditionBuildComplete)
 }

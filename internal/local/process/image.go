@@ -53,6 +53,10 @@ func (r *Runtime) prepare(ctx context.Context, image string) (*prepared, error) 
 			}
 		}
 	}
+	// Logged, so that a restart that runs only from the cache can be
+	// seen to pull nothing.
+	r.log.Info("pulling image", "image", ref.String())
+	r.pulls.Add(1)
 	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithPlatform(platform)}, r.opts.RemoteOptions(ref)...)
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {

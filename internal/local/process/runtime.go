@@ -50,6 +50,11 @@ type Options struct {
 	CacheDir string
 	// LogDir holds each revision's output: LogDir/<namespace>/<revision>.log.
 	LogDir string
+	// PIDDir, when set, records each running process
+	// (PIDDir/<namespace>_<revision>.pid), so that New can end the ones a
+	// crashed predecessor left behind (Pdeathsig covers most crashes; a
+	// record covers the rest). Runtimes must not share it.
+	PIDDir string
 	// Logger receives the runtime's own events. Default slog.Default().
 	Logger *slog.Logger
 	// StartTimeout is how long readiness is probed every 100ms; past it a
@@ -61,6 +66,11 @@ type Options struct {
 	// GracePeriod is how long a stopped process has between SIGTERM and
 	// SIGKILL. Default 10s.
 	GracePeriod time.Duration
+	// OnChange, when set, is called with a revision's namespace and name
+	// whenever its workload's state changes on its own (ready, exited,
+	// image unavailable), so that a driver reconciles it at once instead
+	// of at its next poll. It must not block.
+	OnChange func(namespace, revision string)
 	// DefaultRegistry is used for image references without a registry.
 	// Default index.docker.io.
 	DefaultRegistry string
@@ -93,6 +103,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.LogDir, err = filepath.Abs(o.LogDir); err != nil {
 		return o, fmt.Errorf("process runtime: log dir: %w", err)
+	}
+	if o.PIDDir != "" {
+		if o.PIDDir, err = filepath.Abs(o.PIDDir); err != nil {
+			return o, fmt.Errorf("process runtime: pid dir: %w", err)
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -142,8 +157,9 @@ type Runtime struct {
 
 	unpackMu sync.Mutex
 	flights  map[string]*flight
-	// unpacks counts the images actually unpacked (tests read it).
-	unpacks atomic.Int64
+	// unpacks counts the images actually unpacked, pulls the registry
+	// fetches (tests read them).
+	unpacks, pulls atomic.Int64
 }
 
 var (
@@ -151,17 +167,24 @@ var (
 	_ router.Resolver   = (*Runtime)(nil)
 )
 
-// New returns a Runtime; it creates CacheDir and LogDir and removes
-// unpacks left half-done by a crash.
+// New returns a Runtime; it creates CacheDir, LogDir and PIDDir, ends
+// the revision processes recorded in PIDDir by a predecessor that
+// crashed, and removes unpacks left half-done by a crash.
 func New(opts Options) (*Runtime, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	for _, dir := range []string{opts.CacheDir, opts.LogDir} {
+	for _, dir := range []string{opts.CacheDir, opts.LogDir, opts.PIDDir} {
+		if dir == "" {
+			continue
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("process runtime: %w", err)
 		}
+	}
+	if opts.PIDDir != "" {
+		endStale(opts.PIDDir, opts.CacheDir, opts.Logger)
 	}
 	removeStaleUnpacks(opts.CacheDir, opts.Logger)
 	base, cancel := context.WithCancel(context.Background())
@@ -422,4 +445,11 @@ func (w *workload) revision() *v1alpha1.Revision {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rev
+}
+
+// changed tells OnChange that w's state changed.
+func (r *Runtime) changed(w *workload) {
+	if r.opts.OnChange != nil {
+		r.opts.OnChange(w.namespace, w.name)
+	}
 }

@@ -88,6 +88,7 @@ func (r *Runtime) fetch(ctx context.Context, w *workload, log logger) *prepared 
 			return p
 		}
 		w.setFailure(ReasonContainerMissing, fmt.Sprintf("Unable to fetch image '%s': %v", w.image, err))
+		r.changed(w)
 		log.Warn("fetching the image failed", "image", w.image, "error", err, "retry_in", delay)
 		if !sleep(ctx, delay) {
 			return nil
@@ -168,6 +169,8 @@ func (r *Runtime) runOnce(ctx context.Context, w *workload, p *prepared, log log
 		return 0, false
 	}
 	pid := cmd.Process.Pid
+	r.recordPID(w, pid)
+	defer r.forgetPID(w)
 	started := time.Now()
 	fmt.Fprintf(out, "--- started %s pid %d\n", started.Format(time.RFC3339), pid)
 	copied := make(chan struct{})
@@ -200,6 +203,7 @@ loop:
 		case <-tick:
 			if ready(ctx, port, probe) {
 				w.setReady()
+				r.changed(w)
 				log.Info("ready", "pid", pid, "port", port, "after", time.Since(started).Round(time.Millisecond))
 				tick = nil
 				continue
@@ -234,6 +238,7 @@ loop:
 		msg = fmt.Sprintf("Container failed with: exit code %d and no output", code)
 	}
 	w.setStopped(ReasonExitCodePrefix+strconv.Itoa(code), msg)
+	r.changed(w)
 	log.Warn("exited", "pid", pid, "code", code, "ran", ran.Round(time.Millisecond), "last_line", tail.lastLine())
 	return ran, false
 }
@@ -243,6 +248,7 @@ loop:
 func (r *Runtime) failedStart(w *workload, out io.Writer, code int, err error, log logger) {
 	fmt.Fprintf(out, "--- failed to start %s: %v\n", time.Now().Format(time.RFC3339), err)
 	w.setStopped(ReasonExitCodePrefix+strconv.Itoa(code), "Container failed with: "+err.Error())
+	r.changed(w)
 	log.Warn("could not start", "code", code, "error", err)
 }
 

@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/local"
 	"github.com/elafros/elafros/internal/local/apiserver"
 	"github.com/elafros/elafros/internal/local/process"
+	"github.com/elafros/elafros/internal/local/registry"
 	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/reconcile"
 )
@@ -72,12 +70,15 @@ type Server struct {
 	Router  *router.Router
 	Builder *build.Builder
 
-	cancel  context.CancelFunc
-	servers []*http.Server
-	wg      sync.WaitGroup
-	errs    chan error
-	once    sync.Once
-	logger  *slog.Logger
+	registry       *registry.Registry
+	cancel         context.CancelFunc
+	requests       context.Context
+	cancelRequests context.CancelFunc
+	servers        []*http.Server
+	wg             sync.WaitGroup
+	errs           chan error
+	once           sync.Once
+	logger         *slog.Logger
 }
 
 // DefaultDataDir is $XDG_DATA_HOME/elafros, or ~/.local/share/elafros.
@@ -111,18 +112,28 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "images"), filepath.Join(o.DataDir, "logs"), filepath.Join(o.DataDir, "blobs"), filepath.Join(o.DataDir, "builds")} {
+	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "images"), filepath.Join(o.DataDir, "logs"), filepath.Join(o.DataDir, "builds")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("--data-dir: %w", err)
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s = &Server{cancel: cancel, errs: make(chan error, 8), logger: o.Logger, Domain: o.Domain}
+	// requests is the base context of the API's requests: Close cancels
+	// it, so that watches end.
+	requests, cancelRequests := context.WithCancel(context.Background())
+	s = &Server{cancel: cancel, cancelRequests: cancelRequests, requests: requests,
+		errs: make(chan error, 8), logger: o.Logger, Domain: o.Domain}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	// The store first: its lock says whether another serve owns the data
+	// directory, before anything else (ports, stale processes) is touched.
+	if s.Store, err = openStore(o); err != nil {
+		return s, err
+	}
+	migrate(o.DataDir, o.Logger)
 	listen := func(flag, addr string) (net.Listener, error) {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -149,12 +160,18 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.HTTPAddr = httpL.Addr().String()
 	s.RegistryAddr = regL.Addr().String()
 
-	if s.Store, err = local.Open(filepath.Join(o.DataDir, "elafros.db"), storeOptions(o)...); err != nil {
-		return s, err
+	// The runtime tells the reconciler when a revision's process becomes
+	// ready or fails, so that its status (and the traffic that waits for
+	// it) follows at once rather than at the next second's poll.
+	notify := make(chan reconcile.Key, 1024)
+	ro := runtimeOptions(o.DataDir, o.Logger)
+	ro.OnChange = func(namespace, revision string) {
+		select {
+		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: namespace, Name: revision}:
+		default: // full: the poll catches up
+		}
 	}
-	if s.Runtime, err = process.New(process.Options{
-		CacheDir: filepath.Join(o.DataDir, "images"), LogDir: filepath.Join(o.DataDir, "logs"), Logger: o.Logger,
-	}); err != nil {
+	if s.Runtime, err = process.New(ro); err != nil {
 		return s, err
 	}
 	reg := prometheus.NewRegistry()
@@ -167,9 +184,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}); err != nil {
 		return s, err
 	}
-	ro := o.Reconcile
-	ro.DomainSuffix = o.Domain
-	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, ro)
+	rcOpts := o.Reconcile
+	rcOpts.DomainSuffix = o.Domain
+	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, rcOpts)
 	if err != nil {
 		return s, err
 	}
@@ -182,16 +199,17 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	api.SetInfo("registry", s.RegistryAddr)
 	api.SetInfo("domain", o.Domain)
 
-	regHandler := registry.New(registry.Logger(log.New(io.Discard, "", 0)),
-		registry.WithBlobHandler(registry.NewDiskBlobHandler(filepath.Join(o.DataDir, "blobs"))))
-	s.serve(apiL, api)
-	s.serve(httpL, s.Router)
-	s.serve(regL, regHandler)
+	if s.registry, err = registry.New(ctx, registry.Options{Dir: filepath.Join(o.DataDir, "registry"), Logger: o.Logger}); err != nil {
+		return s, err
+	}
+	s.serve(apiL, api, true)
+	s.serve(httpL, s.Router, false)
+	s.serve(regL, s.registry, false)
 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := rec.Run(ctx, reconcile.RunOptions{Logger: o.Logger}); err != nil {
+		if err := rec.Run(ctx, reconcile.RunOptions{Logger: o.Logger, Notify: notify}); err != nil {
 			s.errs <- fmt.Errorf("reconciler: %w", err)
 		}
 	}()
@@ -205,8 +223,97 @@ func storeOptions(o Options) []local.Option {
 	return nil
 }
 
-func (s *Server) serve(l net.Listener, h http.Handler) {
+// ErrInUse is returned (wrapped) by Start and Reset when another process
+// holds the data directory.
+var ErrInUse = errors.New("the data directory is in use")
+
+func openStore(o Options) (*local.Store, error) {
+	st, err := local.Open(filepath.Join(o.DataDir, storeFile), storeOptions(o)...)
+	if errors.Is(err, local.ErrLocked) {
+		return nil, fmt.Errorf("%w: %s is held by another elafros serve (or up); stop it first, or pass another --data-dir (%v)",
+			ErrInUse, o.DataDir, err)
+	}
+	return st, err
+}
+
+// runtimeOptions lays the runtime's directories out in the data
+// directory.
+func runtimeOptions(dataDir string, log *slog.Logger) process.Options {
+	return process.Options{
+		CacheDir: filepath.Join(dataDir, "images"), LogDir: filepath.Join(dataDir, "logs"),
+		PIDDir: filepath.Join(dataDir, "run"), Logger: log,
+	}
+}
+
+// The data directory's entries. Reset removes exactly these.
+const storeFile = "elafros.db"
+
+var dataEntries = []string{storeFile, "images", "logs", "registry", "builds", "run", legacyBlobs}
+
+// legacyBlobs held the blobs of the registry of layout 0 (in memory but
+// for its blobs): without the manifests, which were never kept, nothing
+// in it can be pulled, and every revision that ran from it is pinned by
+// digest in the image cache.
+const legacyBlobs = "blobs"
+
+// migrate brings a data directory of layout 0 to layout 1 (the store
+// stamps its own version; local.Open refuses newer ones).
+func migrate(dataDir string, log *slog.Logger) {
+	p := filepath.Join(dataDir, legacyBlobs)
+	if _, err := os.Stat(p); err != nil {
+		return
+	}
+	if err := os.RemoveAll(p); err != nil {
+		log.Warn("removing the blobs of the previous registry layout", "dir", p, "error", err)
+		return
+	}
+	log.Info("removed the blobs of the previous registry layout (their manifests were never kept; revisions run from the image cache)", "dir", p)
+}
+
+// Reset deletes everything elafros keeps in dataDir (the store, the
+// registry, unpacked images, logs, builds) after ending the revision
+// processes a crashed serve left behind. It refuses while another process
+// holds the directory. Other files in dataDir are left alone.
+func Reset(dataDir string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	st, err := openStore(Options{DataDir: dataDir})
+	var le *local.LayoutError
+	if err != nil && !errors.As(err, &le) { // an unreadable layout is what --reset is for
+		return err
+	}
+	if st != nil {
+		defer func() { _ = st.Close() }()
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "run")); err == nil {
+		rt, err := process.New(runtimeOptions(dataDir, log))
+		if err != nil {
+			return err
+		}
+		_ = rt.Close()
+	}
+	for _, e := range dataEntries {
+		p := filepath.Join(dataDir, e)
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("--reset: removing %s: %w", p, err)
+		}
+	}
+	log.Info("reset the data directory", "dir", dataDir)
+	return nil
+}
+
+// serve serves h on l until Close. With endOnClose, requests' contexts
+// end when Close begins (the API's watches, which never finish by
+// themselves); the others drain.
+func (s *Server) serve(l net.Listener, h http.Handler, endOnClose bool) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if endOnClose {
+		srv.BaseContext = func(net.Listener) context.Context { return s.requests }
+	}
 	s.servers = append(s.servers, srv)
 	s.wg.Add(1)
 	go func() {
@@ -220,15 +327,35 @@ func (s *Server) serve(l net.Listener, h http.Handler) {
 // Errors reports a part that stopped on its own.
 func (s *Server) Errors() <-chan error { return s.errs }
 
-// Close stops serving (letting requests in flight finish, up to 10s), the
-// reconciler, every revision process, and closes the store.
+// DrainTimeout bounds how long Close lets requests in flight finish.
+const DrainTimeout = 30 * time.Second
+
+// Close drains: every listener stops accepting and the requests in flight
+// finish (up to DrainTimeout; watches are ended), then the reconciler
+// stops, every revision process gets SIGTERM and its grace period, and
+// the store is closed.
 func (s *Server) Close() {
 	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
 		defer cancel()
-		for _, srv := range s.servers {
-			_ = srv.Shutdown(ctx)
+		// All at once: a watch on the API must not hold up the router's
+		// drain. Watches never go idle, so they are ended right away (a
+		// client reconnects to the next serve); the router's and the
+		// registry's requests finish.
+		if s.cancelRequests != nil {
+			s.cancelRequests()
 		}
+		var drain sync.WaitGroup
+		for _, srv := range s.servers {
+			drain.Add(1)
+			go func() {
+				defer drain.Done()
+				if err := srv.Shutdown(ctx); err != nil {
+					s.logger.Warn("requests still in flight after the drain timeout", "timeout", DrainTimeout, "err", err)
+				}
+			}()
+		}
+		drain.Wait()
 		s.cancel()
 		s.wg.Wait()
 		if s.Builder != nil {
@@ -243,6 +370,9 @@ func (s *Server) Close() {
 			if err := s.Runtime.Close(); err != nil {
 				s.logger.Warn("stopping revisions", "err", err)
 			}
+		}
+		if s.registry != nil {
+			_ = s.registry.Close()
 		}
 		if s.Store != nil {
 			_ = s.Store.Close()

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -104,6 +105,9 @@ func (r *Runtime) Retire(_ context.Context, rev *v1alpha1.Revision) error {
 }
 
 func digestOf(image string) string {
+	if strings.Contains(image, "@") {
+		return image // already pinned: a registry resolves a digest to itself
+	}
 	return fmt.Sprintf("%s@sha256:%x", image, sha256.Sum256([]byte(image)))
 }
 
