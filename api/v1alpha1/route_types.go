@@ -78,6 +78,27 @@ type RouteStatus struct {
 	// dereferenced to a revisionName.
 	// +optional
 	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// Rollouts are the gradual moves under way (with the
+	// elafros.dev/rollout-duration annotation): the share of a
+	// configuration target moving onto its newly ready revision.
+	// +optional
+	Rollouts []TargetRollout `json:"rollouts,omitempty"`
+}
+
+// TargetRollout is the gradual move of one configuration target's share
+// onto a newly ready revision. The split reached so far is status.traffic;
+// this records what it moves to and since when, so that every reconcile
+// can compute the next step from the clock alone.
+type TargetRollout struct {
+	// ConfigurationName is the target's configuration.
+	ConfigurationName string `json:"configurationName"`
+	// Name is the target's name, when it has one.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// RevisionName is the revision the share moves to.
+	RevisionName string `json:"revisionName"`
+	// StartTime is when the move began.
+	StartTime metav1.Time `json:"startTime"`
 }
 
 // RouteList is a list of Routes.

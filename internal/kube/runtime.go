@@ -520,8 +520,11 @@ func applyOptions() metav1.ApplyOptions {
 // quota); other errors are returned to be retried.
 func applyFailure(kind, ns, name string, err error) (reconcile.WorkloadState, bool, error) {
 	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
+		if kind == "Deployment" {
+			return reconcile.NoDeployment(name, err), false, nil
+		}
 		return reconcile.WorkloadState{Reason: v1alpha1.ReasonNoDeployment,
-			Message: fmt.Sprintf("The controller could not create a %s named %s: %v", kind, name, err)}, false, nil
+			Message: fmt.Sprintf("The controller could not create a %s named %s. %v", strings.ToLower(kind), name, err)}, false, nil
 	}
 	return reconcile.WorkloadState{}, false, fmt.Errorf("applying %s %s/%s: %w", kind, ns, name, err)
 }

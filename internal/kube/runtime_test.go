@@ -345,7 +345,7 @@ func (e *runtimeEnv) testInvalidContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := "The controller could not create a deployment named " + kube.DeploymentName(rev.Name) + ": "
+	prefix := "The controller could not create a deployment named " + kube.DeploymentName(rev.Name) + ". "
 	if ws.Reason != v1alpha1.ReasonNoDeployment || !strings.HasPrefix(ws.Message, prefix) || !strings.Contains(ws.Message, "A=B") {
 		t.Errorf("state = %+v, want NoDeployment %q… naming the env var", ws, prefix)
 	}

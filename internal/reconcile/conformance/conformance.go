@@ -39,12 +39,20 @@ type Backend struct {
 	Plan func(ns, name string) (reconcile.TrafficPlan, bool)
 	// DomainSuffix is the suffix the reconciler is given.
 	DomainSuffix string
+	// Exhaust, when set, makes the namespace refuse new workloads (a
+	// ResourceQuota on a cluster) until the returned function is called.
+	// Without it, a Runtime with Exhaust(ns, err) func() is used.
+	Exhaust func(ns string) (restore func())
 }
 
 // NewBackend makes a fresh, empty backend for one scenario.
 type NewBackend func(t *testing.T) Backend
 
 const ns = "default"
+
+// logURLTemplate is the suite's --log-url-template (errors.md's logUrl,
+// "could be ELK or Stackdriver").
+const logURLTemplate = "https://logs.example.com/search?namespace={namespace}&revision={name}"
 
 type env struct {
 	t   *testing.T
@@ -59,6 +67,9 @@ func newEnv(t *testing.T, nb NewBackend, opts reconcile.Options) *env {
 		b.DomainSuffix = "mydomain.com"
 	}
 	opts.DomainSuffix = b.DomainSuffix
+	if opts.LogURLTemplate == "" {
+		opts.LogURLTemplate = logURLTemplate
+	}
 	r, err := reconcile.New(b.Store, b.Runtime, b.Traffic, b.Builder, opts)
 	if err != nil {
 		t.Fatal(err)
