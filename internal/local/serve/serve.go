@@ -169,6 +169,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	ro := o.Reconcile
 	ro.DomainSuffix = o.Domain
+	if ro.LogURLTemplate == "" { // errors.md's logUrl: this API's log endpoint
+		ro.LogURLTemplate = s.APIURL + "/apis/elafros.dev/v1alpha1/namespaces/{namespace}/revisions/{name}/log"
+	}
 	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, ro)
 	if err != nil {
 		return s, err
