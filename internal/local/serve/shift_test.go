@@ -138,4 +138,3 @@ func (e *env) routeTraffic(name string) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
-
