@@ -34,6 +34,13 @@ type RouteSpec struct {
 // RouteRollout is the traffic split of a Route.
 type RouteRollout struct {
 	// Traffic lists the targets; percents are integers that total 100.
+	// The API server checks what CEL can express (the same rules as
+	// Validate, so kubectl and GitOps tools cannot write what the
+	// embedded API refuses).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="the route must have traffic percent sum equal to 100"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !has(a.name) || self.all(b, !has(b.name) || a.name != b.name || ((has(a.revisionName) ? a.revisionName : '') == (has(b.revisionName) ? b.revisionName : '') && (has(a.configurationName) ? a.configurationName : '') == (has(b.configurationName) ? b.configurationName : ''))))",message="the traffic targets must be unique: a name may repeat only for the same target"
 	Traffic []TrafficTarget `json:"traffic"`
 }
 
@@ -41,16 +48,22 @@ type RouteRollout struct {
 // pinned (revisionName) or following a configuration's latest ready
 // revision (configurationName), and optionally names it so that it is
 // addressable as <name>.<route domain>.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.configurationName) != has(self.revisionName)",message="the route must have exactly one of revisionName or configurationName in traffic field"
 type TrafficTarget struct {
 	// Name makes the target addressable as a subdomain (current, next, pr-42).
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name,omitempty"`
 	// RevisionName pins a revision. Exactly one of revisionName and
 	// configurationName is set in spec; status has revisionName only.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	RevisionName string `json:"revisionName,omitempty"`
 	// ConfigurationName follows that configuration's latestReadyRevisionName.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	ConfigurationName string `json:"configurationName,omitempty"`
 	// Percent of the route's traffic, 0 to 100. 0 keeps a named target
 	// addressable without sending it traffic.

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -227,6 +229,7 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 				b.set(func() { b.failed[name] = [2]string{code, printed} })
 			},
 			CompleteBuild: builds.Complete, FailBuild: builds.Fail,
+			Exhaust: func(ns string) func() { return e.exhaust(t, ns) },
 			Plan: func(ns, name string) (reconcile.TrafficPlan, bool) {
 				p, found, err := kube.ReadPlan(ctx, e.c.Config, ns, name)
 				if err != nil {
@@ -242,4 +245,30 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 			},
 		}
 	})
+}
+
+// exhaust puts a real ResourceQuota on ns that allows no Deployment, so
+// that the API server refuses the next one (errors.md's "Resource
+// exhausted"); the returned function removes it.
+func (e *env) exhaust(t *testing.T, ns string) func() {
+	t.Helper()
+	q := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "elafros-test", Namespace: ns},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/deployments.apps": resource.MustParse("0")}},
+	}
+	if _, err := e.c.Client.CoreV1().ResourceQuotas(ns).Create(context.Background(), q, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	restore := func() {
+		if removed {
+			return
+		}
+		removed = true
+		if err := e.c.Client.CoreV1().ResourceQuotas(ns).Delete(context.Background(), q.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("removing the quota: %v", err)
+		}
+	}
+	t.Cleanup(restore)
+	return restore
 }
