@@ -206,7 +206,9 @@ spec:
 			t.Fatal(err)
 		}
 		// Once the new revision is Ready, its split is refused.
-		ipOf := func() [3]string { return cond(e.route("my-service").Status.Conditions, v1alpha1.ConditionRolloutInProgress) }
+		ipOf := func() [3]string {
+			return cond(e.route("my-service").Status.Conditions, v1alpha1.ConditionRolloutInProgress)
+		}
 		for deadline := time.Now().Add(90 * time.Second); ipOf()[1] != reconcile.ReasonTrafficNotApplied; time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("RolloutInProgress = %q after 90s, want reason %s", ipOf(), reconcile.ReasonTrafficNotApplied)
