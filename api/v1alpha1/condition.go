@@ -26,6 +26,11 @@ const (
 	ConditionRolloutInProgress ConditionType = "RolloutInProgress"
 	// ConditionTrafficDropped is True when a traffic target cannot be served.
 	ConditionTrafficDropped ConditionType = "TrafficDropped"
+	// ConditionFailed is True on a Revision whose container cannot be
+	// fetched (errors.md: "Container image not present in repository"); it
+	// repeats Ready's reason and message, so that a tool can tell a failure
+	// that needs the user from one still in progress.
+	ConditionFailed ConditionType = "Failed"
 )
 
 // Condition reasons, from the seed's errors.md, plus the few the
@@ -33,6 +38,7 @@ const (
 const (
 	ReasonContainerMissing         = "ContainerMissing"
 	ReasonBuildFailed              = "BuildFailed"
+	ReasonBuildStepFailed          = "BuildStepFailed"
 	ReasonBuilding                 = "Building"
 	ReasonRevisionMissing          = "RevisionMissing"
 	ReasonConfigurationMissing     = "ConfigurationMissing"
@@ -47,6 +53,18 @@ const (
 // MessageStartingInstances is the seed's message on a Revision that is
 // still materializing.
 const MessageStartingInstances = "Starting Instances"
+
+// Messages the seed's errors.md writes; a hint of what to do may follow.
+const (
+	// MessageBuildFailed is Ready's message when the build failed.
+	MessageBuildFailed = "Unable to start because container is missing and build failed."
+	// MessageLatestRevisionDeleted is LatestRevisionReady's message when
+	// the latest (or latest ready) Revision was deleted.
+	MessageLatestRevisionDeleted = "The latest Revision appears to have been deleted."
+	// MessageTrafficSplitStuck starts RolloutInProgress's message when the
+	// split could not be applied for the progress deadline (%d seconds).
+	MessageTrafficSplitStuck = "Unable to update traffic split for more than %d seconds."
+)
 
 // NotFoundRevisionName is written into status.traffic[].revisionName when
 // the target's revision or configuration cannot be found (errors.md).

@@ -31,6 +31,13 @@ const (
 	// pull request's number.
 	PreviewLabelKey = GroupName + "/preview"
 
+	// RolloutDurationAnnotationKey on a Route spreads the move of a
+	// configuration target's share onto a newly ready revision over that
+	// duration (a Go duration such as 90s or 5m; absent or 0s: at once).
+	// Knative's name for it is serving.knative.dev/rollout-duration. A
+	// Service sets it on its Route from spec.rollout.duration.
+	RolloutDurationAnnotationKey = GroupName + "/rollout-duration"
+
 	// DeployerAnnotationKey records who deployed a revision (a GitHub login).
 	DeployerAnnotationKey = GroupName + "/deployer"
 	// GitCommitAnnotationKey records the commit a revision was built from.

@@ -34,6 +34,10 @@ type Revision struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// Spec is immutable: the API server refuses any change to it (kubectl
+	// edit included); a change is a new Revision, made by its
+	// Configuration.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a Revision's spec is immutable: change its Configuration to make a new Revision"
 	Spec   RevisionSpec   `json:"spec,omitempty"`
 	Status RevisionStatus `json:"status,omitempty"`
 }
@@ -46,6 +50,14 @@ type RevisionSpec struct {
 	// Container is the k8s core/v1 Container that serves requests. Its
 	// ports, resources, volume mounts, lifecycle and tty fields are not
 	// allowed: elafros sets PORT and owns the workload shape.
+	// +kubebuilder:validation:XValidation:rule="!has(self.ports) || size(self.ports) == 0",message="ports: not allowed: elafros sets the PORT environment variable; listen on $PORT"
+	// +kubebuilder:validation:XValidation:rule="!has(self.resources) || ((!has(self.resources.limits) || size(self.resources.limits) == 0) && (!has(self.resources.requests) || size(self.resources.requests) == 0) && (!has(self.resources.claims) || size(self.resources.claims) == 0))",message="resources: not allowed: the Elafros API leaves resources to the platform"
+	// +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || size(self.volumeMounts) == 0",message="volumeMounts: not allowed: revisions have no volumes"
+	// +kubebuilder:validation:XValidation:rule="!has(self.volumeDevices) || size(self.volumeDevices) == 0",message="volumeDevices: not allowed: revisions have no volumes"
+	// +kubebuilder:validation:XValidation:rule="!has(self.lifecycle)",message="lifecycle: not allowed: elafros owns the instance lifecycle"
+	// +kubebuilder:validation:XValidation:rule="!(has(self.stdin) && self.stdin) && !(has(self.stdinOnce) && self.stdinOnce)",message="stdin: not allowed: revisions serve HTTP, not a terminal"
+	// +kubebuilder:validation:XValidation:rule="!(has(self.tty) && self.tty)",message="tty: not allowed: revisions serve HTTP, not a terminal"
+	// +kubebuilder:validation:XValidation:rule="!has(self.env) || self.env.all(e, e.name != 'PORT')",message="env: PORT is set by elafros; listen on $PORT"
 	Container corev1.Container `json:"container"`
 	// ConcurrencyModel is SingleThreaded (default for functions) or Multi
 	// (default for apps).

@@ -34,6 +34,13 @@ type RouteSpec struct {
 // RouteRollout is the traffic split of a Route.
 type RouteRollout struct {
 	// Traffic lists the targets; percents are integers that total 100.
+	// The API server checks what CEL can express (the same rules as
+	// Validate, so kubectl and GitOps tools cannot write what the
+	// embedded API refuses).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="the route must have traffic percent sum equal to 100"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !has(a.name) || self.all(b, !has(b.name) || a.name != b.name || ((has(a.revisionName) ? a.revisionName : '') == (has(b.revisionName) ? b.revisionName : '') && (has(a.configurationName) ? a.configurationName : '') == (has(b.configurationName) ? b.configurationName : ''))))",message="the traffic targets must be unique: a name may repeat only for the same target"
 	Traffic []TrafficTarget `json:"traffic"`
 }
 
@@ -41,16 +48,22 @@ type RouteRollout struct {
 // pinned (revisionName) or following a configuration's latest ready
 // revision (configurationName), and optionally names it so that it is
 // addressable as <name>.<route domain>.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.configurationName) != has(self.revisionName)",message="the route must have exactly one of revisionName or configurationName in traffic field"
 type TrafficTarget struct {
 	// Name makes the target addressable as a subdomain (current, next, pr-42).
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name,omitempty"`
 	// RevisionName pins a revision. Exactly one of revisionName and
 	// configurationName is set in spec; status has revisionName only.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	RevisionName string `json:"revisionName,omitempty"`
 	// ConfigurationName follows that configuration's latestReadyRevisionName.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	ConfigurationName string `json:"configurationName,omitempty"`
 	// Percent of the route's traffic, 0 to 100. 0 keeps a named target
 	// addressable without sending it traffic.
@@ -78,6 +91,27 @@ type RouteStatus struct {
 	// dereferenced to a revisionName.
 	// +optional
 	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// Rollouts are the gradual moves under way (with the
+	// elafros.dev/rollout-duration annotation): the share of a
+	// configuration target moving onto its newly ready revision.
+	// +optional
+	Rollouts []TargetRollout `json:"rollouts,omitempty"`
+}
+
+// TargetRollout is the gradual move of one configuration target's share
+// onto a newly ready revision. The split reached so far is status.traffic;
+// this records what it moves to and since when, so that every reconcile
+// can compute the next step from the clock alone.
+type TargetRollout struct {
+	// ConfigurationName is the target's configuration.
+	ConfigurationName string `json:"configurationName"`
+	// Name is the target's name, when it has one.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// RevisionName is the revision the share moves to.
+	RevisionName string `json:"revisionName"`
+	// StartTime is when the move began.
+	StartTime metav1.Time `json:"startTime"`
 }
 
 // RouteList is a list of Routes.

@@ -60,6 +60,12 @@ type ServiceRollout struct {
 	// promotion moves it on. Default for canary: 10m.
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Duration spreads an automatic rollout over this time: the Route's
+	// traffic moves onto a newly ready revision in steps instead of at
+	// once (the Route's elafros.dev/rollout-duration annotation). Only
+	// for the automatic strategy; absent or 0s: at once.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
 	// Approvers are GitHub logins or org/team slugs allowed to move
 	// traffic with /rollout, beyond people with write access.
 	// +optional

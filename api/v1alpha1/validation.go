@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,7 +39,32 @@ func (r *Revision) Validate() field.ErrorList {
 // Validate checks a Route.
 func (r *Route) Validate() field.ErrorList {
 	errs := validateObjectMeta(&r.ObjectMeta, MaxRouteNameLength, field.NewPath("metadata"))
+	errs = append(errs, ValidateRolloutDuration(r.Annotations, field.NewPath("metadata", "annotations"))...)
 	return append(errs, r.Spec.Validate(field.NewPath("spec"))...)
+}
+
+// RolloutDuration is a Route's elafros.dev/rollout-duration (0 when
+// absent).
+func RolloutDuration(annotations map[string]string) (time.Duration, error) {
+	v, ok := annotations[RolloutDurationAnnotationKey]
+	if !ok {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s: must be a duration such as 90s or 5m (0s: at once), got %q", RolloutDurationAnnotationKey, v)
+	}
+	return d, nil
+}
+
+// ValidateRolloutDuration checks the elafros.dev/rollout-duration
+// annotation.
+func ValidateRolloutDuration(annotations map[string]string, path *field.Path) field.ErrorList {
+	if _, err := RolloutDuration(annotations); err != nil {
+		return field.ErrorList{field.Invalid(path.Key(RolloutDurationAnnotationKey), annotations[RolloutDurationAnnotationKey],
+			"must be a duration such as 90s or 5m (0s: at once)")}
+	}
+	return nil
 }
 
 // Validate checks a Service.
@@ -178,6 +204,16 @@ func (p *ServiceRollout) Validate(path *field.Path) field.ErrorList {
 	errs = append(errs, ValidateSteps(p.Steps, path.Child("steps"))...)
 	if p.Interval != nil && p.Interval.Duration <= 0 {
 		errs = append(errs, field.Invalid(path.Child("interval"), p.Interval.Duration.String(), "must be a positive duration such as 10m or 1h"))
+	}
+	if p.Duration != nil {
+		dp := path.Child("duration")
+		switch {
+		case p.Duration.Duration < 0:
+			errs = append(errs, field.Invalid(dp, p.Duration.Duration.String(), "must be 0s (at once) or a positive duration such as 90s or 5m"))
+		case p.Duration.Duration > 0 && p.Strategy != "" && p.Strategy != StrategyAutomatic:
+			errs = append(errs, field.Invalid(dp, p.Duration.Duration.String(),
+				fmt.Sprintf("applies to the automatic strategy only; a %s rollout moves by its own steps", p.Strategy)))
+		}
 	}
 	seen := map[string]bool{}
 	for i, a := range p.Approvers {

@@ -211,11 +211,9 @@ func failed(reason, message string) reconcile.BuildState {
 }
 
 func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, image string, log io.Writer) reconcile.BuildState {
-	tmpl := spec.Template.Name
-	switch tmpl {
-	case TemplateGo, TemplateGoFunction, TemplateDocker:
-	default:
-		return failed(ReasonUnknownBuilder, fmt.Sprintf("unknown build template %q: the accepted ones are %s", tmpl, strings.Join(Templates, ", ")))
+	tmpl, known := Builtin(spec.Template.Name)
+	if !known && !seedTemplateRE.MatchString(spec.Template.Name) {
+		return failed(ReasonUnknownBuilder, fmt.Sprintf("unknown build template %q: the accepted ones are %s", spec.Template.Name, strings.Join(Templates, ", ")))
 	}
 	dest := image
 	if dest == "" {
@@ -241,6 +239,15 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 		return failed(ReasonBuildStepFailed, fmt.Sprintf("%s %q leaves the repository", ArgPackage, pkg))
 	}
 
+	if !known {
+		// A language template of the seed's kind (nodejs_8_9_4) that no
+		// builder here implements: a Dockerfile says how to build it.
+		if _, err := os.Stat(filepath.Join(pkgDir, "Dockerfile")); err != nil {
+			return failed(ReasonUnknownBuilder, unbuildable(spec.Template.Name))
+		}
+		tmpl = TemplateDocker
+		fmt.Fprintf(log, "template %s: building with the docker builder (the source has a Dockerfile)\n", spec.Template.Name)
+	}
 	var ref string
 	switch tmpl {
 	case TemplateDocker:

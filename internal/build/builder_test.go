@@ -188,7 +188,8 @@ func TestGoFunctionBuilder(t *testing.T) {
 		"other/other.go": "package other\n",
 	})
 	b := newBuilder(t, Options{Registry: reg})
-	spec := gitSpec(r.url(), sha, TemplateGoFunction, ArgPackage, "fn", v1alpha1.ArgEntryPoint, "Hello", ArgPlatforms, "linux/amd64")
+	// The seed's scenario 5 template name: the go-function builder.
+	spec := gitSpec(r.url(), sha, "go_1_9_fn", ArgPackage, "fn", v1alpha1.ArgEntryPoint, "Hello", ArgPlatforms, "linux/amd64")
 	state, err := b.Build(context.Background(), "default", "fn-00001", spec, "")
 	if err != nil {
 		t.Fatalf("Build: %v\n%s", err, b.Log("default", "fn-00001"))
@@ -321,6 +322,8 @@ func TestBuildFailures(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
 	sha := r.commit("app", map[string]string{"go.mod": appGoMod, "main.go": appMain, "Dockerfile": "FROM scratch\n"})
+	bare := newRepo(t)
+	bareSHA := bare.commit("app", map[string]string{"package.json": "{}\n", "index.js": "module.exports = () => {}\n"})
 	for _, tc := range []struct {
 		name    string
 		opts    Options
@@ -335,6 +338,15 @@ func TestBuildFailures(t *testing.T) {
 			image:   "127.0.0.1:1/x",
 			reason:  ReasonUnknownBuilder,
 			message: []string{`"kaniko"`, "go, go-function, docker"},
+		},
+		{
+			name:   "the seed's nodejs_8_9_4 without a Dockerfile",
+			spec:   gitSpec(bare.url(), bareSHA, "nodejs_8_9_4"),
+			image:  "127.0.0.1:1/x",
+			reason: ReasonUnknownBuilder,
+			message: []string{`build template "nodejs_8_9_4" needs a nodejs builder`, "the source has no Dockerfile",
+				"go (also go_1_9 or any go_<version>)", "go-function (also go_1_9_fn", "docker (any source with a Dockerfile)",
+				"Add a Dockerfile to the source, or write template name: docker, go or go-function."},
 		},
 		{
 			name:    "unknown commit",
@@ -385,15 +397,18 @@ func TestBuildFailures(t *testing.T) {
 		if _, err := runLogged(context.Background(), nil, "", nil, dockerCommand, "version", "--format", "{{.Server.Version}}"); err == nil {
 			t.Skip("a Docker daemon answers here")
 		}
-		b := newBuilder(t, Options{})
-		state, err := b.Build(context.Background(), "default", "x", gitSpec(r.url(), sha, TemplateDocker), "127.0.0.1:1/x")
-		var be *BuildError
-		if !errors.As(err, &be) || !state.Failed || state.Reason != ReasonBuildStepFailed {
-			t.Fatalf("Build = %+v, %v; want a failed build", state, err)
-		}
-		for _, s := range []string{"the docker builder needs a Docker daemon; none answered (", "Use the go or go-function builder, or run where docker works"} {
-			if !strings.Contains(state.Message, s) {
-				t.Errorf("message %q does not say %q", state.Message, s)
+		// docker by name, and the seed's nodejs_8_9_4 with a Dockerfile.
+		for _, tmpl := range []string{TemplateDocker, "nodejs_8_9_4"} {
+			b := newBuilder(t, Options{})
+			state, err := b.Build(context.Background(), "default", "x", gitSpec(r.url(), sha, tmpl), "127.0.0.1:1/x")
+			var be *BuildError
+			if !errors.As(err, &be) || !state.Failed || state.Reason != ReasonBuildStepFailed {
+				t.Fatalf("%s: Build = %+v, %v; want a failed build", tmpl, state, err)
+			}
+			for _, s := range []string{"the docker builder needs a Docker daemon; none answered (", "Use the go or go-function builder, or run where docker works"} {
+				if !strings.Contains(state.Message, s) {
+					t.Errorf("%s: message %q does not say %q", tmpl, state.Message, s)
+				}
 			}
 		}
 	})
@@ -482,5 +497,31 @@ func TestBaseImage(t *testing.T) {
 	spec := gitSpec(r.url(), sha, TemplateGo, ArgPlatforms, "linux/arm64", v1alpha1.ArgBaseImage, imgRef.String())
 	if state, _ := b.Build(context.Background(), "default", "app", spec, ""); !strings.Contains(state.Message, "is for linux/amd64 only, not linux/arm64") {
 		t.Errorf("Build for arm64 on an amd64 image = %+v, want a platform mismatch", state)
+	}
+}
+
+func TestBuiltin(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, builder string
+		builtin       bool
+	}{
+		{"go", TemplateGo, true},
+		{"go-function", TemplateGoFunction, true},
+		{"docker", TemplateDocker, true},
+		{"go_1_9", TemplateGo, true},
+		{"go_1_22", TemplateGo, true},
+		{"go_1_9_fn", TemplateGoFunction, true},
+		{"go_1_26_fn", TemplateGoFunction, true},
+		{"nodejs_8_9_4", "", false},
+		{"python_3_fn", "", false},
+		{"go_fn", "", false},
+		{"go_latest", "", false},
+		{"kaniko", "", false},
+	} {
+		b, ok := Builtin(tc.name)
+		if b != tc.builder || ok != tc.builtin {
+			t.Errorf("Builtin(%q) = %q, %v; want %q, %v", tc.name, b, ok, tc.builder, tc.builtin)
+		}
 	}
 }

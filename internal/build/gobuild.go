@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -27,8 +28,40 @@ const (
 	DefaultPlatforms = "linux/amd64,linux/arm64"
 )
 
-// Templates are the accepted build template names.
+// Templates are the accepted build template names, beside the seed's
+// <language>_<version>[_fn] ones (go_1_9, go_1_9_fn; see Builtin).
 var Templates = []string{TemplateGo, TemplateGoFunction, TemplateDocker}
+
+// seedTemplateRE matches the seed's template names: a language, its
+// version, and _fn for a function builder (nodejs_8_9_4, go_1_9_fn).
+var seedTemplateRE = regexp.MustCompile(`^[a-z][a-z0-9]*(_[0-9]+)+(_fn)?$`)
+
+// Builtin maps a template name to the builder that builds it: go,
+// go-function and docker by name, and the seed's go_<version> (go) and
+// go_<version>_fn (go-function, with _ENTRY_POINT). The version is not a
+// toolchain choice: the source's go.mod says which Go builds it. Other
+// names are not built in (false): a seed-style language template builds
+// only from a Dockerfile.
+func Builtin(name string) (string, bool) {
+	switch {
+	case name == TemplateGo, name == TemplateGoFunction, name == TemplateDocker:
+		return name, true
+	case strings.HasPrefix(name, "go_") && seedTemplateRE.MatchString(name) && strings.HasSuffix(name, "_fn"):
+		return TemplateGoFunction, true
+	case strings.HasPrefix(name, "go_") && seedTemplateRE.MatchString(name):
+		return TemplateGo, true
+	}
+	return "", false
+}
+
+// unbuildable is the refusal of a language template with no builder
+// here and no Dockerfile to build it with.
+func unbuildable(name string) string {
+	lang, _, _ := strings.Cut(name, "_")
+	return fmt.Sprintf("build template %q needs a %s builder, which elafros does not have, and the source has no Dockerfile. "+
+		"The builders are: go (also go_1_9 or any go_<version>), go-function (also go_1_9_fn or any go_<version>_fn, with _ENTRY_POINT), "+
+		"and docker (any source with a Dockerfile). Add a Dockerfile to the source, or write template name: docker, go or go-function.", name, lang)
+}
 
 // goBuildSpec is one go build: the main package at pkgDir, for each
 // platform, optionally through an overlay that adds the generated main.

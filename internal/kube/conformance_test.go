@@ -10,9 +10,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
@@ -216,7 +221,7 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 		b := &behaviors{Runtime: rt, held: map[string]bool{}, failed: map[string][2]string{}}
 		builds := reconciletest.NewBuilder(false)
 		return conformance.Backend{
-			Store: store, Runtime: b, Traffic: tr, Builder: builds,
+			Store: store, Runtime: b, Traffic: &refusable{Traffic: tr, e: e, t: t}, Builder: builds,
 			Hold:    func(_, name string) { b.set(func() { b.held[name] = true }) },
 			Release: func(_, name string) { b.set(func() { delete(b.held, name) }) },
 			Fail: func(_, name, reason, message string) {
@@ -227,6 +232,7 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 				b.set(func() { b.failed[name] = [2]string{code, printed} })
 			},
 			CompleteBuild: builds.Complete, FailBuild: builds.Fail,
+			Exhaust: func(ns string) func() { return e.exhaust(t, ns) },
 			Plan: func(ns, name string) (reconcile.TrafficPlan, bool) {
 				p, found, err := kube.ReadPlan(ctx, e.c.Config, ns, name)
 				if err != nil {
@@ -242,4 +248,108 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 			},
 		}
 	})
+}
+
+// exhaust puts a real ResourceQuota on ns that allows no Deployment, so
+// that the API server refuses the next one (errors.md's "Resource
+// exhausted"); the returned function removes it.
+func (e *env) exhaust(t *testing.T, ns string) func() {
+	t.Helper()
+	q := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "elafros-test", Namespace: ns},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/deployments.apps": resource.MustParse("0")}},
+	}
+	if _, err := e.c.Client.CoreV1().ResourceQuotas(ns).Create(context.Background(), q, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	restore := func() {
+		if removed {
+			return
+		}
+		removed = true
+		if err := e.c.Client.CoreV1().ResourceQuotas(ns).Delete(context.Background(), q.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("removing the quota: %v", err)
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// refusable is the kube Traffic on a cluster that can be made to refuse
+// HTTPRoute writes, with a real ValidatingAdmissionPolicy (as a gateway
+// admission policy or a missing permission would), for errors.md's
+// "Traffic shift progressing slowly/stuck".
+type refusable struct {
+	*kube.Traffic
+	e *env
+	t *testing.T
+}
+
+const refusePolicy = "elafros-test-refuse-httproutes"
+
+// Break denies every HTTPRoute create and update in default with err's
+// text, and returns once the API server enforces it.
+func (r *refusable) Break(err error) {
+	ctx := context.Background()
+	fail := admissionregistrationv1.Fail
+	adm := r.e.c.Client.AdmissionregistrationV1()
+	if _, cerr := adm.ValidatingAdmissionPolicies().Create(ctx, &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: refusePolicy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"gateway.networking.k8s.io"}, APIVersions: []string{"*"}, Resources: []string{"httproutes"}},
+				}}}},
+			Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: err.Error()}},
+		},
+	}, metav1.CreateOptions{}); cerr != nil {
+		r.t.Fatal(cerr)
+	}
+	if _, cerr := adm.ValidatingAdmissionPolicyBindings().Create(ctx, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: refusePolicy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: refusePolicy,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}},
+	}, metav1.CreateOptions{}); cerr != nil {
+		r.t.Fatal(cerr)
+	}
+	r.t.Cleanup(r.Repair)
+	r.waitRefused(true)
+}
+
+// Repair removes the policy and returns once HTTPRoutes are accepted.
+func (r *refusable) Repair() {
+	ctx := context.Background()
+	adm := r.e.c.Client.AdmissionregistrationV1()
+	for _, err := range []error{
+		adm.ValidatingAdmissionPolicyBindings().Delete(ctx, refusePolicy, metav1.DeleteOptions{}),
+		adm.ValidatingAdmissionPolicies().Delete(ctx, refusePolicy, metav1.DeleteOptions{}),
+	} {
+		if err != nil && !apierrors.IsNotFound(err) {
+			r.t.Error(err)
+		}
+	}
+	r.waitRefused(false)
+}
+
+// waitRefused probes with a dry-run HTTPRoute create until the API
+// server refuses it (or accepts it), as the policy takes effect.
+func (r *refusable) waitRefused(want bool) {
+	gw, err := gatewayclient.NewForConfig(r.e.c.Config)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	probe := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"}}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := gw.GatewayV1().HTTPRoutes("default").Create(context.Background(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		refused := err != nil && strings.Contains(err.Error(), refusePolicy)
+		if (want && refused) || (!want && err == nil) {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("HTTPRoute writes refused = %v after 30s, want %v (last: %v)", !want, want, err)
+		}
+	}
 }

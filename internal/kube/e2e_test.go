@@ -21,8 +21,9 @@ import (
 )
 
 // counter counts a client's API requests: reads (GET, including lists and
-// watches) and writes (everything else).
-type counter struct{ reads, writes atomic.Int64 }
+// watches) and writes (everything else), and the writes the API server
+// accepted (a 2xx answer: not a conflict).
+type counter struct{ reads, writes, accepted atomic.Int64 }
 
 func (c *counter) wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
@@ -33,7 +34,11 @@ func (c *counter) wrap(cfg *rest.Config) *rest.Config {
 			} else {
 				c.writes.Add(1)
 			}
-			return rt.RoundTrip(r)
+			resp, err := rt.RoundTrip(r)
+			if err == nil && r.Method != http.MethodGet && resp.StatusCode/100 == 2 {
+				c.accepted.Add(1)
+			}
+			return resp, err
 		})
 	})
 	return cfg
@@ -54,11 +59,17 @@ func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config
 	t.Helper()
 	r := newReconciler(t, ctx, e, cfg)
 	done := make(chan struct{})
+	var runErr error
 	go func() {
 		defer close(done)
-		_ = r.Run(ctx, reconcile.RunOptions{Resync: resync, Notify: r.Notify})
+		runErr = r.Run(ctx, reconcile.RunOptions{Resync: resync, Notify: r.Notify})
 	}()
-	t.Cleanup(func() { <-done })
+	t.Cleanup(func() {
+		<-done
+		if runErr != nil {
+			t.Errorf("Run: %v", runErr)
+		}
+	})
 	return &reconciler{r: r.Reconciler, store: r.Store}
 }
 
@@ -180,8 +191,9 @@ func TestTwoReconcilers(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	action := startReconciler(t, ctx, e, e.action, time.Minute)
-	startReconciler(t, ctx, e, e.bot, time.Minute)
+	var actionWrites, botWrites counter
+	action := startReconciler(t, ctx, e, actionWrites.wrap(e.action), time.Minute)
+	startReconciler(t, ctx, e, botWrites.wrap(e.bot), time.Minute)
 	t.Cleanup(cancel)
 	const apps, versions = 4, 4
 	for i := range apps {
@@ -221,6 +233,15 @@ func TestTwoReconcilers(t *testing.T) {
 		name := fmt.Sprintf("app-%d", i)
 		eventually(t, name+" converged", 120*time.Second, func() error { return converged(ctx, e, action.store, name, versions) })
 	}
+	// Both really reconciled: each had writes the API server accepted
+	// (the action's include the users' changes above, so its count is
+	// checked beyond those).
+	if n := botWrites.accepted.Load(); n == 0 {
+		t.Errorf("the bot's reconciler had no write accepted (%d attempted)", botWrites.writes.Load())
+	}
+	if n := actionWrites.accepted.Load() - apps*2 - apps*(versions-1); n <= 0 {
+		t.Errorf("the action's reconciler had no write accepted beyond the test's own (%d accepted in all)", actionWrites.accepted.Load())
+	}
 }
 
 // TestRolloutSurvivesRestart stops kube-apiserver and etcd in the middle of
@@ -234,9 +255,27 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	t.Cleanup(cancel)
 	app(t, ctx, r.store, "survivor")
 	eventually(t, "first revision serving", 60*time.Second, func() error { return converged(ctx, e, r.store, "survivor", 1) })
+	// A gradual rollout, so that it is surely under way when the API
+	// server dies (an immediate one could finish first).
+	if _, err := r.store.Patch(ctx, reconcile.KindRoute, "default", "survivor", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"elafros.dev/rollout-duration":"20s"}}}`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := setVersion(ctx, r.store, "survivor", 2); err != nil {
 		t.Fatal(err)
 	}
+	r2 := reconcile.RevisionName("survivor", 2)
+	eventually(t, "rollout under way", 60*time.Second, func() error {
+		o, err := r.store.Get(ctx, reconcile.KindRoute, "default", "survivor")
+		if err != nil {
+			return err
+		}
+		rt := o.(*v1alpha1.Route)
+		if len(rt.Status.Rollouts) != 1 || rt.Status.Rollouts[0].RevisionName != r2 || !rt.Status.Conditions.IsTrue(v1alpha1.ConditionRolloutInProgress) {
+			return fmt.Errorf("route not moving to %s: rollouts %+v, traffic %+v", r2, rt.Status.Rollouts, rt.Status.Traffic)
+		}
+		return nil
+	})
 	e.c.Stop(t, "kube-apiserver", "etcd")
 	time.Sleep(2 * time.Second)
 	e.c.Start(t, "etcd", "kube-apiserver")

@@ -439,8 +439,17 @@ func notOwned(kind string, obj metav1.Object, rev *v1alpha1.Revision) (reconcile
 		return reconcile.WorkloadState{}, true
 	}
 	c := metav1.GetControllerOfNoCopy(obj)
+	if c != nil && c.Kind == "Revision" && c.Name == rev.Name && strings.HasPrefix(c.APIVersion, v1alpha1.GroupName+"/") {
+		// The workload of a deleted revision of the same name, which the
+		// garbage collector is removing: this one is still starting.
+		return reconcile.WorkloadState{}, false
+	}
+	owner := "none"
+	if c != nil {
+		owner = fmt.Sprintf("%s %q", c.Kind, c.Name)
+	}
 	return reconcile.WorkloadState{Reason: ReasonNotOwned,
-		Message: fmt.Sprintf("There is an existing %s %q that we do not own (its controller is %s %q).", kind, obj.GetName(), c.Kind, c.Name)}, false
+		Message: fmt.Sprintf("There is an existing %s %q that we do not own (its controller is %s).", kind, obj.GetName(), owner)}, false
 }
 
 // pinnedImage is image by digest: as given when it has one, else the
@@ -520,8 +529,11 @@ func applyOptions() metav1.ApplyOptions {
 // quota); other errors are returned to be retried.
 func applyFailure(kind, ns, name string, err error) (reconcile.WorkloadState, bool, error) {
 	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
+		if kind == "Deployment" {
+			return reconcile.NoDeployment(name, err), false, nil
+		}
 		return reconcile.WorkloadState{Reason: v1alpha1.ReasonNoDeployment,
-			Message: fmt.Sprintf("The controller could not create a %s named %s: %v", kind, name, err)}, false, nil
+			Message: fmt.Sprintf("The controller could not create a %s named %s. %v", strings.ToLower(kind), name, err)}, false, nil
 	}
 	return reconcile.WorkloadState{}, false, fmt.Errorf("applying %s %s/%s: %w", kind, ns, name, err)
 }

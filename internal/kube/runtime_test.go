@@ -345,7 +345,7 @@ func (e *runtimeEnv) testInvalidContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := "The controller could not create a deployment named " + kube.DeploymentName(rev.Name) + ": "
+	prefix := "The controller could not create a deployment named " + kube.DeploymentName(rev.Name) + ". "
 	if ws.Reason != v1alpha1.ReasonNoDeployment || !strings.HasPrefix(ws.Message, prefix) || !strings.Contains(ws.Message, "A=B") {
 		t.Errorf("state = %+v, want NoDeployment %q… naming the env var", ws, prefix)
 	}
@@ -357,11 +357,11 @@ func (e *runtimeEnv) testHold(t *testing.T) {
 	rev := e.revision(t, "held-00001", map[string]string{kubetest.BehaviorLabel: kubetest.BehaviorHold}, nil, e.appImage)
 	reg := e.reg.requests.Load()
 	e.materialize(t, rev, e.appImage)
-	e.waitScheduled(t, rev.Name)
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-		if ws := e.materialize(t, rev, e.appImage); ws.Ready || ws.Reason != "" || ws.ImageDigest != e.appImage {
-			t.Fatalf("held revision: state = %+v, want not ready, no reason", ws)
-		}
+	// Once kwok has brought the pod to Running-but-not-ready (its hold
+	// stage, the last change it makes), nothing will make it ready.
+	e.waitHeld(t, rev.Name)
+	if ws := e.materialize(t, rev, e.appImage); ws.Ready || ws.Reason != "" || ws.ImageDigest != e.appImage {
+		t.Fatalf("held revision: state = %+v, want not ready, no reason", ws)
 	}
 	if n := e.reg.requests.Load() - reg; n != 0 {
 		t.Errorf("an image by digest made %d registry requests, want 0", n)
@@ -568,20 +568,41 @@ func (e *runtimeEnv) poll(t *testing.T, rev *v1alpha1.Revision, image string, li
 	}
 }
 
-// waitScheduled waits for a pod of the revision to be bound to a node.
-func (e *runtimeEnv) waitScheduled(t *testing.T, rev string) {
+// waitHeld watches the revision's pod until kwok's hold stage has run it:
+// phase Running, container started, not Ready.
+func (e *runtimeEnv) waitHeld(t *testing.T, rev string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		pods, err := e.c.Client.CoreV1().Pods(testNS).List(t.Context(), metav1.ListOptions{LabelSelector: kube.RevisionLabelKey + "=" + rev})
-		if err == nil && len(pods.Items) > 0 && pods.Items[0].Spec.NodeName != "" {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	held := func(p *corev1.Pod) bool {
+		if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		cs := p.Status.ContainerStatuses[0]
+		return cs.State.Running != nil && !cs.Ready
+	}
+	sel := metav1.ListOptions{LabelSelector: kube.RevisionLabelKey + "=" + rev}
+	pods, err := e.c.Client.CoreV1().Pods(testNS).List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		if held(&pods.Items[i]) {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pod of %s scheduled after 60s (err %v)", rev, err)
-		}
-		time.Sleep(250 * time.Millisecond)
 	}
+	sel.ResourceVersion = pods.ResourceVersion
+	w, err := e.c.Client.CoreV1().Pods(testNS).Watch(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		if p, ok := ev.Object.(*corev1.Pod); ok && held(p) {
+			return
+		}
+	}
+	t.Fatalf("no pod of %s running and not ready within 60s: %v", rev, ctx.Err())
 }
 
 // expectGone waits for the revision's Deployment and Service to be gone.

@@ -42,6 +42,20 @@ func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string
 		return Result{}, err
 	}
 	if rev == nil {
+		// errors.md: a deleted latest Revision is first reported (and the
+		// routes that follow this configuration drop its traffic); only
+		// then is it created again for the same generation, and its
+		// recovery is seen as it becomes Ready.
+		if cfg.Status.LatestCreatedRevisionName == revName && cfg.Status.ObservedGeneration == cfg.Generation &&
+			cond(cfg.Status.Conditions, v1alpha1.ConditionLatestRevisionReady) != v1alpha1.ReasonRevisionMissing {
+			return Result{RequeueAfter: pollInterval, InProgress: true}, r.setConfigStatus(ctx, cfg, func(st *v1alpha1.ConfigurationStatus) {
+				if st.LatestReadyRevisionName == revName {
+					st.LatestReadyRevisionName = ""
+				}
+				st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
+					Reason: v1alpha1.ReasonRevisionMissing, Message: deletedMessage(revName, cfg.Generation)}, r.now())
+			})
+		}
 		if rev, err = r.createRevision(ctx, cfg, revName); err != nil {
 			return Result{}, err
 		}
@@ -84,7 +98,8 @@ func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string
 		if prev == nil {
 			st.LatestReadyRevisionName = ""
 			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionLatestRevisionReady, Status: corev1.ConditionFalse,
-				Reason: v1alpha1.ReasonRevisionMissing, Message: "The latest Revision appears to have been deleted."}, r.now())
+				Reason: v1alpha1.ReasonRevisionMissing, Message: fmt.Sprintf("%s Revision %q, the latest Ready one, is gone; traffic that followed it is dropped until %q is Ready.",
+					v1alpha1.MessageLatestRevisionDeleted, lr, revName)}, r.now())
 		}
 	}
 	if err := r.setConfigStatus(ctx, cfg, func(s *v1alpha1.ConfigurationStatus) { *s = *st }); err != nil {
@@ -265,4 +280,9 @@ func cond(cs v1alpha1.Conditions, t v1alpha1.ConditionType) string {
 func generationOf(o Object) int64 {
 	g, _ := strconv.ParseInt(o.GetLabels()[v1alpha1.ConfigurationGenerationLabelKey], 10, 64)
 	return g
+}
+
+func deletedMessage(rev string, gen int64) string {
+	return fmt.Sprintf("%s Revision %q is created again for generation %d; traffic that followed it is dropped until it is Ready.",
+		v1alpha1.MessageLatestRevisionDeleted, rev, gen)
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -104,10 +105,11 @@ type Options struct {
 	// MaxRevisions is how many revisions a configuration keeps in all;
 	// beyond it the oldest unreferenced ones are deleted. Default 50.
 	MaxRevisions int
-	// Migrate, when set, returns the next step from the current status
-	// split towards the desired one (timed gradual migration). By default
-	// traffic moves in one step.
-	Migrate func(route *v1alpha1.Route, current, desired []v1alpha1.TrafficTarget) []v1alpha1.TrafficTarget
+	// LogURLTemplate is each Revision's status.logUrl, with {namespace},
+	// {name} and {configuration} replaced (URL-escaped): the embedded
+	// API's .../revisions/{name}/log, or a Grafana or Cloud Logging link
+	// on a cluster. Empty: no logUrl.
+	LogURLTemplate string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -129,6 +131,9 @@ func (o Options) withDefaults() (Options, error) {
 		if !strings.Contains(o.TagHostTemplate, p) {
 			return o, fmt.Errorf("tag host template %q must contain %s (it has {tag}, {route}, {namespace} and {domain} to place)", o.TagHostTemplate, p)
 		}
+	}
+	if o.LogURLTemplate != "" && !strings.Contains(o.LogURLTemplate, "{name}") {
+		return o, fmt.Errorf("log URL template %q must contain {name} (and may contain {namespace} and {configuration})", o.LogURLTemplate)
 	}
 	if o.ProgressDeadline == 0 {
 		o.ProgressDeadline = defaultProgressDeadline
@@ -160,4 +165,13 @@ func (o Options) Domain(route *v1alpha1.Route) string {
 func (o Options) TagHost(route *v1alpha1.Route, tag string) string {
 	return strings.NewReplacer("{tag}", tag, "{route}", route.Name, "{namespace}", route.Namespace, "{domain}", o.DomainSuffix).
 		Replace(o.TagHostTemplate)
+}
+
+// LogURL is rev's status.logUrl from LogURLTemplate ("" without one).
+func (o Options) LogURL(rev *v1alpha1.Revision) string {
+	if o.LogURLTemplate == "" {
+		return ""
+	}
+	return strings.NewReplacer("{namespace}", url.PathEscape(rev.Namespace), "{name}", url.PathEscape(rev.Name),
+		"{configuration}", url.PathEscape(rev.Labels[v1alpha1.ConfigurationLabelKey])).Replace(o.LogURLTemplate)
 }

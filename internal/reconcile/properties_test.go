@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
@@ -165,11 +167,15 @@ func TestRouteInvariantsProperty(t *testing.T) {
 	if testing.Short() {
 		seeds = 15
 	}
+	gradual := 0 // statuses written in the middle of a gradual move
 	for seed := range seeds {
 		f := newFixture(t, reconcile.Options{})
 		statuses := 0
 		f.rec.OnRouteStatus = func(old, new *v1alpha1.Route) {
 			statuses++
+			if len(new.Status.Rollouts) > 0 {
+				gradual++
+			}
 			total := 0
 			for _, x := range new.Status.Traffic {
 				if x.Percent < 0 {
@@ -194,9 +200,14 @@ func TestRouteInvariantsProperty(t *testing.T) {
 		}
 		rnd := rand.New(rand.NewPCG(uint64(seed), 99))
 		strategies := []v1alpha1.RolloutStrategy{v1alpha1.StrategyAutomatic, v1alpha1.StrategyManual, v1alpha1.StrategyCanary}
-		f.create(service("web", "img:0", strategies[rnd.IntN(3)]))
+		svc := service("web", "img:0", strategies[rnd.IntN(3)])
+		if seed%2 == 1 { // gradual moves too (kept when the strategy changes; only automatic follows the configuration)
+			svc.Spec.Rollout.Duration = &metav1.Duration{Duration: time.Minute}
+		}
+		f.create(svc)
 		gen := 1
 		for step := 0; step < 40; step++ {
+			f.now = f.now.Add(time.Duration(rnd.IntN(30)) * time.Second)
 			switch rnd.IntN(7) {
 			case 0, 1: // a new image; its revision may fail or be slow to start
 				gen++
@@ -272,6 +283,10 @@ func TestRouteInvariantsProperty(t *testing.T) {
 			t.Fatalf("seed %d: only %d route statuses written", seed, statuses)
 		}
 	}
+	if gradual == 0 {
+		t.Error("no route status was written during a gradual move: the sequences do not exercise rollout durations")
+	}
+	t.Logf("%d route statuses written during gradual moves", gradual)
 }
 
 // TestPinnedRevisionLosingReadinessKeepsItsShare is the case the invariant

@@ -22,6 +22,7 @@ func (r *Reconciler) reconcileRevision(ctx context.Context, ns, name string) (Re
 	}
 	st := rev.Status.DeepCopy()
 	st.ObservedGeneration = rev.Generation
+	st.LogURL = r.opts.LogURL(rev)
 	res, err := r.revisionStatus(ctx, rev, st)
 	if err != nil {
 		return res, err
@@ -54,8 +55,8 @@ func (r *Reconciler) revisionStatus(ctx context.Context, rev *v1alpha1.Revision,
 	case rev.Spec.BuildName != "":
 		if r.builder == nil {
 			set(v1alpha1.ConditionBuildComplete, corev1.ConditionFalse, v1alpha1.ReasonBuildFailed, "no builder is configured")
-			set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonBuildFailed,
-				fmt.Sprintf("Revision needs build %q but this reconciler has no builder; run it where builds are enabled.", rev.Spec.BuildName))
+			set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonContainerMissing,
+				fmt.Sprintf("%s Revision needs build %q but this reconciler has no builder; run it where builds are enabled.", v1alpha1.MessageBuildFailed, rev.Spec.BuildName))
 			return Result{}, nil
 		}
 		bs, found, err := r.builder.Status(ctx, rev.Namespace, rev.Spec.BuildName)
@@ -68,14 +69,17 @@ func (r *Reconciler) revisionStatus(ctx context.Context, rev *v1alpha1.Revision,
 			set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonBuilding, fmt.Sprintf("Waiting for build %q.", rev.Spec.BuildName))
 			return Result{RequeueAfter: pollInterval, InProgress: true}, nil
 		case bs.Failed:
+			// errors.md: BuildFailed copies the build's reason and message
+			// (BuildStepFailed, "Step XYZ failed with error message: ..."),
+			// and Ready says the container is missing because of it.
 			reason := bs.Reason
 			if reason == "" {
-				reason = "BuildStepFailed"
+				reason = v1alpha1.ReasonBuildStepFailed
 			}
-			set(v1alpha1.ConditionBuildComplete, corev1.ConditionFalse, v1alpha1.ReasonBuildFailed, bs.Message)
+			set(v1alpha1.ConditionBuildComplete, corev1.ConditionFalse, reason, bs.Message)
 			set(v1alpha1.ConditionBuildFailed, corev1.ConditionTrue, reason, bs.Message)
-			set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonBuildFailed,
-				"Unable to start because the build failed: "+bs.Message)
+			set(v1alpha1.ConditionReady, corev1.ConditionFalse, v1alpha1.ReasonContainerMissing,
+				v1alpha1.MessageBuildFailed+" "+bs.Message)
 			return Result{}, nil
 		}
 		set(v1alpha1.ConditionBuildComplete, corev1.ConditionTrue, "", "")
@@ -107,6 +111,13 @@ func (r *Reconciler) revisionStatus(ctx context.Context, rev *v1alpha1.Revision,
 	if ws.ImageDigest != "" {
 		st.ImageDigest = ws.ImageDigest
 	}
+	// errors.md: an image that cannot be fetched is Failed as well as not
+	// Ready, with the same reason and message.
+	if ws.Reason == v1alpha1.ReasonContainerMissing {
+		set(v1alpha1.ConditionFailed, corev1.ConditionTrue, ws.Reason, ws.Message)
+	} else {
+		st.Conditions.Remove(v1alpha1.ConditionFailed)
+	}
 	switch {
 	case ws.Ready:
 		set(v1alpha1.ConditionReady, corev1.ConditionTrue, "", "")
@@ -136,4 +147,15 @@ func pinned(rev *v1alpha1.Revision, st *v1alpha1.RevisionStatus) bool {
 		return false
 	}
 	return rev.Spec.BuildName == "" || st.Conditions.IsTrue(v1alpha1.ConditionBuildComplete)
+}
+
+// NoDeployment is the state of a revision whose workload the backend
+// refused to create (a quota, an admission policy, a process that cannot
+// be started), with errors.md's message; err says what refused it.
+func NoDeployment(workload string, err error) WorkloadState {
+	msg := fmt.Sprintf("The controller could not create a deployment named %s.", workload)
+	if err != nil {
+		msg += " " + err.Error()
+	}
+	return WorkloadState{Reason: v1alpha1.ReasonNoDeployment, Message: msg}
 }

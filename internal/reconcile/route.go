@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -30,9 +31,11 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 	if route == nil {
 		return Result{}, r.traffic.Forget(ctx, ns, name)
 	}
-	if errs := route.Spec.Validate(field.NewPath("spec")); len(errs) > 0 {
+	errs := v1alpha1.ValidateRolloutDuration(route.Annotations, field.NewPath("metadata", "annotations"))
+	if errs = append(errs, route.Spec.Validate(field.NewPath("spec"))...); len(errs) > 0 {
 		return r.rejectRoute(ctx, route, errs)
 	}
+	duration, _ := v1alpha1.RolloutDuration(route.Annotations) // validated above
 	targets, revs, err := r.resolve(ctx, route)
 	if err != nil {
 		return Result{}, err
@@ -62,14 +65,13 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 			desired = append(desired, t.TrafficTarget)
 		}
 	}
-	if len(waiting) == 0 {
-		next := desired
-		if r.opts.Migrate != nil {
-			next = r.opts.Migrate(route, st.Traffic, desired)
-		}
-		st.Traffic = next
-	} else {
-		held := slices.Clone(st.Traffic)
+	var held []v1alpha1.TrafficTarget
+	returned := ""
+	if len(waiting) > 0 {
+		held = slices.Clone(st.Traffic)
+		// A revision that stops being Ready in the middle of a gradual
+		// move gives its share back to the revisions it came from.
+		held, st.Rollouts, returned = revert(held, st.Rollouts, waiting)
 		for i := range held {
 			if _, ok := revs[held[i].RevisionName]; !ok && held[i].RevisionName != v1alpha1.NotFoundRevisionName {
 				rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, held[i].RevisionName)
@@ -83,6 +85,27 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 				}
 			}
 		}
+		// Holding a split none of whose revisions is there and Ready
+		// serves nothing: the missing targets are reported as they are.
+		live := slices.ContainsFunc(held, func(x v1alpha1.TrafficTarget) bool {
+			if x.Percent == 0 || revs[x.RevisionName] == nil {
+				return false
+			}
+			ok, _ := revisionReady(revs[x.RevisionName])
+			return ok
+		})
+		if !live && !slices.ContainsFunc(waiting, func(w resolvedTarget) bool { return w.missingReason == "" }) {
+			waiting = nil
+		}
+	}
+	var moving *migration
+	if len(waiting) == 0 {
+		next, rollouts, m, err := r.migrate(ctx, route, targets, desired, duration)
+		if err != nil {
+			return res, err
+		}
+		st.Traffic, st.Rollouts, moving = next, rollouts, m
+	} else {
 		st.Traffic = held
 		res.RequeueAfter = pollInterval
 		res.InProgress = !waiting[0].failed
@@ -90,7 +113,7 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 
 	// Conditions: TrafficDropped when a target is missing; RolloutComplete
 	// when status serves spec with every revision Ready; RolloutInProgress
-	// while traffic is held back.
+	// True while traffic moves or is held back, False otherwise.
 	var missing *resolvedTarget
 	for i := range targets {
 		if targets[i].missingReason != "" {
@@ -104,7 +127,15 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 	} else {
 		st.Conditions.Remove(v1alpha1.ConditionTrafficDropped)
 	}
-	if len(waiting) > 0 {
+	inProgress := func(reason, msg string) {
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutInProgress, Status: corev1.ConditionTrue, Reason: reason, Message: msg}, now)
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse, Reason: reason, Message: msg}, now)
+	}
+	notInProgress := func() {
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutInProgress, Status: corev1.ConditionFalse}, now)
+	}
+	switch {
+	case len(waiting) > 0:
 		w := waiting[0]
 		what := fmt.Sprintf("revision %q", w.RevisionName)
 		if w.RevisionName == "" {
@@ -113,6 +144,9 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		msg := fmt.Sprintf("Waiting for %s before moving %d%% of the traffic: %s", what, w.Percent, w.why)
 		if slices.ContainsFunc(st.Traffic, func(x v1alpha1.TrafficTarget) bool { return x.RevisionName == w.RevisionName && x.Percent > 0 }) {
 			msg = fmt.Sprintf("Revision %q keeps its %d%% but is not Ready (%s); its requests fail until it recovers.", w.RevisionName, w.Percent, w.why)
+		}
+		if returned != "" {
+			msg = fmt.Sprintf("Revision %q stopped being Ready during the rollout (%s); its share returned to %s.", w.RevisionName, w.why, returned)
 		}
 		reason := v1alpha1.ReasonRevisionNotReady
 		if w.missingReason != "" {
@@ -123,45 +157,53 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		if ip != nil && ip.Status == corev1.ConditionTrue && ip.LastTransitionTime != nil &&
 			r.opts.Now().Sub(ip.LastTransitionTime.Time) > r.opts.ProgressDeadline {
 			reason = v1alpha1.ReasonProgressDeadlineExceeded
-			msg = fmt.Sprintf("Unable to update traffic split for more than %d seconds. %s", int(r.opts.ProgressDeadline.Seconds()), msg)
+			msg = fmt.Sprintf(v1alpha1.MessageTrafficSplitStuck+" %s", int(r.opts.ProgressDeadline.Seconds()), msg)
 		}
-		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutInProgress, Status: corev1.ConditionTrue, Reason: reason, Message: msg}, now)
-		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse, Reason: reason, Message: msg}, now)
-	} else {
-		st.Conditions.Remove(v1alpha1.ConditionRolloutInProgress)
-		switch {
-		case missing != nil:
-			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
-				Reason: missing.missingReason, Message: missing.why}, now)
-		case !equality.Semantic.DeepEqual(st.Traffic, desired):
-			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
-				Reason: v1alpha1.ReasonRolloutInProgress, Message: "Traffic is migrating to the new split."}, now)
-			res.RequeueAfter, res.InProgress = pollInterval, true
-		default:
-			var unready *resolvedTarget
-			for i := range targets {
-				if !targets[i].ready {
-					unready = &targets[i]
-					break
-				}
+		inProgress(reason, msg)
+	case moving != nil:
+		inProgress(v1alpha1.ReasonRolloutInProgress, moving.message())
+		res.RequeueAfter, res.InProgress = moving.next, true
+	case missing != nil:
+		notInProgress()
+		st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
+			Reason: missing.missingReason, Message: missing.why}, now)
+	default:
+		notInProgress()
+		var unready *resolvedTarget
+		for i := range targets {
+			if !targets[i].ready {
+				unready = &targets[i]
+				break
 			}
-			if unready != nil {
-				st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
-					Reason:  v1alpha1.ReasonRevisionNotReady,
-					Message: fmt.Sprintf("Target %q (revision %q) is not addressable until it is Ready: %s", unready.Name, unready.RevisionName, unready.why)}, now)
-				res.RequeueAfter, res.InProgress = pollInterval, !unready.failed
-			} else {
-				st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionTrue}, now)
-			}
+		}
+		if unready != nil {
+			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse,
+				Reason:  v1alpha1.ReasonRevisionNotReady,
+				Message: fmt.Sprintf("Target %q (revision %q) is not addressable until it is Ready: %s", unready.Name, unready.RevisionName, unready.why)}, now)
+			res.RequeueAfter, res.InProgress = pollInterval, !unready.failed
+		} else {
+			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionTrue}, now)
 		}
 	}
 
+	for _, x := range st.Traffic { // revisions held or moved from are served too
+		if _, ok := revs[x.RevisionName]; !ok && x.RevisionName != v1alpha1.NotFoundRevisionName {
+			rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, x.RevisionName)
+			if err != nil {
+				return res, err
+			}
+			if rv != nil {
+				revs[rv.Name] = rv
+			}
+		}
+	}
 	if err := r.recordReferences(ctx, route, targets, st.Traffic, revs); err != nil {
 		return res, err
 	}
 	if err := r.traffic.Apply(ctx, route, r.plan(route, st.Traffic, revs)); err != nil {
-		return res, fmt.Errorf("applying traffic of route %s: %w", route.Name, err)
+		return res, r.trafficNotApplied(ctx, route, err)
 	}
+	st.Conditions.Remove(ConditionTrafficApplied)
 	if !equality.Semantic.DeepEqual(*st, route.Status) {
 		c := route.DeepCopy()
 		c.Status = *st
@@ -170,6 +212,42 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		}
 	}
 	return res, nil
+}
+
+// ConditionTrafficApplied is False on a Route while its split cannot be
+// applied (Knative's IngressReady); its transition time is when that
+// began, from which ProgressDeadlineExceeded is counted.
+const ConditionTrafficApplied v1alpha1.ConditionType = "TrafficApplied"
+
+// ReasonTrafficNotApplied: the traffic layer refused or failed the split.
+const ReasonTrafficNotApplied = "TrafficNotApplied"
+
+// trafficNotApplied records that the route's split could not be applied:
+// status.traffic keeps the split last applied (the one really served),
+// and after ProgressDeadline RolloutInProgress says so with errors.md's
+// reason and message. The error is returned so that the route is retried.
+func (r *Reconciler) trafficNotApplied(ctx context.Context, route *v1alpha1.Route, applyErr error) error {
+	err := fmt.Errorf("applying traffic of route %s: %w", route.Name, applyErr)
+	now := r.now()
+	st := route.Status.DeepCopy()
+	st.Conditions.Set(v1alpha1.Condition{Type: ConditionTrafficApplied, Status: corev1.ConditionFalse,
+		Reason: ReasonTrafficNotApplied, Message: "Unable to update traffic split: " + applyErr.Error()}, now)
+	since := st.Conditions.Get(ConditionTrafficApplied).LastTransitionTime.Time
+	reason, msg := ReasonTrafficNotApplied, "Unable to update traffic split: "+applyErr.Error()
+	if r.opts.Now().Sub(since) > r.opts.ProgressDeadline {
+		reason = v1alpha1.ReasonProgressDeadlineExceeded
+		msg = fmt.Sprintf(v1alpha1.MessageTrafficSplitStuck+" %s", int(r.opts.ProgressDeadline.Seconds()), applyErr.Error())
+	}
+	st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutInProgress, Status: corev1.ConditionTrue, Reason: reason, Message: msg}, now)
+	st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionFalse, Reason: reason, Message: msg}, now)
+	if !equality.Semantic.DeepEqual(*st, route.Status) {
+		c := route.DeepCopy()
+		c.Status = *st
+		if _, uerr := r.store.UpdateStatus(ctx, c); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+	}
+	return err
 }
 
 // resolve dereferences each spec target; revs holds the revisions seen.
@@ -187,11 +265,27 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 			if cfg == nil {
 				rt.RevisionName = v1alpha1.NotFoundRevisionName
 				rt.missingReason, rt.failed = v1alpha1.ReasonConfigurationMissing, true
-				rt.why = fmt.Sprintf("Configuration %q referenced in rollout.traffic not found; create it or change the route.", t.ConfigurationName)
+				// errors.md writes "Revision 'my-service' ..." here, a slip:
+				// it is the Configuration that is missing.
+				rt.why = fmt.Sprintf("Configuration '%s' referenced in rollout.traffic not found; create it or change the route.", t.ConfigurationName)
 				out = append(out, rt)
 				continue
 			}
 			revName = cfg.Status.LatestReadyRevisionName
+			if revName == "" && cond(cfg.Status.Conditions, v1alpha1.ConditionLatestRevisionReady) == v1alpha1.ReasonRevisionMissing {
+				// errors.md: the latest Revision was deleted, so the
+				// route drops the traffic it served, as for a missing
+				// revision.
+				gone, err := r.goneRevision(ctx, route, t.Name, cfg)
+				if err != nil {
+					return nil, nil, err
+				}
+				rt.RevisionName = v1alpha1.NotFoundRevisionName
+				rt.missingReason, rt.failed = v1alpha1.ReasonRevisionMissing, true
+				rt.why = fmt.Sprintf("Revision '%s' referenced in rollout.traffic not found: it was the latest Revision of Configuration '%s' and appears to have been deleted.", gone, t.ConfigurationName)
+				out = append(out, rt)
+				continue
+			}
 			if revName == "" {
 				rt.RevisionName = ""
 				rt.why = fmt.Sprintf("configuration %q has no Ready revision yet", t.ConfigurationName)
@@ -213,7 +307,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		if rev == nil {
 			rt.RevisionName = v1alpha1.NotFoundRevisionName
 			rt.missingReason, rt.failed = v1alpha1.ReasonRevisionMissing, true
-			rt.why = fmt.Sprintf("Revision %q referenced in rollout.traffic not found; point the route at an existing revision.", revName)
+			rt.why = fmt.Sprintf("Revision '%s' referenced in rollout.traffic not found; point the route at an existing revision.", revName)
 			out = append(out, rt)
 			continue
 		}
@@ -225,6 +319,25 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		out = append(out, rt)
 	}
 	return out, revs, nil
+}
+
+// goneRevision names the deleted revision that a configuration target
+// served: the one of its current split that no longer exists, else the
+// configuration's latest created one.
+func (r *Reconciler) goneRevision(ctx context.Context, route *v1alpha1.Route, name string, cfg *v1alpha1.Configuration) (string, error) {
+	for _, x := range route.Status.Traffic {
+		if x.Name != name || x.RevisionName == v1alpha1.NotFoundRevisionName {
+			continue
+		}
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, x.RevisionName)
+		if err != nil {
+			return "", err
+		}
+		if rev == nil {
+			return x.RevisionName, nil
+		}
+	}
+	return cfg.Status.LatestCreatedRevisionName, nil
 }
 
 func revisionReady(rev *v1alpha1.Revision) (bool, string) {

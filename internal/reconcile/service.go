@@ -124,9 +124,19 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 	if err != nil {
 		return route, err
 	}
+	// spec.rollout.duration becomes the Route's rollout-duration, the one
+	// place the reconciler reads it from.
+	duration := ""
+	if d := svc.Spec.Rollout.Duration; d != nil && d.Duration > 0 {
+		duration = d.Duration.String()
+	}
 	if route == nil {
+		meta := childMeta(svc)
+		if duration != "" {
+			meta.Annotations = map[string]string{v1alpha1.RolloutDurationAnnotationKey: duration}
+		}
 		o, err := r.store.Create(ctx, &v1alpha1.Route{
-			ObjectMeta: childMeta(svc),
+			ObjectMeta: meta,
 			Spec:       v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: desired}},
 		})
 		if err != nil {
@@ -134,11 +144,19 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 		}
 		return o.(*v1alpha1.Route), nil
 	}
-	if equality.Semantic.DeepEqual(current, desired) {
+	if equality.Semantic.DeepEqual(current, desired) && route.Annotations[v1alpha1.RolloutDurationAnnotationKey] == duration {
 		return route, nil
 	}
 	c := route.DeepCopy()
 	c.Spec.Rollout.Traffic = desired
+	if duration == "" {
+		delete(c.Annotations, v1alpha1.RolloutDurationAnnotationKey)
+	} else {
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[v1alpha1.RolloutDurationAnnotationKey] = duration
+	}
 	o, err := r.store.Update(ctx, c)
 	if err != nil {
 		return nil, err

@@ -14,7 +14,7 @@ import (
 // that a test can make a real pod that never becomes ready or that
 // crash-loops, and the code under test reads it from real pod status:
 //
-//	elafros-test/behavior: hold   the pod is scheduled but never Ready
+//	elafros-test/behavior: hold   the pod runs but is never Ready
 //	elafros-test/behavior: crash  the pod runs and crash-loops, its last
 //	                              termination having the exit code and
 //	                              message of the annotations below
@@ -84,8 +84,61 @@ spec:
       startTime: {{ $now | Quote }}
 `
 
+// holdStage brings a held pod to Running with its container started and
+// never ready: kwok's last word on it, so that a test can wait for this
+// and then know that nothing will make the pod ready.
+const holdStage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-hold
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Pending'
+    - key: '.metadata.labels["elafros-test/behavior"]'
+      operator: 'In'
+      values:
+      - 'hold'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        started: true
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+`
+
 // writeStages writes kwok's fast stages with pod-ready restricted to pods
-// without a behavior label, plus the crash-loop stage.
+// without a behavior label, plus the crash-loop and hold stages.
 func writeStages(t testing.TB, dir, fast string) string {
 	t.Helper()
 	b, err := os.ReadFile(fast)
@@ -119,7 +172,7 @@ func writeStages(t testing.TB, dir, fast string) string {
 	if !found {
 		t.Fatalf("%s has no pod-ready stage", fast)
 	}
-	out.WriteString("---\n" + crashStage)
+	out.WriteString("---\n" + crashStage + "---\n" + holdStage)
 	path := filepath.Join(dir, "kwok-stages.yaml")
 	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)

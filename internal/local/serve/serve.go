@@ -186,6 +186,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	rcOpts := o.Reconcile
 	rcOpts.DomainSuffix = o.Domain
+	if rcOpts.LogURLTemplate == "" { // errors.md's logUrl: this API's log endpoint
+		rcOpts.LogURLTemplate = s.APIURL + "/apis/elafros.dev/v1alpha1/namespaces/{namespace}/revisions/{name}/log"
+	}
 	rec, err := reconcile.New(s.Store, s.Runtime, s.Router, s.Builder, rcOpts)
 	if err != nil {
 		return s, err

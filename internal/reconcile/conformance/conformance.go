@@ -3,6 +3,30 @@
 // subtest per step, asserting the exact fields the seed's GET responses
 // show. The embedded store runs it in internal/local; the kube backend
 // runs the same suite against a real cluster.
+//
+// Which seed lines each step checks (normative_examples.md, errors.md in
+// ../shared/seed):
+//
+//	scenarios-2-1-3/2/*            normative_examples.md 272-414 (POSTs, revision "Starting Instances" 315-336,
+//	                               latestCreated 341-358, latestReady 362-383, route serving 387-414)
+//	scenarios-2-1-3/1/*            normative_examples.md 77-211 (PATCH image, configuration 95-116, revision def 119-147,
+//	                               route at 100% 188-211)
+//	scenarios-2-1-3/3/*            normative_examples.md 483-679 (pin 483-497, env PATCH 502-548, current/next 554-605,
+//	                               the "Traffic:" typo 610-627, next at 100% 631-657, current = next 662-679)
+//	scenario-1-gradual/*           normative_examples.md 150-185 (75/25, RolloutComplete False) with
+//	                               elafros.dev/rollout-duration; errors.md 238-262 (shift stuck: see errors/Traffic shift stuck)
+//	scenario-4-build/*             normative_examples.md 732-831 (buildName, BuildComplete, imageSource); errors.md 53-96
+//	scenario-5-function            normative_examples.md 883-929 (labels, SingleThreaded, timeoutSeconds 20)
+//	RunBuilds                      scenarios 4 and 5 with the real builder (go_1_9_fn, nodejs_8_9_4)
+//	errors/Revision not found by Route                 errors.md 98-127
+//	errors/Configuration not found by Route            errors.md 129-155 (its "Revision 'my-service'" is a slip)
+//	errors/Container image fails at startup            errors.md 297-322 and 33-51 (LatestRevisionReady copies)
+//	errors/Latest Revision of a Configuration deleted  errors.md 157-183
+//	errors/Build failed                                errors.md 53-96
+//	errors/Container image not present in repository   errors.md 265-295
+//	errors/Resource exhausted while creating a revision errors.md 185-205
+//	errors/Traffic shift stuck                         errors.md 238-262
+//	errors/Deployment progressing slowly               errors.md 207-236
 package conformance
 
 import (
@@ -39,12 +63,20 @@ type Backend struct {
 	Plan func(ns, name string) (reconcile.TrafficPlan, bool)
 	// DomainSuffix is the suffix the reconciler is given.
 	DomainSuffix string
+	// Exhaust, when set, makes the namespace refuse new workloads (a
+	// ResourceQuota on a cluster) until the returned function is called.
+	// Without it, a Runtime with Exhaust(ns, err) func() is used.
+	Exhaust func(ns string) (restore func())
 }
 
 // NewBackend makes a fresh, empty backend for one scenario.
 type NewBackend func(t *testing.T) Backend
 
 const ns = "default"
+
+// logURLTemplate is the suite's --log-url-template (errors.md's logUrl,
+// "could be ELK or Stackdriver").
+const logURLTemplate = "https://logs.example.com/search?namespace={namespace}&revision={name}"
 
 type env struct {
 	t   *testing.T
@@ -59,6 +91,9 @@ func newEnv(t *testing.T, nb NewBackend, opts reconcile.Options) *env {
 		b.DomainSuffix = "mydomain.com"
 	}
 	opts.DomainSuffix = b.DomainSuffix
+	if opts.LogURLTemplate == "" {
+		opts.LogURLTemplate = logURLTemplate
+	}
 	r, err := reconcile.New(b.Store, b.Runtime, b.Traffic, b.Builder, opts)
 	if err != nil {
 		t.Fatal(err)

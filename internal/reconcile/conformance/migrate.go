@@ -3,43 +3,7 @@ package conformance
 import (
 	"sync/atomic"
 	"time"
-
-	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/rollout"
 )
-
-// StepMigrator moves at most step percent per reconcile from the current
-// status split towards the desired one; it shows the seed's intermediate
-// 75/25 state through the reconciler's migration hook.
-func StepMigrator(step int) func(*v1alpha1.Route, []v1alpha1.TrafficTarget, []v1alpha1.TrafficTarget) []v1alpha1.TrafficTarget {
-	return func(_ *v1alpha1.Route, current, desired []v1alpha1.TrafficTarget) []v1alpha1.TrafficTarget {
-		cur, want := rollout.ByRevision(current), rollout.ByRevision(desired)
-		if len(current) == 0 || len(desired) != 1 || desired[0].Name != "" {
-			return desired
-		}
-		newRev := desired[0].RevisionName
-		if cur[newRev]+step >= 100 || want[newRev] != 100 {
-			return desired
-		}
-		var out []v1alpha1.TrafficTarget
-		moved := 0
-		for _, t := range current {
-			if t.RevisionName == newRev || moved == step {
-				if t.RevisionName != newRev {
-					out = append(out, t)
-				}
-				continue
-			}
-			take := min(step-moved, t.Percent)
-			moved += take
-			t.Percent -= take
-			if t.Percent > 0 {
-				out = append(out, t)
-			}
-		}
-		return append(out, v1alpha1.TrafficTarget{RevisionName: newRev, Percent: cur[newRev] + moved})
-	}
-}
 
 // clock is the real time moved forward by Advance, for deadline scenarios:
 // real, so that a server's own timestamps (creationTimestamp) compare with
@@ -52,3 +16,20 @@ func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.L
 
 // Advance moves the clock forward by secs seconds.
 func (c *clock) Advance(secs int) { c.offset.Add(int64(time.Duration(secs) * time.Second)) }
+
+// frozenClock stands still unless advanced: a gradual rollout's split is
+// a function of the time since it began, so the suite controls that time
+// exactly, however long a backend takes to make a revision Ready. It
+// starts at a whole second, as the API server's timestamps are.
+type frozenClock struct{ at atomic.Int64 }
+
+func newFrozenClock() *frozenClock {
+	c := &frozenClock{}
+	c.at.Store(time.Now().Truncate(time.Second).UnixNano())
+	return c
+}
+
+func (c *frozenClock) Now() time.Time { return time.Unix(0, c.at.Load()) }
+
+// Advance moves the clock forward by secs seconds.
+func (c *frozenClock) Advance(secs int) { c.at.Add(int64(time.Duration(secs) * time.Second)) }

@@ -27,6 +27,8 @@ func key(ns, name string) string { return ns + "/" + name }
 // first Materialize unless it is held or failed.
 type Runtime struct {
 	mu       sync.Mutex
+	absent   map[string]error
+	full     map[string]error
 	held     map[string]bool
 	failures map[string]reconcile.WorkloadState
 	running  map[string]string
@@ -35,7 +37,7 @@ type Runtime struct {
 
 // NewRuntime returns a Runtime with nothing held.
 func NewRuntime() *Runtime {
-	return &Runtime{held: map[string]bool{}, failures: map[string]reconcile.WorkloadState{}, running: map[string]string{}, retired: map[string]int{}}
+	return &Runtime{absent: map[string]error{}, full: map[string]error{}, held: map[string]bool{}, failures: map[string]reconcile.WorkloadState{}, running: map[string]string{}, retired: map[string]int{}}
 }
 
 // Hold keeps the revision starting ("Starting Instances") until Release.
@@ -50,6 +52,28 @@ func (r *Runtime) Fail(ns, name, reason, message string) {
 	r.mu.Lock()
 	r.failures[key(ns, name)] = reconcile.WorkloadState{Reason: reason, Message: message}
 	r.mu.Unlock()
+}
+
+// Absent makes image missing from the registry: a revision running it
+// cannot fetch it, with err as the registry's answer.
+func (r *Runtime) Absent(image string, err error) {
+	r.mu.Lock()
+	r.absent[image] = err
+	r.mu.Unlock()
+}
+
+// Exhaust refuses every new workload in namespace ns with err (as a
+// quota would) until the returned function is called; workloads that
+// exist keep running.
+func (r *Runtime) Exhaust(ns string, err error) (restore func()) {
+	r.mu.Lock()
+	r.full[ns] = err
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.full, ns)
+		r.mu.Unlock()
+	}
 }
 
 // Recover clears a failure.
@@ -81,6 +105,14 @@ func (r *Runtime) Materialize(_ context.Context, rev *v1alpha1.Revision, image s
 	k := key(rev.Namespace, rev.Name)
 	if image == "" {
 		return reconcile.WorkloadState{Reason: v1alpha1.ReasonContainerMissing, Message: "Unable to start: the revision has no image."}, nil
+	}
+	if err, ok := r.absent[image]; ok {
+		return reconcile.WorkloadState{Reason: v1alpha1.ReasonContainerMissing, Message: fmt.Sprintf("Unable to fetch image '%s': %v", image, err)}, nil
+	}
+	if _, ok := r.running[k]; !ok {
+		if err, full := r.full[rev.Namespace]; full {
+			return reconcile.NoDeployment(rev.Name, err), nil
+		}
 	}
 	r.running[k] = image
 	if f, ok := r.failures[k]; ok {
@@ -203,7 +235,15 @@ func (b *Builder) Status(_ context.Context, ns, name string) (reconcile.BuildSta
 type Traffic struct {
 	mu    sync.Mutex
 	plans map[string]reconcile.TrafficPlan
+	err   error
 }
+
+// Break makes every Apply fail with err until Repair (as a gateway
+// refusing the split would).
+func (t *Traffic) Break(err error) { t.mu.Lock(); t.err = err; t.mu.Unlock() }
+
+// Repair lets Apply succeed again.
+func (t *Traffic) Repair() { t.mu.Lock(); t.err = nil; t.mu.Unlock() }
 
 // NewTraffic returns an empty Traffic.
 func NewTraffic() *Traffic { return &Traffic{plans: map[string]reconcile.TrafficPlan{}} }
@@ -212,6 +252,9 @@ func NewTraffic() *Traffic { return &Traffic{plans: map[string]reconcile.Traffic
 func (t *Traffic) Apply(_ context.Context, route *v1alpha1.Route, plan reconcile.TrafficPlan) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.err != nil {
+		return t.err
+	}
 	plan.Hosts = maps.Clone(plan.Hosts)
 	plan.Tags = maps.Clone(plan.Tags)
 	t.plans[key(route.Namespace, route.Name)] = plan
