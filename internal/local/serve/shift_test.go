@@ -46,7 +46,7 @@ func TestGradualShift(t *testing.T) {
 	}
 	tr := &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
-	e := &env{t: t, srv: srv, c: &deploy.Client{Store: st},
+	e := &env{t: t, srv: srv, c: deploy.New(st, "default"), st: st,
 		image: processtest.BuildImage(t, srv.RegistryAddr, "e2e/server", processtest.ServerDir()),
 		http:  &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 	ctx := t.Context()
@@ -128,7 +128,7 @@ func TestGradualShift(t *testing.T) {
 
 // routeTraffic is a route's status.traffic as "[rev pct ...]".
 func (e *env) routeTraffic(name string) string {
-	o, err := e.c.Store.Get(e.t.Context(), reconcile.KindRoute, "default", name)
+	o, err := e.st.Get(e.t.Context(), reconcile.KindRoute, "default", name)
 	if err != nil {
 		return err.Error()
 	}
