@@ -548,6 +548,18 @@ var backoff = wait.Backoff{Steps: 10, Duration: 10 * time.Millisecond, Factor: 1
 // onConflict runs fn again on a conflict, with client-go's retry.
 func onConflict(fn func() error) error { return retry.RetryOnConflict(backoff, fn) }
 
+// List lists objects of a kind in the client's namespace (sel nil: all).
+func (c *Client) List(ctx context.Context, kind reconcile.Kind, sel labels.Selector) ([]reconcile.Object, error) {
+	if sel == nil {
+		sel = labels.Everything()
+	}
+	return c.store.List(ctx, kind, c.ns(), sel)
+}
+
+// As is a copy of c that records its moves as actor's, for reason (the
+// bot makes one per command: who commented, and the command).
+func (c *Client) As(actor, reason string) *Client { return c.withActor(actor, reason) }
+
 // Get reads one object of the client's namespace.
 func (c *Client) Get(ctx context.Context, kind reconcile.Kind, name string) (reconcile.Object, error) {
 	return c.store.Get(ctx, kind, c.ns(), name)
