@@ -169,7 +169,15 @@ type result struct {
 // inputs as INPUT_* variables, the event file, GITHUB_OUTPUT and
 // GITHUB_STEP_SUMMARY files, the workspace.
 func (p *plane) runAction(ws, event, eventFile string, inputs map[string]string, edit func(map[string]any)) result {
-	t := p.t
+	p.t.Helper()
+	in := map[string]string{"server": p.api}
+	for k, v := range inputs {
+		in[k] = v
+	}
+	return runAction(p.t, p.gh, ws, event, eventFile, in, edit)
+}
+
+func runAction(t *testing.T, gh *githubtest.Server, ws, event, eventFile string, inputs map[string]string, edit func(map[string]any)) result {
 	t.Helper()
 	files := t.TempDir()
 	payload, err := os.ReadFile(filepath.Join("../../../shared/testdata/github-webhooks", eventFile))
@@ -194,9 +202,9 @@ func (p *plane) runAction(ws, event, eventFile string, inputs map[string]string,
 		"GOFLAGS=-mod=mod", "GITHUB_ACTIONS=true", "CI=true",
 		"GITHUB_EVENT_NAME=" + event, "GITHUB_EVENT_PATH=" + eventPath, "GITHUB_WORKSPACE=" + ws,
 		"GITHUB_REPOSITORY=" + repoName, "GITHUB_SHA=" + headSHA(t, ws), "GITHUB_ACTOR=Codertocat",
-		"GITHUB_API_URL=" + strings.TrimSuffix(p.gh.URL, "/"), "GITHUB_SERVER_URL=https://github.com", "GITHUB_RUN_ID=4242",
+		"GITHUB_API_URL=" + strings.TrimSuffix(gh.URL, "/"), "GITHUB_SERVER_URL=https://github.com", "GITHUB_RUN_ID=4242",
 		"GITHUB_OUTPUT=" + out, "GITHUB_STEP_SUMMARY=" + summary,
-		"INPUT_SERVER=" + p.api, "INPUT_GITHUB-TOKEN=" + p.gh.Token, "INPUT_TIMEOUT=4m",
+		"INPUT_GITHUB-TOKEN=" + gh.Token, "INPUT_TIMEOUT=4m",
 	}
 	for k, v := range inputs {
 		env = append(env, "INPUT_"+strings.ToUpper(k)+"="+v)
@@ -215,20 +223,30 @@ func (p *plane) runAction(ws, event, eventFile string, inputs map[string]string,
 	}
 	outputs := parseOutputs(t, out)
 	s, _ := os.ReadFile(summary)
-	masked := false
+	secrets := []string{gh.Token}
+	for _, line := range strings.Split(inputs["kubeconfig"], "\n") {
+		if line = strings.TrimSpace(line); len(line) >= 4 {
+			secrets = append(secrets, line)
+		}
+	}
+	masked := map[string]bool{}
 	for _, line := range strings.Split(stdout.String(), "\n") {
-		if strings.HasPrefix(line, "::add-mask::") {
-			masked = masked || strings.TrimPrefix(line, "::add-mask::") == p.gh.Token
-			continue // the runner reads the mask and hides the value from then on
+		if m, ok := strings.CutPrefix(line, "::add-mask::"); ok {
+			masked[m] = true // the runner reads the mask and hides the value from then on
+			continue
 		}
-		if strings.Contains(line, p.gh.Token) {
-			t.Errorf("the token was printed: %q", line)
+		for _, sec := range secrets {
+			if strings.Contains(line, sec) {
+				t.Errorf("a secret was printed: %q", line)
+			}
 		}
 	}
-	if !masked || strings.Contains(string(s), p.gh.Token) {
-		t.Errorf("the token was not masked first, or is in the summary")
+	for _, sec := range secrets {
+		if !masked[sec] || strings.Contains(string(s), sec) {
+			t.Errorf("secret %q was not masked first, or is in the summary", sec)
+		}
 	}
-	if r := p.gh.Refusals(); len(r) > 0 {
+	if r := gh.Refusals(); len(r) > 0 {
 		t.Errorf("requests GitHub would refuse: %v", r)
 	}
 	return result{code: code, stdout: stdout.String(), outputs: outputs, summary: string(s)}

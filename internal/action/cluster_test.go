@@ -1,0 +1,139 @@
+package action_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/github/githubtest"
+	"github.com/elafros/elafros/internal/kube"
+	"github.com/elafros/elafros/internal/kube/kubetest"
+	"github.com/elafros/elafros/internal/local/process/processtest"
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// TestModesOnCluster runs the action binary against the test cluster
+// (real etcd, kube-apiserver, controller-manager, scheduler, kwok) as the
+// action's ServiceAccount through the kubeconfig input, with the bundled
+// reconciler running inside the action while it waits.
+func TestModesOnCluster(t *testing.T) {
+	c := kubetest.Start(t)
+	ctx := context.Background()
+	must(t, kube.InstallCRDs(ctx, c.Config, append(kube.CRDs(), c.GatewayAPICRDs(t)...)...))
+	must(t, kube.ApplyManifests(ctx, c.Config, kube.RBAC()...))
+	must(t, kube.ApplyManifests(ctx, c.Config, []byte(`apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: elafros-test}
+spec: {controllerName: elafros.dev/test}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: elafros, namespace: default}
+spec:
+  gatewayClassName: elafros-test
+  listeners:
+  - {name: http, protocol: HTTP, port: 80}
+`)))
+	sa := c.ServiceAccountConfig(t, "elafros-system", "elafros-action")
+	kubeconfig := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {server: %q, insecure-skip-tls-verify: true}\nusers:\n- name: action\n  user: {token: %q}\ncontexts:\n- name: test\n  context: {cluster: test, user: action}\ncurrent-context: test\n", sa.Host, sa.BearerToken)
+	registry := processtest.StartRegistry(t)
+	gh := githubtest.NewServer(t)
+	store, err := client.New(c.Config)
+	must(t, err)
+	ws, sha := workspace(t, fmt.Sprintf(helloManifest, "cluster", "automatic"))
+	in := map[string]string{"kubeconfig": kubeconfig, "gateway": "default/elafros", "domain-suffix": "apps.example.com", "registry": registry + "/acme"}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range in {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+
+	r := runAction(t, gh, ws, "push", "push.json", in, nil)
+	if r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stdout)
+	}
+	if r.outputs["revision"] != "hello-00001" || r.outputs["url"] != "http://hello.default.apps.example.com" || !strings.HasPrefix(r.outputs["image"], registry+"/acme/default/hello@sha256:") {
+		t.Errorf("outputs = %v", r.outputs)
+	}
+	rev, err := store.Get(ctx, reconcile.KindRevision, "default", "hello-00001")
+	must(t, err)
+	if rev.GetAnnotations()[v1alpha1.GitCommitAnnotationKey] != sha || rev.(*v1alpha1.Revision).Spec.BuildName != "" {
+		t.Errorf("revision: annotations %v, buildName %q (no build runs in the cluster)", rev.GetAnnotations(), rev.(*v1alpha1.Revision).Spec.BuildName)
+	}
+	dep, err := c.Client.AppsV1().Deployments("default").Get(ctx, kube.DeploymentName("hello-00001"), metav1.GetOptions{})
+	if err != nil || !strings.Contains(dep.Spec.Template.Spec.Containers[0].Image, "@sha256:") {
+		t.Errorf("the revision's Deployment: %v %v", dep, err)
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	must(t, err)
+	hr, err := dyn.Resource(schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}).Namespace("default").Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the route's HTTPRoute: %v", err)
+	}
+	if hosts, _, _ := unstructured.NestedStringSlice(hr.Object, "spec", "hostnames"); len(hosts) != 1 || hosts[0] != "hello.default.apps.example.com" {
+		t.Errorf("HTTPRoute hostnames = %v", hosts)
+	}
+
+	// Dry run: nothing written (every elafros.dev object keeps its resourceVersion).
+	versions := func() map[string]string {
+		out := map[string]string{}
+		for _, k := range []reconcile.Kind{reconcile.KindService, reconcile.KindConfiguration, reconcile.KindRoute, reconcile.KindRevision} {
+			objs, err := store.List(ctx, k, "default", labels.Everything())
+			must(t, err)
+			for _, o := range objs {
+				out[string(k)+"/"+o.GetName()] = o.GetResourceVersion()
+			}
+		}
+		return out
+	}
+	before := versions()
+	commit(t, ws, map[string]string{"elafros.yaml": fmt.Sprintf(helloManifest, "changed", "automatic")})
+	r = runAction(t, gh, ws, "push", "push.json", with(map[string]string{"dry-run": "true"}), nil)
+	if r.code != 0 || !strings.Contains(r.summary, "| service/hello | configured |") {
+		t.Errorf("dry run: exit %d\n%s\n%s", r.code, r.stdout, r.summary)
+	}
+	if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a dry run changed objects:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// A preview on the cluster: pr-2 gets a host of its own at 0%.
+	r = runAction(t, gh, ws, "pull_request", "pull_request.opened.json", in, nil)
+	if r.code != 0 || r.outputs["preview-url"] != "http://pr-2.hello.default.apps.example.com" {
+		t.Fatalf("preview: exit %d outputs %v\n%s", r.code, r.outputs, r.stdout)
+	}
+	if _, err := dyn.Resource(schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}).Namespace("default").Get(ctx, "hello--pr-2", metav1.GetOptions{}); err != nil {
+		t.Errorf("the preview's HTTPRoute: %v", err)
+	}
+	// A refused rollout (an automatic route has no next): exit 1, unchanged.
+	before = versions()
+	r = runAction(t, gh, ws, "workflow_dispatch", "workflow_dispatch.json", with(map[string]string{"service": "hello", "rollout": "50"}), nil)
+	if r.code != 1 || !strings.Contains(r.stdout, "refused") {
+		t.Errorf("rollout on an automatic route: exit %d\n%s", r.code, r.stdout)
+	}
+	if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a refused rollout changed objects")
+	}
+	// Closed, then scheduled promotion with no canary under way.
+	r = runAction(t, gh, ws, "pull_request", "pull_request.closed.json", in, nil)
+	if r.code != 0 {
+		t.Errorf("closed: exit %d\n%s", r.code, r.stdout)
+	}
+	r = runAction(t, gh, ws, "schedule", "push.json", in, nil)
+	if r.code != 0 || !strings.Contains(r.summary, "No canary is under way.") {
+		t.Errorf("promote: exit %d\n%s", r.code, r.summary)
+	}
+}
