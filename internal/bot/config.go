@@ -25,6 +25,8 @@ type Config struct {
 	Addr string
 	// The backend, as the CLI takes it: elafros serve's API, or a cluster.
 	Server, Kubeconfig, Context, Namespace string
+	// InCluster uses the pod's ServiceAccount.
+	InCluster bool
 	// WebhookSecrets: the current one, and the previous while rotating.
 	WebhookSecrets [][]byte
 	// GitHub auth: an App (id + private key) or a token.
@@ -51,11 +53,12 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "a cluster through this kubeconfig instead of elafros serve")
 	fs.StringVar(&c.Context, "context", "", "the kubeconfig context (implies a cluster)")
 	fs.StringVar(&c.Namespace, "namespace", "default", "the namespace of the services")
+	fs.BoolVar(&c.InCluster, "in-cluster", false, "the cluster the bot runs in, through its ServiceAccount")
 	secretFile := fs.String("webhook-secret-file", "", "a file holding the webhook secret (instead of $GITHUB_WEBHOOK_SECRET)")
 	fs.StringVar(&c.Journal, "journal", defaultJournal(getenv), "the file accepted commands are recorded in")
 	fs.IntVar(&c.Workers, "workers", 8, "commands carried out at once")
 	if err := fs.Parse(args); err != nil {
-		return c, fmt.Errorf("%w\n\nflags: --addr, --server, --kubeconfig, --context, --namespace, --webhook-secret-file, --journal, --workers", err)
+		return c, fmt.Errorf("%w\n\nflags: --addr, --server, --kubeconfig, --context, --in-cluster, --namespace, --webhook-secret-file, --journal, --workers", err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: the bot takes flags only", fs.Arg(0))
@@ -95,11 +98,13 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	if c.AppID == 0 && c.Token == "" {
 		return c, errors.New("no GitHub credentials: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE (a GitHub App, recommended), or GITHUB_TOKEN")
 	}
-	if c.Kubeconfig == "" && c.Context == "" && !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://") {
+	if !c.cluster() && !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://") {
 		return c, fmt.Errorf("--server %q: want a URL such as http://127.0.0.1:7070", c.Server)
 	}
 	return c, nil
 }
+
+func (c Config) cluster() bool { return c.Kubeconfig != "" || c.Context != "" || c.InCluster }
 
 func defaultJournal(getenv func(string) string) string {
 	dir := getenv("XDG_STATE_HOME")
@@ -120,7 +125,7 @@ func Build(c Config, log *slog.Logger) (b *Bot, closeFn func(), err error) {
 		return nil, nil, err
 	}
 	var dc *deploy.Client
-	if c.Kubeconfig != "" || c.Context != "" {
+	if c.cluster() {
 		st, err := client.ForKubeconfig(c.Kubeconfig, c.Context)
 		if err != nil {
 			return nil, nil, err
