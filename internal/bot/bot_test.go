@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -533,6 +534,72 @@ func TestBot(t *testing.T) {
 		if diff := cmp.Diff(with(tt("current", e.rev2, 80), tt("next", e.pr[7], 20)), e.traffic()); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
+	})
+
+	t.Run("100 concurrent conflicting commands", func(t *testing.T) {
+		e.reset()
+		wctx, stopWatch := context.WithCancel(t.Context())
+		events, err := e.srv.Store.Watch(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var versions [][]v1alpha1.TrafficTarget
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			for ev := range events {
+				if rt, ok := ev.Object.(*v1alpha1.Route); ok && rt.Name == "hello" {
+					versions = append(versions, rt.Spec.Rollout.Traffic)
+				}
+			}
+		}()
+		const n = 100
+		percents := map[int]bool{}
+		ids := make([]int64, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			pct := (i * 37) % 101
+			percents[pct] = true
+			p, id := e.commentPayload("created", 7, "writer", fmt.Sprintf("/rollout %d", pct), time.Now())
+			ids[i] = id
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if code := e.post("issue_comment", e.delivery(), secret, p); code != http.StatusAccepted {
+					t.Errorf("delivery %d answered %d", i, code)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if got, reply := e.answer(7, id); got != "rocket" {
+				t.Errorf("comment %d: %s %q", id, got, reply)
+			}
+		}
+		final := e.traffic()
+		stopWatch()
+		<-watched
+		if len(versions) == 0 {
+			t.Fatal("no route version watched")
+		}
+		for i, v := range versions {
+			rt := v1alpha1.Route{Spec: v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: v}}}
+			if errs := rt.Spec.Validate(nil); len(errs) > 0 {
+				t.Errorf("route version %d breaks the invariants: %v", i, errs)
+			}
+			for _, x := range v {
+				if x.Percent > 0 && x.RevisionName != e.rev2 && x.RevisionName != e.pr[7] {
+					t.Errorf("route version %d sends %d%% to %s", i, x.Percent, x.RevisionName)
+				}
+			}
+		}
+		if diff := cmp.Diff(versions[len(versions)-1], final); diff != "" {
+			t.Errorf("the route is not its last written version (-last +now):\n%s", diff)
+		}
+		if next := final[1]; next.RevisionName != e.pr[7] || !percents[next.Percent] || final[0].Percent != 100-next.Percent {
+			t.Errorf("final traffic %+v is not one of the commands", final)
+		}
+		t.Logf("%d commands, %d route versions written", n, len(versions))
 	})
 
 	t.Run("closed PR loses its preview target", func(t *testing.T) {
