@@ -100,6 +100,19 @@ type Bot struct {
 	work    chan Entry
 	wg      sync.WaitGroup
 	running sync.Map // delivery → struct{}: in the hands of a worker
+	routes  sync.Map // route name → *sync.Mutex
+}
+
+// rollout moves one route's traffic. Commands on the same route take
+// turns: concurrent writers of one object would only conflict and retry
+// (and could run out of retries), and turns apply them in the order they
+// got here.
+func (b *Bot) rollout(ctx context.Context, route string, op deploy.Op) (*v1alpha1.Route, error) {
+	m, _ := b.routes.LoadOrStore(route, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
+	return b.o.Deploy.Rollout(ctx, route, op)
 }
 
 type metrics struct {
@@ -427,7 +440,10 @@ func (b *Bot) comment(ctx context.Context, p payload) string {
 			log.Warn("reply", "err", err)
 		}
 	}
-	react(github.ReactionEyes)
+	// 👀 says "seen" while the command runs; it need not hold it up.
+	eyes := make(chan struct{})
+	go func() { defer close(eyes); react(github.ReactionEyes) }()
+	defer func() { <-eyes }()
 	cmd, perr := command.Parse(p.Comment.Body)
 	if perr != nil {
 		reply(fmt.Sprintf("@%s, I could not read that command: %s", p.Comment.User.Login, perr))
@@ -464,11 +480,31 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 		return "", "", err
 	}
 	login := p.Comment.User.Login
+	// The pull request is fetched while the permission is checked: both
+	// are GitHub round trips, and a traffic command needs both.
+	type prResult struct {
+		pr  *github.PullRequest
+		err error
+	}
+	prc := make(chan prResult, 1)
+	moves := cmd.Verb == command.SetPercent || cmd.Verb == command.Finish || cmd.Verb == command.Abort
+	if moves {
+		go func() {
+			pr, err := gh.PullRequest(ctx, repo, p.Issue.Number)
+			prc <- prResult{pr, err}
+		}()
+	}
 	if err := b.allowed(ctx, gh, repo, login, svc); err != nil {
+		if moves {
+			<-prc
+		}
 		return "", "", err
 	}
 	route, err := b.route(ctx, svc.Name)
 	if err != nil {
+		if moves {
+			<-prc
+		}
 		return "", "", err
 	}
 	switch cmd.Verb {
@@ -477,10 +513,11 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 	case command.Pause, command.Resume:
 		return "", "", refuse("`/rollout %s` is not available yet: scheduled promotion has no pause switch in this version. Use `/rollout abort` to stop a canary", cmd.Verb)
 	}
-	pr, err := gh.PullRequest(ctx, repo, p.Issue.Number)
-	if err != nil {
-		return "", "", err
+	got := <-prc
+	if got.err != nil {
+		return "", "", got.err
 	}
+	pr := got.pr
 	rev, err := b.revisionFor(ctx, svc, route, pr, p.Comment.CreatedAt)
 	if err != nil {
 		return "", "", err
@@ -489,7 +526,7 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 	if err != nil {
 		return "", "", err
 	}
-	after, err := b.o.Deploy.Rollout(ctx, svc.Name, op)
+	after, err := b.rollout(ctx, svc.Name, op)
 	if err != nil {
 		return "", "", err
 	}
@@ -658,7 +695,7 @@ func (b *Bot) closed(ctx context.Context, p payload) string {
 		if rt, err := b.route(ctx, o.GetName()); err != nil || rollout.Find(rt.Spec.Rollout.Traffic, target) < 0 {
 			continue
 		}
-		_, err := b.o.Deploy.Rollout(ctx, o.GetName(), func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+		_, err := b.rollout(ctx, o.GetName(), func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
 			return rollout.Unstage(t, target, ready)
 		})
 		switch {

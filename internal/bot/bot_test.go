@@ -50,7 +50,7 @@ var secret = []byte("webhook-secret")
 // router), a fake GitHub checking every request against GitHub's
 // description, and the bot serving its webhook on loopback.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *serve.Server
 	c       *deploy.Client
 	gh      *githubtest.Server
@@ -66,7 +66,7 @@ type env struct {
 	seq     atomic.Int64
 }
 
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	srv, err := serve.Start(context.Background(), serve.Options{
 		DataDir: t.TempDir(), APIAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
