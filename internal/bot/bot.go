@@ -62,6 +62,8 @@ type GitHub interface {
 	Permission(ctx context.Context, repo github.Repo, login string) (github.Permission, error)
 	IsTeamMember(ctx context.Context, team, login string) (bool, error)
 	PullRequest(ctx context.Context, repo github.Repo, number int) (*github.PullRequest, error)
+	LatestDeployment(ctx context.Context, repo github.Repo, environment, sha string) (int64, bool, error)
+	SetDeploymentStatus(ctx context.Context, repo github.Repo, id int64, st github.DeploymentStatus) error
 }
 
 // Deliveries is the App's log of webhook deliveries (nil with a token).
@@ -530,6 +532,7 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 	if err != nil {
 		return "", "", err
 	}
+	b.deploymentStatus(ctx, gh, repo, pr, svc.Name, rev, after, fmt.Sprintf("`%s` by @%s", cmd.String(), login))
 	return "moved", b.describe(svc.Name, after, route.Spec.Rollout.Traffic,
 		fmt.Sprintf("@%s moved traffic with `%s` on", login, cmd.String())), nil
 }
@@ -673,6 +676,41 @@ func (b *Bot) describe(service string, route *v1alpha1.Route, before []v1alpha1.
 	}
 	sb.WriteString("\nNext: `/rollout 50` (any percent), `/rollout finish` to send everything to the canary, `/rollout abort` to go back, `/rollout status`.\n")
 	return sb.String()
+}
+
+// deploymentStatus tells the GitHub Deployment the Action made for the
+// revision (the PR's preview environment pr-<N> at its head, or the merge
+// commit's deployment) how much traffic it now serves: in_progress while
+// it is a canary, success at 100% or back at 0% (it still answers at its
+// own URL). No deployment, no status; a failure here is logged, as the
+// traffic has moved either way.
+func (b *Bot) deploymentStatus(ctx context.Context, gh GitHub, repo github.Repo, pr *github.PullRequest, service, rev string, route *v1alpha1.Route, why string) {
+	env, sha := PreviewTarget(pr.Number), pr.HeadSHA
+	if pr.Merged {
+		env, sha = "", pr.MergeCommitSHA
+	}
+	id, found, err := gh.LatestDeployment(ctx, repo, env, sha)
+	if err != nil || !found {
+		if err != nil {
+			b.log.Warn("finding the deployment", "repo", repo.String(), "err", err)
+		}
+		return
+	}
+	pct := rollout.ByRevision(route.Spec.Rollout.Traffic)[rev]
+	st := github.DeploymentStatus{State: github.StateInProgress,
+		Description: fmt.Sprintf("%s: %d%% of the traffic after %s", service, pct, why)}
+	if pct == 0 || pct == 100 {
+		st.State = github.StateSuccess
+	}
+	if d := route.Status.Domain; d != "" {
+		st.EnvironmentURL = b.o.URL(d)
+		if !pr.Merged {
+			st.EnvironmentURL = b.o.URL(PreviewTarget(pr.Number) + "." + d)
+		}
+	}
+	if err := gh.SetDeploymentStatus(ctx, repo, id, st); err != nil {
+		b.log.Warn("deployment status", "repo", repo.String(), "deployment", id, "err", err)
+	}
 }
 
 // closed removes a closed pull request's preview target from the

@@ -403,6 +403,16 @@ func TestBot(t *testing.T) {
 
 	t.Run("50, another PR refused, finish", func(t *testing.T) {
 		e.reset()
+		// The Action's preview deployment of PR 7.
+		ghc, err := github.New(e.gh.Token, github.WithAPIURL(e.gh.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		depID, err := ghc.CreateDeployment(t.Context(), github.Repo{Owner: "Codertocat", Name: "Hello-World"},
+			github.DeploymentRequest{Ref: head7, Environment: "pr-7", Transient: true})
+		if err != nil {
+			t.Fatal(err)
+		}
 		got, reply := e.command(7, "writer", "/rollout 50")
 		if got != "rocket" {
 			t.Fatalf("%s: %s", got, reply)
@@ -415,6 +425,18 @@ func TestBot(t *testing.T) {
 			if !strings.Contains(reply, s) {
 				t.Errorf("reply lacks %q:\n%s", s, reply)
 			}
+		}
+		var states []string
+		for _, d := range e.gh.Deployments(repoName) {
+			if d.ID == depID {
+				for _, st := range d.Statuses {
+					states = append(states, st.State+" "+st.EnvironmentURL+" "+st.Description)
+				}
+			}
+		}
+		wantStates := []string{"in_progress http://pr-7.hello.default.localhost hello: 50% of the traffic after `/rollout 50` by @writer"}
+		if diff := cmp.Diff(wantStates, states); diff != "" {
+			t.Errorf("deployment statuses (-want +got):\n%s", diff)
 		}
 		got, reply = e.command(8, "writer", "/rollout 30")
 		if got != "confused" || !strings.Contains(reply, "pull request #7 holds the canary") {

@@ -64,6 +64,24 @@ func TestDeployment(t *testing.T) {
 		t.Errorf("deployment (-want +got):\n%s", diff)
 	}
 
+	id2, err := c.CreateDeployment(ctx, repo, DeploymentRequest{Ref: strings.Repeat("a", 40), Environment: "pr-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env, sha string
+		want     int64
+		found    bool
+	}{
+		{"pr-7", "", id2, true}, {"pr-7", strings.Repeat("a", 40), id2, true},
+		{"pr-7", strings.Repeat("b", 40), 0, false}, {"production", "", 0, false},
+	} {
+		got, found, err := c.LatestDeployment(ctx, repo, tc.env, tc.sha)
+		if err != nil || got != tc.want || found != tc.found {
+			t.Errorf("LatestDeployment(%s, %s) = %d, %v, %v; want %d, %v", tc.env, tc.sha, got, found, err, tc.want, tc.found)
+		}
+	}
+
 	s.Inject(githubtest.Fault{Operation: "repos/create-deployment", Status: http.StatusAccepted, Message: "Auto-merged main into topic on deployment."})
 	if _, err := c.CreateDeployment(ctx, repo, DeploymentRequest{Ref: "topic"}); !errors.Is(err, ErrDeploymentNotCreated) || !strings.Contains(err.Error(), "Auto-merged") {
 		t.Errorf("202: %v, want ErrDeploymentNotCreated with GitHub's message", err)
