@@ -346,6 +346,24 @@ func (b *Bot) Run(ctx context.Context, workers int) error {
 		b.enqueue(e)
 	}
 	b.ready.Store(true)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			if n, err := b.o.Journal.Prune(time.Now().Add(-b.o.RecoverWindow)); err != nil {
+				b.log.Warn("pruning the journal", "err", err)
+			} else if n > 0 {
+				b.log.Info("pruned the journal", "entries", n)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	if b.o.Deliveries != nil {
 		b.wg.Add(1)
 		go func() {

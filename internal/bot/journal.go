@@ -35,6 +35,9 @@ type Journal interface {
 	Pending() ([]Entry, error)
 	// Seen says a delivery id is known (pending or done).
 	Seen(delivery string) (bool, error)
+	// Prune forgets done entries received before t (GitHub keeps
+	// deliveries for 3 days: older ones cannot come back).
+	Prune(t time.Time) (int, error)
 	Close() error
 }
 
@@ -130,6 +133,35 @@ func (j *BoltJournal) Seen(delivery string) (bool, error) {
 		return nil
 	})
 	return seen, err
+}
+
+// Prune implements Journal.
+func (j *BoltJournal) Prune(t time.Time) (int, error) {
+	n := 0
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		var old [][]byte
+		if err := bk.ForEach(func(k, v []byte) error {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if e.Done && e.ReceivedAt.Before(t) {
+				old = append(old, slices.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(old)
+		return nil
+	})
+	return n, err
 }
 
 // Close implements Journal.
