@@ -337,16 +337,20 @@ func TestRetries(t *testing.T) {
 
 func TestRetryAfterArithmetic(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	mk := func(code int, h ...string) *http.Response {
-		r := &http.Response{StatusCode: code, Header: http.Header{}}
+	type answer struct {
+		status int
+		header http.Header
+	}
+	mk := func(code int, h ...string) answer {
+		a := answer{code, http.Header{}}
 		for i := 0; i < len(h); i += 2 {
-			r.Header.Set(h[i], h[i+1])
+			a.header.Set(h[i], h[i+1])
 		}
-		return r
+		return a
 	}
 	for _, tc := range []struct {
 		name  string
-		resp  *http.Response
+		resp  answer
 		wait  time.Duration
 		retry bool
 	}{
@@ -359,7 +363,7 @@ func TestRetryAfterArithmetic(t *testing.T) {
 		{"422", mk(422), 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wait, retry := retryAfter(tc.resp, time.Second, now)
+			wait, retry := retryAfter(tc.resp.status, tc.resp.header, time.Second, now)
 			if wait != tc.wait || retry != tc.retry {
 				t.Errorf("retryAfter = %v, %v; want %v, %v", wait, retry, tc.wait, tc.retry)
 			}
@@ -367,7 +371,7 @@ func TestRetryAfterArithmetic(t *testing.T) {
 	}
 	// 5xx waits are jittered within [backoff/2, backoff].
 	for range 100 {
-		if w, ok := retryAfter(mk(502), time.Second, now); !ok || w < time.Second/2 || w > time.Second {
+		if w, ok := retryAfter(502, nil, time.Second, now); !ok || w < time.Second/2 || w > time.Second {
 			t.Fatalf("502 wait %v", w)
 		}
 	}

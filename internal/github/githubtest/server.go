@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -449,11 +448,6 @@ func (c *call) str(key string) string {
 	return v
 }
 
-func (c *call) has(key string) bool {
-	_, ok := c.body[key]
-	return ok
-}
-
 func (c *call) boolOr(key string, def bool) bool {
 	if v, ok := c.body[key].(bool); ok {
 		return v
@@ -491,5 +485,3 @@ func page[T any](w http.ResponseWriter, r *http.Request, all []T) []T {
 	}
 	return all[start:end]
 }
-
-var errNotFound = errors.New("not found")
