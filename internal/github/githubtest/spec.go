@@ -94,7 +94,7 @@ func example(op, code string, item bool) map[string]any {
 			if mt == nil {
 				return map[string]any{}
 			}
-			var v any = mt.Example
+			v := mt.Example
 			for _, name := range slices.Sorted(maps.Keys(mt.Examples)) {
 				if v == nil && mt.Examples[name].Value != nil {
 					v = mt.Examples[name].Value.Value
