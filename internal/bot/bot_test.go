@@ -64,6 +64,7 @@ type env struct {
 	rev2    string // built from PR 10's merge commit: the service's latest
 	pr      map[int]string
 	seq     atomic.Int64
+	cur     atomic.Pointer[bot.Bot] // for observers made before the bot
 }
 
 func start(t testing.TB) *env {
@@ -200,9 +201,9 @@ func (e *env) traffic() []v1alpha1.TrafficTarget {
 	return o.(*v1alpha1.Route).Spec.Rollout.Traffic
 }
 
-// startBot runs a bot on the journal at path; deliveries, when set, makes
-// it a GitHub App that recovers failed deliveries.
-func (e *env) startBot(path string, deliveries bot.Deliveries) {
+// startBot runs a bot on the journal at path; app, when set, makes it a
+// GitHub App: installation tokens, and recovery of failed deliveries.
+func (e *env) startBot(path string, app *github.App) {
 	t := e.t
 	j, err := bot.OpenBoltJournal(path)
 	if err != nil {
@@ -219,11 +220,16 @@ func (e *env) startBot(path string, deliveries bot.Deliveries) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err = bot.New(bot.Options{Verifier: v, GitHub: func(int64) bot.GitHub { return gh }, Deliveries: deliveries,
-		Deploy: e.c, Journal: j, RecoverEvery: time.Hour})
+	o := bot.Options{Verifier: v, GitHub: func(int64) bot.GitHub { return gh }, Deploy: e.c, Journal: j, RecoverEvery: time.Hour}
+	if app != nil {
+		o.GitHub = func(id int64) bot.GitHub { return app.Installation(id) }
+		o.Deliveries = app
+	}
+	b, err = bot.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.cur.Store(b)
 	hs := httptest.NewServer(b.Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -681,7 +687,12 @@ func TestBot(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.gh.SetApp(4242, &key.PublicKey, 1)
-		app, err := github.NewApp(4242, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), github.WithAPIURL(e.gh.URL))
+		app, err := github.NewApp(4242, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
+			github.WithAPIURL(e.gh.URL), github.WithObserver(func(m string, s int, err error) {
+				if b := e.cur.Load(); b != nil {
+					b.ObserveGitHub(m, s, err)
+				}
+			}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -703,6 +714,30 @@ func TestBot(t *testing.T) {
 		}
 		if n := len(e.gh.Redeliveries()); n != 1 {
 			t.Errorf("%d redeliveries, want 1", n)
+		}
+		// As the App, the bot answered with an installation token.
+		if len(e.gh.InstallationTokens()) == 0 {
+			t.Error("no installation token was issued")
+		}
+		var rocket bool
+		for _, r := range func() []githubtest.Reaction { c, _ := e.gh.Comment(id); return c.Reactions }() {
+			rocket = rocket || r.Content == "rocket"
+		}
+		if !rocket {
+			t.Error("no 🚀 on the recovered command")
+		}
+		tokens := map[string]bool{}
+		for _, tok := range e.gh.InstallationTokens() {
+			tokens[tok] = true
+		}
+		used := false
+		for _, r := range e.gh.Requests() {
+			if r.Operation == "issues/create-comment" && tokens[strings.TrimPrefix(r.Auth, "token ")] {
+				used = true
+			}
+		}
+		if !used {
+			t.Error("the reply was not made with the installation token")
 		}
 	})
 
