@@ -1,16 +1,21 @@
-// Command bot will be the elafros webhook bot: it moves canary traffic when
-// someone with write access comments /rollout 50, /rollout finish or
-// /rollout abort on a pull request, and answers in the PR. It is not built
-// yet (it needs the reconciler and the rollout package); until then it
-// refuses to start rather than pretend to serve.
+// Command bot is the elafros webhook bot: it moves canary traffic when
+// someone with write access (or an approver) comments /rollout 50,
+// /rollout finish or /rollout abort on a pull request, and answers in the
+// PR. Everything is in internal/bot; this only wires the process.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/elafros/elafros/internal/bot"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "elafros bot: not built yet; it arrives with the webhook bot issue. Nothing was started.")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := bot.Main(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -64,6 +64,24 @@ func TestDeployment(t *testing.T) {
 		t.Errorf("deployment (-want +got):\n%s", diff)
 	}
 
+	id2, err := c.CreateDeployment(ctx, repo, DeploymentRequest{Ref: strings.Repeat("a", 40), Environment: "pr-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env, sha string
+		want     int64
+		found    bool
+	}{
+		{"pr-7", "", id2, true}, {"pr-7", strings.Repeat("a", 40), id2, true},
+		{"pr-7", strings.Repeat("b", 40), 0, false}, {"production", "", 0, false},
+	} {
+		got, found, err := c.LatestDeployment(ctx, repo, tc.env, tc.sha)
+		if err != nil || got != tc.want || found != tc.found {
+			t.Errorf("LatestDeployment(%s, %s) = %d, %v, %v; want %d, %v", tc.env, tc.sha, got, found, err, tc.want, tc.found)
+		}
+	}
+
 	s.Inject(githubtest.Fault{Operation: "repos/create-deployment", Status: http.StatusAccepted, Message: "Auto-merged main into topic on deployment."})
 	if _, err := c.CreateDeployment(ctx, repo, DeploymentRequest{Ref: "topic"}); !errors.Is(err, ErrDeploymentNotCreated) || !strings.Contains(err.Error(), "Auto-merged") {
 		t.Errorf("202: %v, want ErrDeploymentNotCreated with GitHub's message", err)
@@ -319,16 +337,20 @@ func TestRetries(t *testing.T) {
 
 func TestRetryAfterArithmetic(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	mk := func(code int, h ...string) *http.Response {
-		r := &http.Response{StatusCode: code, Header: http.Header{}}
+	type answer struct {
+		status int
+		header http.Header
+	}
+	mk := func(code int, h ...string) answer {
+		a := answer{code, http.Header{}}
 		for i := 0; i < len(h); i += 2 {
-			r.Header.Set(h[i], h[i+1])
+			a.header.Set(h[i], h[i+1])
 		}
-		return r
+		return a
 	}
 	for _, tc := range []struct {
 		name  string
-		resp  *http.Response
+		resp  answer
 		wait  time.Duration
 		retry bool
 	}{
@@ -341,7 +363,7 @@ func TestRetryAfterArithmetic(t *testing.T) {
 		{"422", mk(422), 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wait, retry := retryAfter(tc.resp, time.Second, now)
+			wait, retry := retryAfter(tc.resp.status, tc.resp.header, time.Second, now)
 			if wait != tc.wait || retry != tc.retry {
 				t.Errorf("retryAfter = %v, %v; want %v, %v", wait, retry, tc.wait, tc.retry)
 			}
@@ -349,7 +371,7 @@ func TestRetryAfterArithmetic(t *testing.T) {
 	}
 	// 5xx waits are jittered within [backoff/2, backoff].
 	for range 100 {
-		if w, ok := retryAfter(mk(502), time.Second, now); !ok || w < time.Second/2 || w > time.Second {
+		if w, ok := retryAfter(502, nil, time.Second, now); !ok || w < time.Second/2 || w > time.Second {
 			t.Fatalf("502 wait %v", w)
 		}
 	}

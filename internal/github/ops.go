@@ -102,6 +102,20 @@ func (c *Client) SetDeploymentStatus(ctx context.Context, repo Repo, id int64, s
 	return wrap(fmt.Sprintf("set deployment %d status %s in %s", id, st.State, repo), resp, err)
 }
 
+// LatestDeployment returns the newest deployment of repo to environment
+// (and of sha, when given); found is false when there is none.
+func (c *Client) LatestDeployment(ctx context.Context, repo Repo, environment, sha string) (id int64, found bool, err error) {
+	ds, resp, err := c.gh.Repositories.ListDeployments(ctx, repo.Owner, repo.Name,
+		&gh.DeploymentsListOptions{Environment: environment, SHA: sha, ListOptions: gh.ListOptions{PerPage: 1}})
+	if err != nil {
+		return 0, false, wrap(fmt.Sprintf("list deployments of %s to %s", repo, environment), resp, err)
+	}
+	if len(ds) == 0 {
+		return 0, false, nil
+	}
+	return ds[0].GetID(), true, nil
+}
+
 // --- sticky comments ---
 
 var markerKey = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,99}$`)

@@ -71,7 +71,7 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		wait, retry := retryAfter(resp, backoff, now())
+		wait, retry := retryAfter(resp.StatusCode, resp.Header, backoff, now())
 		if !retry || attempt >= p.Attempts || waited+wait > p.MaxWait {
 			return resp, nil
 		}
@@ -98,15 +98,15 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// retryAfter says whether resp asks for a retry and after how long.
-func retryAfter(resp *http.Response, backoff time.Duration, now time.Time) (time.Duration, bool) {
+// retryAfter says whether an answer asks for a retry and after how long.
+func retryAfter(status int, h http.Header, backoff time.Duration, now time.Time) (time.Duration, bool) {
 	switch {
-	case resp.StatusCode >= 500:
+	case status >= 500:
 		// Full jitter in [backoff/2, backoff): replicas that failed
 		// together do not come back together.
 		return backoff/2 + rand.N(backoff/2+1), true
-	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests:
-		if s := resp.Header.Get("Retry-After"); s != "" {
+	case status == http.StatusForbidden || status == http.StatusTooManyRequests:
+		if s := h.Get("Retry-After"); s != "" {
 			if n, err := strconv.Atoi(s); err == nil && n >= 0 {
 				return time.Duration(n) * time.Second, true
 			}
@@ -114,14 +114,14 @@ func retryAfter(resp *http.Response, backoff time.Duration, now time.Time) (time
 				return max(at.Sub(now), 0), true
 			}
 		}
-		if resp.Header.Get("X-RateLimit-Remaining") == "0" {
-			if reset, err := strconv.ParseInt(resp.Header.Get("X-RateLimit-Reset"), 10, 64); err == nil {
+		if h.Get("X-RateLimit-Remaining") == "0" {
+			if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
 				// The reset is whole seconds: wait one more so the
 				// next try lands after it.
 				return max(time.Unix(reset, 0).Sub(now), 0) + time.Second, true
 			}
 		}
-		if resp.StatusCode == http.StatusTooManyRequests {
+		if status == http.StatusTooManyRequests {
 			return time.Minute, true // GitHub's advice when it says nothing
 		}
 	}

@@ -3,7 +3,9 @@
 // against GitHub's own OpenAPI description (the shared testdata's rest.json,
 // through kin-openapi's openapi3filter), so a client that sends something
 // GitHub would refuse, or calls a path GitHub does not have, fails the test
-// instead of passing against a fake that drifted from the real API.
+// instead of passing against a fake that drifted from the real API. Its
+// answers are GitHub's documented example answers with the fake's state
+// laid over them, and each is checked against the description too.
 //
 // The server keeps its state in memory (deployments and their statuses,
 // issue comments and reactions, collaborator permissions, team membership,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -363,7 +362,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if len(body) > 0 {
 		_ = json.Unmarshal(body, &decoded) // validated above
 	}
-	h(s, w, &call{r: r, params: params, body: decoded, raw: body})
+	rec := httptest.NewRecorder()
+	h(s, rec, &call{r: r, params: params, body: decoded, raw: body})
+	// The fake's own answer must be one GitHub documents, or a client
+	// tested against it could rely on a shape GitHub never sends.
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: rec.Code, Header: rec.Header(),
+		Options: &openapi3filter.Options{MultiError: true}}
+	out.SetBodyBytes(rec.Body.Bytes())
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		s.t.Errorf("githubtest: the fake's answer to %s (%d) is not shaped as GitHub documents it: %v", op, rec.Code, err)
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
 }
 
 // appOperations need the App's JWT; every other operation an installation
@@ -449,11 +462,6 @@ func (c *call) str(key string) string {
 	return v
 }
 
-func (c *call) has(key string) bool {
-	_, ok := c.body[key]
-	return ok
-}
-
 func (c *call) boolOr(key string, def bool) bool {
 	if v, ok := c.body[key].(bool); ok {
 		return v
@@ -491,5 +499,3 @@ func page[T any](w http.ResponseWriter, r *http.Request, all []T) []T {
 	}
 	return all[start:end]
 }
-
-var errNotFound = errors.New("not found")

@@ -1,10 +1,13 @@
 package githubtest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -48,6 +51,7 @@ func SharedTestdata(rel string) (string, error) {
 var (
 	specOnce   sync.Once
 	specRouter routers.Router
+	specDoc    *openapi3.T
 	specErr    error
 )
 
@@ -67,7 +71,67 @@ func githubRouter() (routers.Router, error) {
 		// The description's server is https://api.github.com; the fake
 		// listens on loopback, so routes match on path and method only.
 		doc.Servers = nil
+		specDoc = doc
 		specRouter, specErr = gorillamux.NewRouter(doc)
 	})
 	return specRouter, specErr
+}
+
+// example is a deep copy of GitHub's documented example answer of
+// operation op with status code (its first example); for a list, item
+// picks the first element.
+func example(op, code string, item bool) map[string]any {
+	for _, pi := range specDoc.Paths.Map() {
+		for _, o := range pi.Operations() {
+			if o.OperationID != op {
+				continue
+			}
+			r := o.Responses.Value(code)
+			if r == nil || r.Value == nil {
+				return map[string]any{}
+			}
+			mt := r.Value.Content.Get("application/json")
+			if mt == nil {
+				return map[string]any{}
+			}
+			v := mt.Example
+			for _, name := range slices.Sorted(maps.Keys(mt.Examples)) {
+				if v == nil && mt.Examples[name].Value != nil {
+					v = mt.Examples[name].Value.Value
+				}
+			}
+			b, _ := json.Marshal(v)
+			var out any
+			_ = json.Unmarshal(b, &out)
+			if item {
+				if l, ok := out.([]any); ok && len(l) > 0 {
+					out = l[0]
+				}
+			}
+			if m, ok := out.(map[string]any); ok {
+				return m
+			}
+			return map[string]any{}
+		}
+	}
+	return map[string]any{}
+}
+
+// shaped is GitHub's example answer of op with the fake's state laid over
+// it: the fields the fake keeps are its own, the rest are as documented.
+func shaped(op, code string, item bool, over map[string]any) map[string]any {
+	return merge(example(op, code, item), over)
+}
+
+func merge(dst, src map[string]any) map[string]any {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				dst[k] = merge(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+	return dst
 }

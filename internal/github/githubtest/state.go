@@ -307,14 +307,14 @@ func (s *Server) deploymentJSON(c *call, d *Deployment) map[string]any {
 	if len(d.Payload) > 0 {
 		payload = d.Payload
 	}
-	return map[string]any{
+	return shaped("repos/get-deployment", "200", false, map[string]any{
 		"id": d.ID, "node_id": fmt.Sprintf("DE_%d", d.ID), "url": url, "sha": d.SHA, "ref": d.Ref,
 		"task": d.Task, "payload": payload, "environment": d.Environment, "original_environment": d.Environment,
 		"description": d.Description, "creator": user(d.Creator),
 		"created_at": d.CreatedAt.Format(time.RFC3339), "updated_at": d.CreatedAt.Format(time.RFC3339),
 		"statuses_url": url + "/statuses", "repository_url": s.apiURL(c, "/repos/"+d.Repo),
 		"transient_environment": false, "production_environment": d.Environment == "production",
-	}
+	})
 }
 
 // combined is GitHub's combined state of a commit's statuses: pending
@@ -443,14 +443,14 @@ func (s *Server) deleteDeployment(w http.ResponseWriter, c *call) {
 func (s *Server) statusJSON(c *call, d *Deployment, st DeploymentStatus) map[string]any {
 	url := s.apiURL(c, fmt.Sprintf("/repos/%s/deployments/%d/statuses/%d", d.Repo, d.ID, st.ID))
 	now := s.now().UTC().Format(time.RFC3339)
-	return map[string]any{
+	return shaped("repos/create-deployment-status", "201", false, map[string]any{
 		"id": st.ID, "node_id": fmt.Sprintf("DES_%d", st.ID), "url": url, "state": st.State,
 		"creator": user(""), "description": st.Description, "environment": st.Environment,
 		"target_url": st.LogURL, "log_url": st.LogURL, "environment_url": st.EnvironmentURL,
 		"created_at": now, "updated_at": now,
 		"deployment_url": s.apiURL(c, fmt.Sprintf("/repos/%s/deployments/%d", d.Repo, d.ID)),
 		"repository_url": s.apiURL(c, "/repos/"+d.Repo),
-	}
+	})
 }
 
 func (s *Server) createDeploymentStatus(w http.ResponseWriter, c *call) {
@@ -499,7 +499,8 @@ func (s *Server) listDeploymentStatuses(w http.ResponseWriter, c *call) {
 }
 
 func (s *Server) commentJSON(c *call, cm *Comment) map[string]any {
-	counts := map[string]any{"total_count": len(cm.Reactions)}
+	counts := map[string]any{"total_count": len(cm.Reactions),
+		"url": s.apiURL(c, fmt.Sprintf("/repos/%s/issues/comments/%d/reactions", cm.Repo, cm.ID))}
 	for _, k := range []string{"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"} {
 		n := 0
 		for _, r := range cm.Reactions {
@@ -510,13 +511,13 @@ func (s *Server) commentJSON(c *call, cm *Comment) map[string]any {
 		counts[k] = n
 	}
 	now := s.now().UTC().Format(time.RFC3339)
-	return map[string]any{
+	return shaped("issues/get-comment", "200", false, map[string]any{
 		"id": cm.ID, "node_id": fmt.Sprintf("IC_%d", cm.ID), "body": cm.Body, "user": user(cm.User),
 		"url":        s.apiURL(c, fmt.Sprintf("/repos/%s/issues/comments/%d", cm.Repo, cm.ID)),
 		"html_url":   fmt.Sprintf("https://github.com/%s/pull/%d#issuecomment-%d", cm.Repo, cm.Issue, cm.ID),
 		"issue_url":  s.apiURL(c, fmt.Sprintf("/repos/%s/issues/%d", cm.Repo, cm.Issue)),
 		"created_at": now, "updated_at": now, "author_association": "NONE", "reactions": counts,
-	}
+	})
 }
 
 func (s *Server) findComment(c *call) *Comment {
@@ -592,8 +593,9 @@ func (s *Server) deleteComment(w http.ResponseWriter, c *call) {
 }
 
 func (s *Server) reactionJSON(r Reaction) map[string]any {
-	return map[string]any{"id": r.ID, "node_id": fmt.Sprintf("REA_%d", r.ID), "user": user(r.User),
-		"content": r.Content, "created_at": s.now().UTC().Format(time.RFC3339)}
+	return shaped("reactions/create-for-issue-comment", "201", false, map[string]any{"id": r.ID,
+		"node_id": fmt.Sprintf("REA_%d", r.ID), "user": user(r.User),
+		"content": r.Content, "created_at": s.now().UTC().Format(time.RFC3339)})
 }
 
 func (s *Server) listReactions(w http.ResponseWriter, c *call) {
@@ -654,7 +656,8 @@ func (s *Server) permission(w http.ResponseWriter, c *call) {
 		"push": legacyPermission[role] == "write" || role == "admin", "triage": role != "read" && role != "none",
 		"pull": role != "none"}
 	u["role_name"] = role
-	writeJSON(w, http.StatusOK, map[string]any{"permission": legacyPermission[role], "role_name": role, "user": u})
+	writeJSON(w, http.StatusOK, shaped("repos/get-collaborator-permission-level", "200", false,
+		map[string]any{"permission": legacyPermission[role], "role_name": role, "user": u}))
 }
 
 func (s *Server) teamMembership(w http.ResponseWriter, c *call) {
@@ -665,8 +668,8 @@ func (s *Server) teamMembership(w http.ResponseWriter, c *call) {
 		ghError(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"role": "member", "state": state,
-		"url": s.apiURL(c, c.r.URL.Path)})
+	writeJSON(w, http.StatusOK, shaped("teams/get-membership-for-user-in-org", "200", false,
+		map[string]any{"role": "member", "state": state, "url": s.apiURL(c, c.r.URL.Path)}))
 }
 
 func (s *Server) getPull(w http.ResponseWriter, c *call) {
@@ -687,28 +690,31 @@ func (s *Server) getPull(w http.ResponseWriter, c *call) {
 	if pr.MergeCommitSHA != "" {
 		mergeSHA = pr.MergeCommitSHA
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(w, http.StatusOK, shaped("pulls/get", "200", false, map[string]any{
+		// The fake keeps no reviewers, teams or labels (GitHub's own
+		// example's requested team also lacks a required field).
+		"requested_teams": []any{}, "requested_reviewers": []any{}, "labels": []any{},
 		"id": int64(pr.Number) * 7919, "number": pr.Number, "state": pr.State, "merged": pr.Merged,
 		"merge_commit_sha": mergeSHA, "user": user(pr.User), "title": fmt.Sprintf("PR %d", pr.Number),
 		"html_url": fmt.Sprintf("https://github.com/%s/pull/%d", repo, pr.Number),
 		"url":      s.apiURL(c, c.r.URL.Path),
 		"head":     map[string]any{"sha": pr.HeadSHA, "ref": pr.HeadRef, "label": pr.HeadRef, "repo": repoJSON(pr.HeadRepo), "user": user(pr.User)},
 		"base":     map[string]any{"sha": shaOf(pr.BaseRef), "ref": pr.BaseRef, "label": pr.BaseRef, "repo": repoJSON(repo)},
-	})
+	}))
 }
 
 func (s *Server) listCheckRuns(w http.ResponseWriter, c *call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ref := c.params["ref"]
-	var runs []map[string]any
+	runs := []map[string]any{}
 	for i, cr := range s.checkRuns[c.repo()][ref] {
 		var conclusion any
 		if cr.Conclusion != "" {
 			conclusion = cr.Conclusion
 		}
-		runs = append(runs, map[string]any{"id": i + 1, "name": cr.Name, "status": cr.Status,
-			"conclusion": conclusion, "head_sha": ref})
+		runs = append(runs, shaped("checks/get", "200", false, map[string]any{"id": i + 1, "name": cr.Name,
+			"status": cr.Status, "conclusion": conclusion, "head_sha": ref}))
 	}
 	all := runs
 	runs = page(w, c.r, runs)
@@ -720,12 +726,17 @@ func (s *Server) combinedStatus(w http.ResponseWriter, c *call) {
 	defer s.mu.Unlock()
 	ref := c.params["ref"]
 	list := s.statuses[c.repo()][ref]
-	var sts []map[string]any
+	ex := example("repos/get-combined-status-for-ref", "200", false)
+	sts := []map[string]any{}
 	for i, st := range list {
-		sts = append(sts, map[string]any{"id": i + 1, "context": st.Context, "state": st.State})
+		item := map[string]any{}
+		if l, ok := ex["statuses"].([]any); ok && len(l) > 0 {
+			item = example("repos/get-combined-status-for-ref", "200", false)["statuses"].([]any)[0].(map[string]any)
+		}
+		sts = append(sts, merge(item, map[string]any{"id": i + 1, "context": st.Context, "state": st.State}))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"state": combined(list), "sha": ref,
-		"total_count": len(list), "statuses": sts})
+	writeJSON(w, http.StatusOK, merge(ex, map[string]any{"state": combined(list), "sha": ref,
+		"total_count": len(list), "statuses": sts}))
 }
 
 func (s *Server) installationToken(w http.ResponseWriter, c *call) {
@@ -734,15 +745,15 @@ func (s *Server) installationToken(w http.ResponseWriter, c *call) {
 	tok := fmt.Sprintf("ghs_githubtest%026d", s.id())
 	exp := s.now().Add(time.Hour).UTC()
 	s.tokens[tok] = exp
-	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": exp.Format(time.RFC3339),
-		"permissions": map[string]any{}, "repository_selection": "all"})
+	writeJSON(w, http.StatusCreated, shaped("apps/create-installation-access-token", "201", false,
+		map[string]any{"token": tok, "expires_at": exp.Format(time.RFC3339), "repository_selection": "all"}))
 }
 
 func (s *Server) getApp(w http.ResponseWriter, c *call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"id": s.appID, "slug": "elafros", "name": "elafros",
-		"owner": user("elafros"), "events": []string{"issue_comment", "pull_request"}})
+	writeJSON(w, http.StatusOK, shaped("apps/get-authenticated", "200", false, map[string]any{"id": s.appID,
+		"slug": "elafros", "name": "elafros", "owner": user("elafros"), "events": []string{"issue_comment", "pull_request"}}))
 }
 
 func deliveryStatus(code int) string {
@@ -761,10 +772,10 @@ func (s *Server) deliveryJSON(d *Delivery) map[string]any {
 	if d.InstallationID != 0 {
 		inst = d.InstallationID
 	}
-	return map[string]any{"id": d.ID, "guid": d.GUID, "delivered_at": d.DeliveredAt.Format(time.RFC3339),
+	return shaped("apps/list-webhook-deliveries", "200", true, map[string]any{"id": d.ID, "guid": d.GUID, "delivered_at": d.DeliveredAt.Format(time.RFC3339),
 		"redelivery": d.Redelivery, "duration": 0.05, "status": deliveryStatus(d.StatusCode),
 		"status_code": d.StatusCode, "event": d.Event, "action": d.Action,
-		"installation_id": inst, "repository_id": nil}
+		"installation_id": inst, "repository_id": nil})
 }
 
 // listDeliveries pages newest first with GitHub's cursor pagination.
@@ -822,7 +833,7 @@ func (s *Server) getDelivery(w http.ResponseWriter, c *call) {
 		ghError(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	out := s.deliveryJSON(d)
+	out := merge(example("apps/get-webhook-delivery", "200", false), s.deliveryJSON(d))
 	var payload any = map[string]any{}
 	if len(d.Payload) > 0 {
 		payload = d.Payload
