@@ -105,7 +105,9 @@ func workspace(t *testing.T, manifest string) (dir, sha string) {
 	return dir, commit(t, dir, files)
 }
 
-func commit(t *testing.T, dir string, files map[string]string) string {
+func commit(t *testing.T, dir string, files map[string]string) string { return commitTB(t, dir, files) }
+
+func commitTB(t testing.TB, dir string, files map[string]string) string {
 	t.Helper()
 	repo, err := git.PlainOpen(dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
