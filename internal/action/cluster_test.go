@@ -28,21 +28,7 @@ import (
 func TestModesOnCluster(t *testing.T) {
 	c := kubetest.Start(t)
 	ctx := context.Background()
-	must(t, kube.InstallCRDs(ctx, c.Config, append(kube.CRDs(), c.GatewayAPICRDs(t)...)...))
-	must(t, kube.ApplyManifests(ctx, c.Config, kube.RBAC()...))
-	must(t, kube.ApplyManifests(ctx, c.Config, []byte(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: elafros-test}
-spec: {controllerName: elafros.dev/test}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: elafros, namespace: default}
-spec:
-  gatewayClassName: elafros-test
-  listeners:
-  - {name: http, protocol: HTTP, port: 80}
-`)))
+	c.InstallElafros(t)
 	sa := c.ServiceAccountConfig(t, "elafros-system", "elafros-action")
 	kubeconfig := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {server: %q, insecure-skip-tls-verify: true}\nusers:\n- name: action\n  user: {token: %q}\ncontexts:\n- name: test\n  context: {cluster: test, user: action}\ncurrent-context: test\n", sa.Host, sa.BearerToken)
 	registry := processtest.StartRegistry(t)
@@ -50,7 +36,7 @@ spec:
 	store, err := client.New(c.Config)
 	must(t, err)
 	ws, sha := workspace(t, fmt.Sprintf(helloManifest, "cluster", "automatic"))
-	in := map[string]string{"kubeconfig": kubeconfig, "gateway": "default/elafros", "domain-suffix": "apps.example.com", "registry": registry + "/acme"}
+	in := map[string]string{"kubeconfig": kubeconfig, "gateway": kubetest.TestGateway, "domain-suffix": "apps.example.com", "registry": registry + "/acme"}
 	with := func(extra map[string]string) map[string]string {
 		out := map[string]string{}
 		for k, v := range in {

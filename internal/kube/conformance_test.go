@@ -41,29 +41,7 @@ type env struct {
 func setup(t testing.TB) *env {
 	t.Helper()
 	c := kubetest.Start(t)
-	ctx := context.Background()
-	if err := kube.InstallCRDs(ctx, c.Config, append(kube.CRDs(), c.GatewayAPICRDs(t)...)...); err != nil {
-		t.Fatal(err)
-	}
-	if err := kube.ApplyManifests(ctx, c.Config, kube.RBAC()...); err != nil {
-		t.Fatal(err)
-	}
-	gw := []byte(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: elafros-test}
-spec: {controllerName: elafros.dev/test}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: elafros, namespace: default}
-spec:
-  gatewayClassName: elafros-test
-  listeners:
-  - {name: http, protocol: HTTP, port: 80}
-`)
-	if err := kube.ApplyManifests(ctx, c.Config, gw); err != nil {
-		t.Fatal(err)
-	}
+	c.InstallElafros(t)
 	e := &env{c: c, registry: processtest.StartRegistry(t)}
 	for _, tag := range []string{"v1", "v2"} {
 		push(t, e.registry+"/elafros-samples/my-service:"+tag)
