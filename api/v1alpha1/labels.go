@@ -55,6 +55,10 @@ const (
 	// RolloutHistoryAnnotationKey holds a Route's audit history: the last
 	// traffic moves made through the deploy facade, as a JSON list.
 	RolloutHistoryAnnotationKey = GroupName + "/rolloutHistory"
+	// StagedRevisionAnnotationKey on a Service's Route records the last
+	// revision its strategy placed (pinned, staged or started as a canary),
+	// so that the strategy places each revision once.
+	StagedRevisionAnnotationKey = GroupName + "/stagedRevision"
 	// RolloutPausedAnnotationKey on a Service stops scheduled promotion
 	// until it is removed ("/rollout pause" and "resume").
 	RolloutPausedAnnotationKey = GroupName + "/rolloutPaused"

@@ -117,10 +117,12 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 		return nil, nil
 	}
 	var current []v1alpha1.TrafficTarget
+	staged := ""
 	if route != nil {
 		current = route.Spec.Rollout.Traffic
+		staged = route.Annotations[v1alpha1.StagedRevisionAnnotationKey]
 	}
-	desired, err := r.desiredTraffic(ctx, svc, cfg, current)
+	desired, err := r.desiredTraffic(ctx, svc, cfg, current, staged)
 	if err != nil {
 		return route, err
 	}
@@ -130,11 +132,32 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 	if d := svc.Spec.Rollout.Duration; d != nil && d.Duration > 0 {
 		duration = d.Duration.String()
 	}
+	// What the strategy has placed is recorded, so that it places each
+	// revision once: a command that later gives next to another revision
+	// (a pull request's preview) is not undone by staging the latest again.
+	// The automatic strategy follows the configuration and records nothing.
+	want := map[string]string{v1alpha1.RolloutDurationAnnotationKey: duration}
+	if policy := svc.Spec.Rollout.Strategy; policy != "" && policy != v1alpha1.StrategyAutomatic && cfg.Status.LatestReadyRevisionName != "" {
+		want[v1alpha1.StagedRevisionAnnotationKey] = cfg.Status.LatestReadyRevisionName
+	} else {
+		want[v1alpha1.StagedRevisionAnnotationKey] = staged
+	}
+	annotate := func(a map[string]string) map[string]string {
+		for k, v := range want {
+			if v == "" {
+				delete(a, k)
+				continue
+			}
+			if a == nil {
+				a = map[string]string{}
+			}
+			a[k] = v
+		}
+		return a
+	}
 	if route == nil {
 		meta := childMeta(svc)
-		if duration != "" {
-			meta.Annotations = map[string]string{v1alpha1.RolloutDurationAnnotationKey: duration}
-		}
+		meta.Annotations = annotate(meta.Annotations)
 		o, err := r.store.Create(ctx, &v1alpha1.Route{
 			ObjectMeta: meta,
 			Spec:       v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: desired}},
@@ -144,19 +167,12 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 		}
 		return o.(*v1alpha1.Route), nil
 	}
-	if equality.Semantic.DeepEqual(current, desired) && route.Annotations[v1alpha1.RolloutDurationAnnotationKey] == duration {
+	c := route.DeepCopy()
+	c.Annotations = annotate(c.Annotations)
+	if equality.Semantic.DeepEqual(current, desired) && equality.Semantic.DeepEqual(route.Annotations, c.Annotations) {
 		return route, nil
 	}
-	c := route.DeepCopy()
 	c.Spec.Rollout.Traffic = desired
-	if duration == "" {
-		delete(c.Annotations, v1alpha1.RolloutDurationAnnotationKey)
-	} else {
-		if c.Annotations == nil {
-			c.Annotations = map[string]string{}
-		}
-		c.Annotations[v1alpha1.RolloutDurationAnnotationKey] = duration
-	}
 	o, err := r.store.Update(ctx, c)
 	if err != nil {
 		return nil, err
@@ -169,7 +185,7 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 // revision as next at 0%; canary stages it as next at the first step.
 // Named targets other than current and next (previews such as pr-42) are
 // kept. Nothing moves when no new revision is ready.
-func (r *Reconciler) desiredTraffic(ctx context.Context, svc *v1alpha1.Service, cfg *v1alpha1.Configuration, current []v1alpha1.TrafficTarget) ([]v1alpha1.TrafficTarget, error) {
+func (r *Reconciler) desiredTraffic(ctx context.Context, svc *v1alpha1.Service, cfg *v1alpha1.Configuration, current []v1alpha1.TrafficTarget, staged string) ([]v1alpha1.TrafficTarget, error) {
 	policy := svc.Spec.Rollout
 	policy.SetDefaults()
 	latest := cfg.Status.LatestReadyRevisionName
@@ -195,8 +211,8 @@ func (r *Reconciler) desiredTraffic(ctx context.Context, svc *v1alpha1.Service, 
 	if ci < 0 {
 		return rollout.Pin(current, latest, ready) // the first revision: nothing to compare it against
 	}
-	if current[ci].RevisionName == latest || (ni >= 0 && current[ni].RevisionName == latest) {
-		return current, nil // not new: an aborted or finished revision is not staged again
+	if current[ci].RevisionName == latest || (ni >= 0 && current[ni].RevisionName == latest) || latest == staged {
+		return current, nil // not new: an aborted, finished or displaced revision is not staged again
 	}
 	if policy.Strategy == v1alpha1.StrategyManual {
 		return rollout.Stage(current, rollout.Next, latest, ready)

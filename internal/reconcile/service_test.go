@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
@@ -84,6 +85,39 @@ func TestServiceStrategies(t *testing.T) {
 		want = []v1alpha1.TrafficTarget{tt("current", r(3), 100), tt("next", r(3), 0)}
 		if d := cmp.Diff(want, f.route("web").Status.Traffic); d != "" {
 			t.Errorf("finish (-want +got):\n%s", d)
+		}
+	})
+	t.Run("a pull request's revision given next is not displaced by the latest again", func(t *testing.T) {
+		f := newFixture(t, reconcile.Options{})
+		f.create(service("web", "img:1", v1alpha1.StrategyCanary))
+		f.converge()
+		f.setImage("web", "img:2")
+		f.converge() // web-00002 is next at 5%
+		pr := &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "web-pr-7", Namespace: "default"}}
+		pr.Spec.RevisionTemplate.Spec.Container.Image = "img:pr7"
+		pr.SetDefaults()
+		f.create(pr)
+		f.converge()
+		prRev := reconcile.RevisionName("web-pr-7", 1)
+		staged, err := rollout.Stage(f.route("web").Spec.Rollout.Traffic, rollout.Next, prRev, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved, err := rollout.SetNext(staged, 50, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.setRouteTraffic("web", moved) // "/rollout 50" on the pull request
+		f.converge()
+		want := []v1alpha1.TrafficTarget{tt("current", r(1), 50), tt("next", prRev, 50)}
+		if d := cmp.Diff(want, f.route("web").Status.Traffic); d != "" {
+			t.Errorf("the strategy staged its latest revision over the pull request's (-want +got):\n%s", d)
+		}
+		f.setImage("web", "img:3") // a newer revision of the service is staged as usual
+		f.converge()
+		want = []v1alpha1.TrafficTarget{tt("current", r(1), 95), tt("next", r(3), 5)}
+		if d := cmp.Diff(want, f.route("web").Status.Traffic); d != "" {
+			t.Errorf("a newer revision (-want +got):\n%s", d)
 		}
 	})
 	t.Run("a revision that fails to start never takes traffic", func(t *testing.T) {
