@@ -12,6 +12,8 @@ import (
 
 // Object is any elafros.dev object: Kubernetes metadata, a type, and this
 // package's defaults and validation.
+//
+// +kubebuilder:object:generate=false
 type Object interface {
 	metav1.Object
 	runtime.Object
@@ -23,7 +25,10 @@ type Object interface {
 // the API, discovery, the CRD and the command line spell them, and how to
 // make an empty one. Kinds is the only place these facts are written; the
 // CRDs' short names and categories come from markers on the types, and a
-// test (kinds_test.go) fails when they disagree with this table.
+// test (internal/local/apiserver/kinds_test.go) fails when they disagree
+// with this table. It is not an API type (no deep copy).
+//
+// +kubebuilder:object:generate=false
 type KindInfo struct {
 	// Kind is the type's name, as in "kind: Service".
 	Kind string

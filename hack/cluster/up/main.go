@@ -137,7 +137,7 @@ func up(w io.Writer, dir string) error {
 		select {
 		case err := <-exited:
 			log, _ := os.ReadFile(filepath.Join(dir, "up.log"))
-			return fmt.Errorf("the cluster did not start (%v):\n%s", err, log)
+			return fmt.Errorf("the cluster did not start: %w\n%s", err, log)
 		case <-deadline:
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			return fmt.Errorf("the cluster was not ready after 3 minutes; see %s", filepath.Join(dir, "up.log"))

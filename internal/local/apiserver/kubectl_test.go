@@ -208,9 +208,10 @@ spec:
 	})
 
 	t.Run("describe", func(t *testing.T) {
-		out := e.run("describe", "route", "my-service")
-		contains(t, "kubectl describe", out, "Name:", "my-service", "API Version:  elafros.dev/v1alpha1", "Kind:         Route",
-			"Traffic:", "Configuration Name:  my-service", "Revision Name:  my-service-00001", "Domain:", "my-service.default.localhost")
+		// Columns are aligned with spaces: compare with single spaces.
+		out := strings.Join(strings.Fields(e.run("describe", "route", "my-service")), " ")
+		contains(t, "kubectl describe", out, "Name: my-service", "Namespace: default", "API Version: elafros.dev/v1alpha1", "Kind: Route",
+			"Traffic: Configuration Name: my-service Percent: 100", "Domain: my-service.default.localhost", "Revision Name: my-service-00001")
 	})
 
 	t.Run("explain", func(t *testing.T) {
@@ -229,7 +230,7 @@ metadata:
   name: typo
 spec:
   rollout:
-    trafic:
+    Traffic:
     - configurationName: my-service
       percent: 100
 `)
@@ -237,7 +238,7 @@ spec:
 		if err == nil {
 			t.Fatalf("kubectl apply of an unknown field succeeded:\n%s", out)
 		}
-		contains(t, "kubectl apply of a typo", out, "trafic", "traffic")
+		contains(t, "kubectl apply of a misspelt field", out, "spec.rollout.Traffic", `did you mean "traffic"`)
 		if _, err := e.try("get", "route", "typo"); err == nil {
 			t.Error("the refused route exists")
 		}
