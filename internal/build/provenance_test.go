@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,4 +157,25 @@ func TestClone(t *testing.T) {
 			t.Errorf("Clone of a missing repository = %v, want a cloning error", err)
 		}
 	})
+}
+
+// TestOpenLinkedWorktree: a checkout made with "git worktree add" (its
+// .git is a file pointing into the main repository) opens too.
+func TestOpenLinkedWorktree(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	r := newRepo(t)
+	sha := r.commit("first\n", map[string]string{"README": "one\n"})
+	wt := filepath.Join(t.TempDir(), "linked")
+	if out, err := exec.Command("git", "-C", r.dir, "worktree", "add", "--detach", wt, sha).CombinedOutput(); err != nil {
+		t.Fatalf("git worktree add: %v\n%s", err, out)
+	}
+	p, err := Open(wt, false)
+	if err != nil {
+		t.Fatalf("Open(linked worktree): %v", err)
+	}
+	if p.Commit != sha {
+		t.Errorf("commit = %s, want %s", p.Commit, sha)
+	}
 }
