@@ -230,7 +230,7 @@ var ErrInUse = errors.New("the data directory is in use")
 func openStore(o Options) (*local.Store, error) {
 	st, err := local.Open(filepath.Join(o.DataDir, storeFile), storeOptions(o)...)
 	if errors.Is(err, local.ErrLocked) {
-		return nil, fmt.Errorf("%w: %s is held by another elafros serve (or up); stop it first, or pass another --data-dir (%v)",
+		return nil, fmt.Errorf("%w: %s is held by another elafros serve (or up); stop it first, or pass another --data-dir (%w)",
 			ErrInUse, o.DataDir, err)
 	}
 	return st, err
