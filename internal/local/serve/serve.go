@@ -156,6 +156,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		_ = httpL.Close()
 		return s, err
 	}
+	defer func() {
+		if err != nil { // a part failed before serving: free the ports now
+			for _, l := range []net.Listener{apiL, httpL, regL} {
+				_ = l.Close()
+			}
+		}
+	}()
 	s.APIURL = "http://" + apiL.Addr().String()
 	s.HTTPAddr = httpL.Addr().String()
 	s.RegistryAddr = regL.Addr().String()
