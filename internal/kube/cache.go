@@ -252,6 +252,9 @@ func (c *CachedStore) remember(o reconcile.Object, err error) (reconcile.Object,
 	}
 	key := overlayKey{reconcile.KindOf(o), o.GetNamespace(), o.GetName()}
 	cp, _ := o.DeepCopyObject().(reconcile.Object)
+	// As the informers keep it (dropManagedFields): a read must not
+	// depend on whether the overlay or the informer answers it.
+	cp.SetManagedFields(nil)
 	c.mu.Lock()
 	c.overlay[key] = overlayEntry{obj: cp, rv: resourceVersion(o), at: time.Now()}
 	c.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -103,7 +104,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// bbolt holds an exclusive flock on the file while open: a second
 	// process waits up to Timeout, then fails instead of hanging.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout, NoSync: o.noSync, NoFreelistSync: o.noSync})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening store %s: %w (waited %s for its lock)", path, ErrLocked, o.lockTimeout)
 	}
 	if err != nil {

@@ -76,9 +76,9 @@ func TestNewEndsStaleProcesses(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- orphan.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
 		if ws, ok := orphan.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-			t.Errorf("the stale process ended with %v, want SIGKILL", orphan.ProcessState)
+			t.Errorf("the stale process ended with %v, want SIGKILL", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stale revision process still runs after New")

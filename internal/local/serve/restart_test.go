@@ -61,7 +61,7 @@ func elafrosBinary(t testing.TB) string {
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/elafros")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("building ./cmd/elafros: %v\n%s", err, out)
+			binErr = fmt.Errorf("building ./cmd/elafros: %w\n%s", err, out)
 		}
 	})
 	if binErr != nil {
@@ -89,7 +89,6 @@ type plane struct {
 	client                    *http.Client
 	runs                      int
 	cmd                       *exec.Cmd
-	log                       *bytes.Buffer
 	exited                    chan struct{}
 	exitErr                   error
 	services                  []string
@@ -417,7 +416,7 @@ func TestRestartAfterSIGTERM(t *testing.T) {
 			t.Fatal("serve did not exit within 60s of SIGTERM")
 		}
 		var ee *exec.ExitError
-		if p.exitErr != nil && !(errors.As(p.exitErr, &ee) && ee.ExitCode() == 0) {
+		if p.exitErr != nil && (!errors.As(p.exitErr, &ee) || ee.ExitCode() != 0) {
 			t.Errorf("serve exited with %v after SIGTERM, want 0", p.exitErr)
 		}
 	})

@@ -156,6 +156,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		_ = httpL.Close()
 		return s, err
 	}
+	defer func() {
+		if err != nil { // a part failed before serving: free the ports now
+			for _, l := range []net.Listener{apiL, httpL, regL} {
+				_ = l.Close()
+			}
+		}
+	}()
 	s.APIURL = "http://" + apiL.Addr().String()
 	s.HTTPAddr = httpL.Addr().String()
 	s.RegistryAddr = regL.Addr().String()
@@ -233,7 +240,7 @@ var ErrInUse = errors.New("the data directory is in use")
 func openStore(o Options) (*local.Store, error) {
 	st, err := local.Open(filepath.Join(o.DataDir, storeFile), storeOptions(o)...)
 	if errors.Is(err, local.ErrLocked) {
-		return nil, fmt.Errorf("%w: %s is held by another elafros serve (or up); stop it first, or pass another --data-dir (%v)",
+		return nil, fmt.Errorf("%w: %s is held by another elafros serve (or up); stop it first, or pass another --data-dir (%w)",
 			ErrInUse, o.DataDir, err)
 	}
 	return st, err
