@@ -73,7 +73,7 @@ prints their URLs and traffic, and serves until interrupted.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.DataDir, "data-dir", serve.DefaultDataDir(), "where the store, unpacked images, logs and registry blobs live")
+	f.StringVar(&o.DataDir, "data-dir", serve.DefaultDataDir(), "where the store, unpacked images, logs and the registry live")
 	f.StringVar(&o.APIAddr, "api-addr", serve.DefaultAPIAddr, "the API's address (port 0 picks a free port)")
 	f.StringVar(&o.HTTPAddr, "http-addr", serve.DefaultHTTPAddr, "the router's address")
 	f.StringVar(&o.RegistryAddr, "registry-addr", serve.DefaultRegistryAddr, "the OCI registry's address")
