@@ -60,7 +60,7 @@ func connect(ctx context.Context, in Inputs, kubeconfig string, logger *slog.Log
 	b.reconcile = func(ctx context.Context) (func(), error) {
 		gw, err := kube.ParseGateway(in.Gateway)
 		if err != nil {
-			return nil, fmt.Errorf("input gateway: %w", err)
+			return nil, fmt.Errorf("input gateway %w", err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		r, err := kube.NewReconciler(rctx, cfg, kube.ReconcilerOptions{

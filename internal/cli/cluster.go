@@ -94,7 +94,7 @@ instead of cluster-wide.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gw, err := kube.ParseGateway(gateway)
 			if err != nil {
-				return err
+				return fmt.Errorf("--gateway %w", err)
 			}
 			m, err := parseMirrors(mirrors)
 			if err != nil {

@@ -43,7 +43,7 @@ func HTTPRouteName(route, tag string) string {
 // ParseGateway reads NAMESPACE/NAME[:LISTENER], the Gateway every
 // HTTPRoute attaches to.
 func ParseGateway(v string) (gatewayv1.ParentReference, error) {
-	bad := fmt.Errorf("gateway %q: want NAMESPACE/NAME or NAMESPACE/NAME:LISTENER (the Gateway the HTTPRoutes attach to)", v)
+	bad := fmt.Errorf("%q: want NAMESPACE/NAME or NAMESPACE/NAME:LISTENER (the Gateway the HTTPRoutes attach to)", v)
 	nsName, listener, _ := strings.Cut(v, ":")
 	ns, name, ok := strings.Cut(nsName, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
