@@ -512,7 +512,15 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 	case command.Status:
 		return "answered", b.describe(svc.Name, route, nil, "Status of"), nil
 	case command.Pause, command.Resume:
-		return "", "", refuse("`/rollout %s` is not available yet: scheduled promotion has no pause switch in this version. Use `/rollout abort` to stop a canary", cmd.Verb)
+		paused := cmd.Verb == command.Pause
+		if err := b.o.Deploy.As(login, "bot: "+cmd.String()).SetPaused(ctx, svc.Name, paused); err != nil {
+			return "", "", err
+		}
+		what := "paused: scheduled promotion leaves its canary where it is until `/rollout resume`"
+		if !paused {
+			what = "resumed: scheduled promotion moves its canary again, one step per interval"
+		}
+		return "answered", fmt.Sprintf("@%s `%s` %s. Traffic did not move.", login, svc.Name, what), nil
 	}
 	got := <-prc
 	if got.err != nil {

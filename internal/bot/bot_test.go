@@ -385,6 +385,34 @@ func TestBot(t *testing.T) {
 		}
 	})
 
+	t.Run("pause and resume scheduled promotion", func(t *testing.T) {
+		before := e.traffic()
+		e.gh.SetPermission(repoName, "u-pauser", "write")
+		paused := func() (string, bool) {
+			o, err := e.st.Get(t.Context(), reconcile.KindService, ns, "hello")
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, ok := o.GetAnnotations()[v1alpha1.RolloutPausedAnnotationKey]
+			return v, ok
+		}
+		if got, reply := e.command(7, "u-pauser", "/rollout pause"); got != "rocket" || !strings.Contains(reply, "paused") {
+			t.Fatalf("pause: %s %q", got, reply)
+		}
+		if by, ok := paused(); !ok || by != "u-pauser" {
+			t.Errorf("after pause: annotation %q %v, want paused by u-pauser", by, ok)
+		}
+		if got, reply := e.command(7, "u-pauser", "/rollout resume"); got != "rocket" || !strings.Contains(reply, "resumed") {
+			t.Fatalf("resume: %s %q", got, reply)
+		}
+		if _, ok := paused(); ok {
+			t.Errorf("after resume the service is still paused")
+		}
+		if diff := cmp.Diff(before, e.traffic()); diff != "" {
+			t.Errorf("pause/resume moved traffic (-before +after):\n%s", diff)
+		}
+	})
+
 	t.Run("who may", func(t *testing.T) {
 		for role, ok := range map[string]bool{"admin": true, "maintain": true, "write": true, "triage": false, "read": false} {
 			e.gh.SetPermission(repoName, "u-"+role, role)

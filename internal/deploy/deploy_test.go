@@ -380,6 +380,18 @@ func TestPromoteDue(t *testing.T) {
 	if p.Outcome != deploy.Promoted || !cmp.Equal(p.After, []v1alpha1.TrafficTarget{tt("current", "web-00001", 75), tt("next", "web-00002", 25)}) {
 		t.Fatalf("after 10m: %+v, want promoted to 25%%", p)
 	}
+	// Paused: nothing moves, however long; resumed: it goes on.
+	if err := c.SetPaused(f.ctx, "web", true); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(time.Hour)
+	if p := run(); p.Outcome != deploy.Paused || p.After != nil {
+		t.Fatalf("paused: %+v, want paused and nothing moved", p)
+	}
+	if err := c.SetPaused(f.ctx, "web", false); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(-time.Hour)
 	// Moved by hand: the interval counts again from the move.
 	hand := deploy.New(f.view, "default", deploy.WithActor("alice", "cli"), deploy.WithClock(f.clock))
 	f.advance(time.Minute)

@@ -154,3 +154,40 @@ func (c *Client) withActor(actor, reason string) *Client {
 	cc.actor, cc.reason = actor, reason
 	return &cc
 }
+
+// SetPaused stops (or restarts) scheduled promotion of a service's canary:
+// the annotation elafros.dev/rolloutPaused names who paused it. It changes
+// only metadata, so no revision is made and no traffic moves.
+func (c *Client) SetPaused(ctx context.Context, service string, paused bool) error {
+	return onConflict(func() error {
+		svc, err := c.service(ctx, service)
+		if err != nil {
+			return err
+		}
+		if svc == nil {
+			return fmt.Errorf("service %s does not exist in namespace %s", service, c.ns())
+		}
+		_, has := svc.Annotations[v1alpha1.RolloutPausedAnnotationKey]
+		if has == paused {
+			return nil
+		}
+		s := svc.DeepCopy()
+		if paused {
+			if s.Annotations == nil {
+				s.Annotations = map[string]string{}
+			}
+			s.Annotations[v1alpha1.RolloutPausedAnnotationKey] = or(c.actor, "unknown")
+		} else {
+			delete(s.Annotations, v1alpha1.RolloutPausedAnnotationKey)
+		}
+		_, err = c.store.Update(ctx, s)
+		return err
+	})
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
