@@ -219,7 +219,8 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 // began, from which ProgressDeadlineExceeded is counted.
 const ConditionTrafficApplied v1alpha1.ConditionType = "TrafficApplied"
 
-// ReasonTrafficNotApplied: the traffic layer refused or failed the split.
+// ReasonTrafficNotApplied is the reason while the traffic layer refuses or
+// fails the split.
 const ReasonTrafficNotApplied = "TrafficNotApplied"
 
 // trafficNotApplied records that the route's split could not be applied:
