@@ -99,10 +99,24 @@ func TestBehaviors(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // kwok has had its chance to make the held pod ready
-	held := get("held")
-	if held.Spec.NodeName != NodeName || held.Status.Phase != corev1.PodPending {
-		t.Fatalf("held pod: node %q phase %s, want scheduled on %s and Pending", held.Spec.NodeName, held.Status.Phase, NodeName)
+	// The hold stage is kwok's last word on a held pod: Running, its
+	// container started, never Ready.
+	for {
+		held := get("held")
+		ready := false
+		for _, c := range held.Status.Conditions {
+			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+		}
+		if ready {
+			t.Fatalf("held pod became Ready: %+v", held.Status)
+		}
+		if held.Spec.NodeName == NodeName && held.Status.Phase == corev1.PodRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("held pod: node %q phase %s, want running on %s and never Ready", held.Spec.NodeName, held.Status.Phase, NodeName)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
