@@ -75,6 +75,7 @@ func parseMirrors(vs []string) (map[string]string, error) {
 func newReconcileCommand(s IOStreams, t *target) *cobra.Command {
 	var (
 		gateway, domain string
+		logURL          string
 		mirrors         []string
 		once            bool
 		timeout         time.Duration
@@ -120,7 +121,7 @@ instead of cluster-wide.`,
 			}
 			r, err := kube.NewReconciler(ctx, cfg, kube.ReconcilerOptions{
 				Traffic: kube.TrafficOptions{Gateway: gw}, Runtime: kube.RuntimeOptions{Mirrors: m},
-				Namespace: ns, Reconcile: reconcile.Options{DomainSuffix: domain},
+				Namespace: ns, Reconcile: reconcile.Options{DomainSuffix: domain, LogURLTemplate: logURL},
 			})
 			if err != nil {
 				return err
@@ -143,6 +144,7 @@ instead of cluster-wide.`,
 	f.StringArrayVar(&mirrors, "mirror", nil, "resolve image tags of REGISTRY through MIRROR: REGISTRY=MIRROR (repeatable)")
 	f.BoolVar(&once, "once", false, "converge once and exit instead of watching")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "with --once, how long to wait for convergence")
+	f.StringVar(&logURL, "log-url-template", "", "each revision's status.logUrl, e.g. a Grafana or Cloud Logging link: {namespace}, {name} and {configuration} are replaced; {name} is required")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
 	_ = cmd.MarkFlagRequired("gateway")
 	return cmd

@@ -58,8 +58,13 @@ spec:
 	if code, out, errOut = run(t, "apply", kc, "-f", manifest); code != 0 {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, errOut = run(t, "reconcile", kc, "--once", "--timeout=60s", "--gateway=default/public", "--domain-suffix=apps.test"); code != 0 || !strings.Contains(out, "✓ converged") {
+	if code, out, errOut = run(t, "reconcile", kc, "--once", "--timeout=60s", "--gateway=default/public", "--domain-suffix=apps.test",
+		"--log-url-template=https://grafana.example/explore?ns={namespace}&rev={name}"); code != 0 || !strings.Contains(out, "✓ converged") {
 		t.Fatalf("reconcile --once: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "get", kc, "revisions", "hello-00001", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"logUrl": "https://grafana.example/explore?ns=default\u0026rev=hello-00001"`) {
+		t.Errorf("the revision's logUrl from --log-url-template: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = run(t, "get", kc, "routes", "hello")
 	if code != 0 || !strings.Contains(out, "hello-00001") || !strings.Contains(out, "hello.default.apps.test") {
