@@ -735,10 +735,6 @@ func (r *Runtime) desiredDeployment(rev *v1alpha1.Revision, image, pinned string
 	return d.WithAnnotations(map[string]string{SpecHashAnnotation: hash}), hash, nil
 }
 
-// reservedEnv are the variables the Runtime sets; the revision's own
-// values of them are dropped.
-var reservedEnv = []string{"PORT", "ELAFROS_REVISION", "ELAFROS_CONFIGURATION", "ELAFROS_CONCURRENCY_MODEL", "ELAFROS_TIMEOUT_SECONDS"}
-
 // container is the revision's container running pinned, with the port,
 // the environment contract of the local runtime, a readiness probe (TCP
 // on the port unless the revision has one) and probes without a port
@@ -747,13 +743,8 @@ func (r *Runtime) container(rev *v1alpha1.Revision, pinned string) (*corev1ac.Co
 	c := rev.Spec.Container.DeepCopy()
 	c.Image = pinned
 	c.Ports = []corev1.ContainerPort{{Name: ContainerPortName, ContainerPort: r.opts.Port, Protocol: corev1.ProtocolTCP}}
-	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return slices.Contains(reservedEnv, e.Name) })
-	c.Env = append(c.Env,
-		corev1.EnvVar{Name: "PORT", Value: strconv.Itoa(int(r.opts.Port))},
-		corev1.EnvVar{Name: "ELAFROS_REVISION", Value: rev.Name},
-		corev1.EnvVar{Name: "ELAFROS_CONFIGURATION", Value: rev.Labels[v1alpha1.ConfigurationLabelKey]},
-		corev1.EnvVar{Name: "ELAFROS_CONCURRENCY_MODEL", Value: string(rev.Spec.ConcurrencyModel)},
-		corev1.EnvVar{Name: "ELAFROS_TIMEOUT_SECONDS", Value: strconv.FormatInt(*rev.Spec.TimeoutSeconds, 10)})
+	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return slices.Contains(v1alpha1.WorkloadEnvNames, e.Name) })
+	c.Env = append(c.Env, v1alpha1.WorkloadEnv(rev, int(r.opts.Port))...)
 	if c.ReadinessProbe == nil {
 		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{}}}
 	}

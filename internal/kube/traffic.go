@@ -52,7 +52,7 @@ import (
 // TargetHeader on a request to a route's domain reaches the revision of
 // the named target it names (Elafros-Target: next), as the local router
 // does.
-const TargetHeader = "Elafros-Target"
+const TargetHeader = v1alpha1.TargetHeader
 
 // Limits of a Gateway API v1 HTTPRoute (its CRD's maxItems).
 const (

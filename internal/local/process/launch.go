@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -73,16 +72,10 @@ func newLaunch(p *prepared, rev *v1alpha1.Revision, port int) (*launch, error) {
 		own.set(e.Name, v)
 		env.set(e.Name, v)
 	}
-	env.set("PORT", strconv.Itoa(port))
-	env.set("ELAFROS_REVISION", rev.Name)
-	env.set("ELAFROS_CONFIGURATION", rev.Labels[v1alpha1.ConfigurationLabelKey])
-	// The go-function builder's generated main enforces these inside the
-	// process, so they hold on every backend.
-	if m := rev.Spec.ConcurrencyModel; m != "" {
-		env.set("ELAFROS_CONCURRENCY_MODEL", string(m))
-	}
-	if t := rev.Spec.TimeoutSeconds; t != nil {
-		env.set("ELAFROS_TIMEOUT_SECONDS", strconv.FormatInt(*t, 10))
+	// The contract every runtime gives (the go-function builder's
+	// generated main enforces the model and timeout inside the process).
+	for _, e := range v1alpha1.WorkloadEnv(rev, port) {
+		env.set(e.Name, e.Value)
 	}
 
 	argv := append([]string(nil), cfg.Entrypoint...)

@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/elafros/elafros/api/v1alpha1"
 )
 
 const (
 	// TargetHeader on a request to a route's main host sends it to the
 	// revision of the named target it names (Elafros-Target: next). The
 	// router removes it before proxying.
-	TargetHeader = "Elafros-Target"
+	TargetHeader = v1alpha1.TargetHeader
 	// RevisionHeader on a response names the revision that served it.
 	RevisionHeader = "Elafros-Revision"
 	// statusClientClosed is recorded (nginx's convention) when the client
