@@ -358,17 +358,15 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 	var service string
 	cmd := &cobra.Command{Use: "rollout", Short: "Move a service's traffic: strategy, next percent N, finish, abort, promote"}
 	cmd.PersistentFlags().StringVar(&service, "service", "", "the service (its route has the same name)")
-	need := func() error {
+	// client checks --service and connects: every subcommand needs both.
+	client := func() (*deploy.Client, error) {
 		if service == "" {
-			return errors.New("--service is required")
+			return nil, errors.New("--service is required")
 		}
-		return nil
+		return t.deployClient()
 	}
 	move := func(cmd *cobra.Command, op deploy.Op) error {
-		if err := need(); err != nil {
-			return err
-		}
-		c, err := t.deployClient()
+		c, err := client()
 		if err != nil {
 			return err
 		}
@@ -388,10 +386,7 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"automatic", "manual", "canary"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := need(); err != nil {
-				return err
-			}
-			c, err := t.deployClient()
+			c, err := client()
 			if err != nil {
 				return err
 			}
@@ -422,10 +417,7 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 		Use:   "promote",
 		Short: "Move next one step along the service's steps",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need(); err != nil {
-				return err
-			}
-			c, err := t.deployClient()
+			c, err := client()
 			if err != nil {
 				return err
 			}
@@ -443,10 +435,7 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 		Use:   "history",
 		Short: "Print the route's audit history: who moved traffic, why, when, from and to",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need(); err != nil {
-				return err
-			}
-			c, err := t.deployClient()
+			c, err := client()
 			if err != nil {
 				return err
 			}
