@@ -2,14 +2,16 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: build test lint generate fuzz check cluster cluster-up cluster-down
+.PHONY: build test lint generate fuzz check cluster cluster-up cluster-down docker
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
 # Every test, with the race detector (needs cgo: gcc). The Kubernetes tests
-# need the test cluster's binaries: "make cluster" builds them once.
-test: cluster
+# need the test cluster's binaries: "make cluster" builds them once. The
+# docker builder's and the Action image's tests need a Docker daemon:
+# "make docker" installs and starts one (as root; a no-op when one answers).
+test: cluster docker
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 # The test cluster (etcd, kube-apiserver, kube-controller-manager,
@@ -17,6 +19,9 @@ test: cluster
 # and cached; about 12 minutes on 2 cores the first time, instant after.
 cluster:
 	bash hack/cluster/build.sh
+
+docker:
+	bash hack/docker.sh
 
 # The same cluster for a person, in the background: prints the KUBECONFIG
 # to export. Versions: hack/cluster/versions.env.

@@ -51,6 +51,9 @@ type Options struct {
 	// GoEnv is added to the environment of the go command, e.g.
 	// GOCACHE=/some/dir.
 	GoEnv []string
+	// DockerHost is the daemon the docker builder talks to (DOCKER_HOST,
+	// e.g. unix:///run/user/1000/docker.sock). Default: the environment's.
+	DockerHost string
 }
 
 // Builder builds images from BuildSpecs; it implements reconcile.Builder.
@@ -251,7 +254,7 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 	var ref string
 	switch tmpl {
 	case TemplateDocker:
-		ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.Keychain, log)
+		ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.DockerHost, b.opts.Keychain, log)
 	default:
 		ref, err = b.goImage(ctx, tmpl, spec, pkgDir, dest, prov, log)
 	}
