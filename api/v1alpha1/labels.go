@@ -50,7 +50,9 @@ const (
 	// revision even before it is committed.
 	SourceDigestAnnotationKey = GroupName + "/sourceDigest"
 	// PullRequestAnnotationKey records the pull request (its number) whose
-	// head a preview revision was built from.
+	// head a preview revision was built from, or whose merge commit a
+	// revision deployed from the default branch was built from (so
+	// scheduled promotion can tell that pull request how its canary goes).
 	PullRequestAnnotationKey = GroupName + "/pullRequest"
 	// RolloutHistoryAnnotationKey holds a Route's audit history: the last
 	// traffic moves made through the deploy facade, as a JSON list.

@@ -15,6 +15,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/deploy"
+	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/reconcile"
 )
 
@@ -55,7 +56,19 @@ func (t *target) deployClient() (*deploy.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return deploy.New(s, t.namespace, deploy.WithActor(localActor(), "elafros CLI")), nil
+	opts := []deploy.Option{deploy.WithActor(localActor(), "elafros CLI")}
+	if t.cluster() {
+		cfg, err := client.Kubeconfig(t.kubeconfig, t.context)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := kube.NewEvents(cfg, "elafros-cli")
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, deploy.WithEvents(ev))
+	}
+	return deploy.New(s, t.namespace, opts...), nil
 }
 
 // routerPort asks elafros serve where its router listens, so that URLs

@@ -37,6 +37,7 @@ type Client struct {
 	actor     string
 	reason    string
 	now       func() time.Time
+	events    EventSink
 }
 
 // Option configures a Client.
@@ -50,6 +51,20 @@ func WithPollInterval(d time.Duration) Option { return func(c *Client) { c.poll 
 func WithActor(actor, reason string) Option {
 	return func(c *Client) { c.actor, c.reason = actor, reason }
 }
+
+// EventSink is told of every traffic move the client makes, after the
+// move is written: on a cluster, a Kubernetes Event on the Route
+// (kube.Events), so "kubectl describe route" and event exporters show who
+// moved traffic, beside the Route's own audit history.
+type EventSink interface {
+	Event(ctx context.Context, o reconcile.Object, eventType, reason, message string) error
+}
+
+// ReasonTrafficMoved is the reason of the event of a traffic move.
+const ReasonTrafficMoved = "TrafficMoved"
+
+// WithEvents sends every traffic move to sink as well (nil: none).
+func WithEvents(sink EventSink) Option { return func(c *Client) { c.events = sink } }
 
 // WithClock sets the clock the audit history and promotion read.
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
@@ -453,15 +468,34 @@ func (c *Client) Rollout(ctx context.Context, route string, op Op) (*v1alpha1.Ro
 		if err := c.record(rt, rt.Spec.Rollout.Traffic, next); err != nil {
 			return err
 		}
+		from := rt.Spec.Rollout.Traffic
 		rt.Spec.Rollout.Traffic = next
 		w, err := c.store.Update(ctx, rt)
 		if err != nil {
 			return err
 		}
 		out = w.(*v1alpha1.Route)
+		c.event(ctx, out, from, next)
 		return nil
 	})
 	return out, err
+}
+
+// event tells the sink of a move written. The Route's history already
+// holds the move, so a sink that fails loses only the copy.
+func (c *Client) event(ctx context.Context, rt *v1alpha1.Route, from, to []v1alpha1.TrafficTarget) {
+	if c.events == nil {
+		return
+	}
+	actor := c.actor
+	if actor == "" {
+		actor = "unknown"
+	}
+	msg := fmt.Sprintf("%s moved traffic: %s → %s", actor, Split(from), Split(to))
+	if c.reason != "" {
+		msg += " (" + c.reason + ")"
+	}
+	_ = c.events.Event(ctx, rt, corev1.EventTypeNormal, ReasonTrafficMoved, msg)
 }
 
 // Ready reports revision readiness from the store.

@@ -3,8 +3,10 @@ package deploy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -218,9 +220,30 @@ func TestShipFailedRevision(t *testing.T) {
 	}
 }
 
+// events is a deploy.EventSink that keeps what it is told.
+type events struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (e *events) Event(_ context.Context, o reconcile.Object, typ, reason, msg string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seen = append(e.seen, fmt.Sprintf("%s %s/%s %s: %s", typ, reconcile.KindOf(o), o.GetName(), reason, msg))
+	return nil
+}
+
+func (e *events) all() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.seen)
+}
+
 func TestRolloutOperations(t *testing.T) {
 	f := newFixture(t)
-	c := f.client("octocat", "/rollout")
+	sink := &events{}
+	c := deploy.New(f.view, "default", deploy.WithPollInterval(10*time.Millisecond), deploy.WithActor("octocat", "/rollout"),
+		deploy.WithClock(f.clock), deploy.WithEvents(sink))
 	f.ship(c, service("web", "img@sha256:1111", v1alpha1.StrategyCanary), deploy.Provenance{})
 	f.ship(c, service("web", "img@sha256:2222", v1alpha1.StrategyCanary), deploy.Provenance{})
 	// The canary starts at the first step: current web-00001 95%, next web-00002 5%.
@@ -241,6 +264,7 @@ func TestRolloutOperations(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			before := f.route("web")
+			seen := len(sink.all())
 			f.view.mu.Lock()
 			f.view.Conflicts = 2 // someone else writes twice in between: retried
 			f.view.mu.Unlock()
@@ -252,7 +276,15 @@ func TestRolloutOperations(t *testing.T) {
 				if d := cmp.Diff(before.Spec, f.route("web").Spec); d != "" {
 					t.Errorf("a refusal changed the route (-before +after):\n%s", d)
 				}
+				if got := sink.all()[seen:]; len(got) != 0 {
+					t.Errorf("a refusal made events %q", got)
+				}
 				return
+			}
+			// One event per move, after the write (not one per conflict retried).
+			want := fmt.Sprintf("Normal Route/web TrafficMoved: octocat moved traffic: %s → %s (/rollout)", deploy.Split(before.Spec.Rollout.Traffic), deploy.Split(s.want))
+			if got := sink.all()[seen:]; len(got) != 1 || got[0] != want {
+				t.Errorf("events %q, want [%q]", got, want)
 			}
 			if err != nil {
 				t.Fatal(err)

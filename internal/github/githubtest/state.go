@@ -270,6 +270,7 @@ var handlers = map[string]handler{
 	"repos/get-collaborator-permission-level": (*Server).permission,
 	"teams/get-membership-for-user-in-org":    (*Server).teamMembership,
 	"pulls/get":                               (*Server).getPull,
+	"pulls/list":                              (*Server).listPulls,
 	"checks/list-for-ref":                     (*Server).listCheckRuns,
 	"repos/get-combined-status-for-ref":       (*Server).combinedStatus,
 	"apps/create-installation-access-token":   (*Server).installationToken,
@@ -680,6 +681,39 @@ func (s *Server) getPull(w http.ResponseWriter, c *call) {
 		ghError(w, http.StatusNotFound, "Not Found")
 		return
 	}
+	body := s.pullJSON(c, pr)
+	body["merged"] = pr.Merged
+	writeJSON(w, http.StatusOK, shaped("pulls/get", "200", false, body))
+}
+
+// listPulls answers GET /repos/{owner}/{repo}/pulls: state open (the
+// default), closed or all, newest first (the fake's numbers stand for
+// the update order), paged.
+func (s *Server) listPulls(w http.ResponseWriter, c *call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	state := c.r.URL.Query().Get("state")
+	if state == "" {
+		state = "open"
+	}
+	var numbers []int
+	for n, pr := range s.pulls[c.repo()] {
+		if state == "all" || pr.State == state {
+			numbers = append(numbers, n)
+		}
+	}
+	slices.Sort(numbers)
+	slices.Reverse(numbers)
+	items := []map[string]any{}
+	for _, n := range numbers {
+		items = append(items, shaped("pulls/list", "200", true, s.pullJSON(c, s.pulls[c.repo()][n])))
+	}
+	writeJSON(w, http.StatusOK, page(w, c.r, items))
+}
+
+// pullJSON is what GitHub says of a pull request in both the list and
+// the single view.
+func (s *Server) pullJSON(c *call, pr *PullRequest) map[string]any {
 	repo := c.repo()
 	repoJSON := func(full string) map[string]any {
 		owner, name, _ := strings.Cut(full, "/")
@@ -690,17 +724,17 @@ func (s *Server) getPull(w http.ResponseWriter, c *call) {
 	if pr.MergeCommitSHA != "" {
 		mergeSHA = pr.MergeCommitSHA
 	}
-	writeJSON(w, http.StatusOK, shaped("pulls/get", "200", false, map[string]any{
+	return map[string]any{
 		// The fake keeps no reviewers, teams or labels (GitHub's own
 		// example's requested team also lacks a required field).
 		"requested_teams": []any{}, "requested_reviewers": []any{}, "labels": []any{},
-		"id": int64(pr.Number) * 7919, "number": pr.Number, "state": pr.State, "merged": pr.Merged,
+		"id": int64(pr.Number) * 7919, "number": pr.Number, "state": pr.State,
 		"merge_commit_sha": mergeSHA, "user": user(pr.User), "title": fmt.Sprintf("PR %d", pr.Number),
 		"html_url": fmt.Sprintf("https://github.com/%s/pull/%d", repo, pr.Number),
-		"url":      s.apiURL(c, c.r.URL.Path),
+		"url":      s.apiURL(c, fmt.Sprintf("/repos/%s/pulls/%d", repo, pr.Number)),
 		"head":     map[string]any{"sha": pr.HeadSHA, "ref": pr.HeadRef, "label": pr.HeadRef, "repo": repoJSON(pr.HeadRepo), "user": user(pr.User)},
 		"base":     map[string]any{"sha": shaOf(pr.BaseRef), "ref": pr.BaseRef, "label": pr.BaseRef, "repo": repoJSON(repo)},
-	}))
+	}
 }
 
 func (s *Server) listCheckRuns(w http.ResponseWriter, c *call) {
