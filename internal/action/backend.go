@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/reconcile"
 )
@@ -28,7 +29,9 @@ type backend struct {
 	// reconcile runs the bundled reconciler until the returned stop is
 	// called (nil for a server, which reconciles itself).
 	reconcile func(ctx context.Context) (stop func(), err error)
-	where     string
+	// events records traffic moves as Kubernetes Events (a cluster only).
+	events deploy.EventSink
+	where  string
 }
 
 func connect(ctx context.Context, in Inputs, kubeconfig string, logger *slog.Logger) (*backend, error) {
@@ -57,6 +60,11 @@ func connect(ctx context.Context, in Inputs, kubeconfig string, logger *slog.Log
 		return nil, err
 	}
 	b := &backend{store: st, scheme: "http", where: "cluster " + cfg.Host}
+	ev, err := kube.NewEvents(cfg, "elafros-action")
+	if err != nil {
+		return nil, err
+	}
+	b.events = ev
 	b.reconcile = func(ctx context.Context) (func(), error) {
 		gw, err := kube.ParseGateway(in.Gateway)
 		if err != nil {

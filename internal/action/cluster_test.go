@@ -3,9 +3,12 @@ package action_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/github/githubtest"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
@@ -117,6 +121,24 @@ func TestModesOnCluster(t *testing.T) {
 	r = runAction(t, gh, ws, "pull_request", "pull_request.closed.json", in, nil)
 	if r.code != 0 {
 		t.Errorf("closed: exit %d\n%s", r.code, r.stdout)
+	}
+	// Each move (the preview staged at 0%, then its target removed) is a
+	// Kubernetes Event on the Route too, written as the action.
+	evs, err := c.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=hello,involvedObject.kind=Route,reason=" + deploy.ReasonTrafficMoved})
+	must(t, err)
+	var moves []string
+	slices.SortFunc(evs.Items, func(a, b corev1.Event) int { // in the order written
+		x, _ := strconv.Atoi(a.ResourceVersion)
+		y, _ := strconv.Atoi(b.ResourceVersion)
+		return x - y
+	})
+	for _, e := range evs.Items {
+		if e.Source.Component == "elafros-action" && e.InvolvedObject.APIVersion == v1alpha1.SchemeGroupVersion.String() {
+			moves = append(moves, e.Message)
+		}
+	}
+	if len(moves) != 2 || !strings.Contains(moves[0], "pr-2=hello-pr-2-00001:0%") || strings.Contains(moves[1], "→ pr-2") || !strings.Contains(moves[1], "action preview (pull_request)") {
+		t.Errorf("TrafficMoved events on route hello = %q, want the preview staged, then removed", moves)
 	}
 	r = runAction(t, gh, ws, "schedule", "push.json", in, nil)
 	if r.code != 0 || !strings.Contains(r.summary, "No canary is under way.") {

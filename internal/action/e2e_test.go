@@ -372,8 +372,11 @@ func TestDeployPreviewRolloutPromote(t *testing.T) {
 		t.Fatalf("an unchanged push: exit %d outputs %v\n%s\n%s", r.code, r.outputs, r.stdout, r.summary)
 	}
 
-	// A change: a canary at the first step.
-	commit(t, ws, map[string]string{"elafros.yaml": fmt.Sprintf(helloManifest, "canary", "canary")})
+	// A change, merged by pull request #5: a canary at the first step,
+	// whose revision remembers the pull request.
+	merged := commit(t, ws, map[string]string{"elafros.yaml": fmt.Sprintf(helloManifest, "canary", "canary")})
+	p.gh.SetPullRequest(repoName, githubtest.PullRequest{Number: 5, State: "closed", Merged: true, MergeCommitSHA: merged,
+		HeadSHA: strings.Repeat("5", 40), HeadRef: "canary", BaseRef: "main", User: "Codertocat"})
 	r = p.runAction(ws, "push", "push.json", nil, nil)
 	if r.code != 0 {
 		t.Fatalf("second deploy: exit %d\n%s", r.code, r.stdout)
@@ -381,6 +384,11 @@ func TestDeployPreviewRolloutPromote(t *testing.T) {
 	want := []v1alpha1.TrafficTarget{{Name: "current", RevisionName: "hello-00001", Percent: 95}, {Name: "next", RevisionName: "hello-00002", Percent: 5}}
 	if got := p.route("hello").Status.Traffic; !equalTraffic(got, want) {
 		t.Errorf("canary traffic = %+v, want %+v", got, want)
+	}
+	rev2, err := p.store.Get(context.Background(), reconcile.KindRevision, "default", "hello-00002")
+	must(t, err)
+	if got := rev2.GetAnnotations()[v1alpha1.PullRequestAnnotationKey]; got != "5" || !strings.Contains(r.stdout, "merged pull request #5") {
+		t.Errorf("the merged revision's pull request = %q, want 5\n%s", got, r.stdout)
 	}
 
 	// A bad manifest: annotated on its line, the step fails, nothing changes.
@@ -467,6 +475,16 @@ func TestDeployPreviewRolloutPromote(t *testing.T) {
 		}
 		return strings.Contains(r.summary, "| finished |"), r.summary
 	})
+	// The pull request that merged the canary heard of each step.
+	var told []string
+	for _, c := range p.gh.Comments(repoName, 5) {
+		if strings.HasPrefix(c.Body, "Scheduled promotion: `hello`") {
+			told = append(told, c.Body)
+		}
+	}
+	if len(told) == 0 || !strings.Contains(told[len(told)-1], "finished") || !strings.Contains(told[len(told)-1], "hello-00002") {
+		t.Errorf("pull request #5 was told %q; want each step, ending with finished", told)
+	}
 }
 
 func equalTraffic(a, b []v1alpha1.TrafficTarget) bool {

@@ -90,6 +90,7 @@ func (r *run) deploy() error {
 		return err
 	}
 	p := deploy.Provenance{Repository: r.repo.String(), Commit: or(r.gh.SHA, prov.Commit), Deployer: r.gh.Actor}
+	p.PullRequest = r.mergedPullRequest(p.Commit)
 	depID := r.startDeployment(r.in.Environment, p.Commit, false)
 	ctx, cancel := context.WithTimeout(r.ctx, r.in.Timeout)
 	defer cancel()
@@ -120,6 +121,24 @@ func (r *run) deploy() error {
 	}
 	r.endDeployment(depID, github.StateSuccess, first, "deployed "+short(p.Commit))
 	return nil
+}
+
+// mergedPullRequest is the pull request a push to the default branch
+// merged (0: a direct push, or no GitHub token). The revision records it,
+// so scheduled promotion and the bot can tell that pull request.
+func (r *run) mergedPullRequest(sha string) int {
+	if r.ghc == nil || r.in.DryRun || r.gh.EventName != "push" || sha == "" {
+		return 0
+	}
+	n, err := r.ghc.MergedPullRequest(r.ctx, r.repo, sha, r.eventString("head_commit.message"))
+	if err != nil {
+		r.a.Warningf("finding the pull request merged by %s: %v", short(sha), err)
+		return 0
+	}
+	if n > 0 {
+		r.a.Infof("%s merged pull request #%d", short(sha), n)
+	}
+	return n
 }
 
 // report turns a deploy's outcome into outputs and the summary.
@@ -346,8 +365,9 @@ func (r *run) promote() error {
 	return nil
 }
 
-// tellPullRequest comments on the pull request whose preview became the
-// canary, when the revision says which one.
+// tellPullRequest comments on the pull request whose revision is the
+// canary (its preview, or its merge deployed from the default branch),
+// when the revision says which one.
 func (r *run) tellPullRequest(p deploy.Promotion, table string) {
 	if r.ghc == nil {
 		return
