@@ -43,3 +43,25 @@ func WorkloadEnv(rev *Revision, port int) []corev1.EnvVar {
 	}
 	return env
 }
+
+// Readiness says whether r may serve traffic (its Ready condition is
+// True) and, when not, why, in the words its condition gives: "Reason:
+// message", so a refusal names the seed's reason (ContainerMissing,
+// RevisionFailed...). The reconciler, the deploy facade and the rollout
+// rules all read readiness here.
+func (r *Revision) Readiness() (bool, string) {
+	c := r.Status.Conditions.Get(ConditionReady)
+	switch {
+	case c == nil:
+		return false, "it has not reported readiness yet"
+	case c.Status == corev1.ConditionTrue:
+		return true, ""
+	case c.Reason != "" && c.Message != "":
+		return false, c.Reason + ": " + c.Message
+	case c.Message != "":
+		return false, c.Message
+	case c.Reason != "":
+		return false, c.Reason
+	}
+	return false, "it is not Ready"
+}

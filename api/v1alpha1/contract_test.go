@@ -31,3 +31,26 @@ func TestWorkloadEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestRevisionReadiness(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		conds Conditions
+		ready bool
+		why   string
+	}{
+		{"no condition yet", nil, false, "it has not reported readiness yet"},
+		{"ready", Conditions{{Type: ConditionReady, Status: corev1.ConditionTrue}}, true, ""},
+		{"reason and message", Conditions{{Type: ConditionReady, Status: corev1.ConditionFalse, Reason: "ContainerMissing", Message: "Unable to fetch image 'x'"}}, false, "ContainerMissing: Unable to fetch image 'x'"},
+		{"message only", Conditions{{Type: ConditionReady, Status: corev1.ConditionUnknown, Message: "starting"}}, false, "starting"},
+		{"reason only", Conditions{{Type: ConditionReady, Status: corev1.ConditionFalse, Reason: "Deploying"}}, false, "Deploying"},
+		{"bare false", Conditions{{Type: ConditionReady, Status: corev1.ConditionFalse}}, false, "it is not Ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Revision{Status: RevisionStatus{Conditions: tc.conds}}
+			if ready, why := r.Readiness(); ready != tc.ready || why != tc.why {
+				t.Errorf("Readiness() = %v, %q; want %v, %q", ready, why, tc.ready, tc.why)
+			}
+		})
+	}
+}

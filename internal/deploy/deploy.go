@@ -505,14 +505,7 @@ func (c *Client) Ready(ctx context.Context) rollout.ReadyFunc {
 		if err != nil {
 			return false, fmt.Sprintf("revision %s: %v", name, err)
 		}
-		cond := o.(*v1alpha1.Revision).Status.Conditions.Get(v1alpha1.ConditionReady)
-		if cond == nil || cond.Status != corev1.ConditionTrue {
-			if cond != nil && cond.Message != "" {
-				return false, fmt.Sprintf("it is not Ready (%s)", cond.Message)
-			}
-			return false, "it is not Ready"
-		}
-		return true, ""
+		return o.(*v1alpha1.Revision).Readiness()
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // fixture is the embedded store with the bundled reconciler running
@@ -317,19 +318,14 @@ func TestRolloutRefusedOnNotReadyRevision(t *testing.T) {
 	if _, err := c.Apply(f.ctx, []reconcile.Object{service("web", "img@sha256:2222", v1alpha1.StrategyManual)}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for { // the reconciler makes the revision; it stays Starting
-		if _, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", "web-00002"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("web-00002 was never created")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The reconciler makes the revision; it stays Starting.
+	testutil.Eventually(t, 30*time.Second, "web-00002 is created", func() (bool, string) {
+		_, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", "web-00002")
+		return err == nil, fmt.Sprint(err)
+	})
 	before := f.route("web")
 	_, err := c.Rollout(f.ctx, "web", deploy.SetNextTo("web-00002", 50))
-	if !rollout.IsRefused(err) || !strings.Contains(err.Error(), "not Ready") {
+	if !rollout.IsRefused(err) || !strings.Contains(err.Error(), "revision web-00002 cannot take traffic: ") {
 		t.Fatalf("Rollout onto a revision that is not Ready: %v, want a refusal saying so", err)
 	}
 	if d := cmp.Diff(before.Spec, f.route("web").Spec); d != "" {
