@@ -13,6 +13,7 @@ import (
 	"github.com/elafros/elafros/internal/local/apiserver"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // apiWithReconciler serves the API over a fresh store with a reconciler
@@ -142,11 +143,5 @@ func TestApplyGetDescribe(t *testing.T) {
 
 func waitFor(t *testing.T, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, 20*time.Second, "the condition", func() (bool, string) { return ok(), "" })
 }

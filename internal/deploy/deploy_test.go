@@ -436,16 +436,10 @@ func TestPromoteDue(t *testing.T) {
 	}
 	// The canary stops being Ready: rolled back.
 	f.rt.Fail("default", "web-00002", "ExitCode:1", "boom")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if ok, _ := c.Ready(f.ctx)("web-00002"); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("web-00002 stayed Ready after its workload failed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, "web-00002 stops being Ready after its workload failed", func() (bool, string) {
+		ok, _ := c.Ready(f.ctx)("web-00002")
+		return !ok, "still Ready"
+	})
 	p = run()
 	if p.Outcome != deploy.RolledBack || !strings.Contains(p.Why, "health gate") || p.After[0].Percent != 100 {
 		t.Fatalf("failing canary: %+v, want rolled back to current", p)

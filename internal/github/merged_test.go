@@ -16,7 +16,7 @@ func TestMergedPullRequest(t *testing.T) {
 	s.SetPullRequest(repo.String(), seedPR(7, "closed", true, sha('a')))  // merged: a
 	s.SetPullRequest(repo.String(), seedPR(8, "closed", false, sha('b'))) // closed unmerged (b is a test merge)
 	s.SetPullRequest(repo.String(), seedPR(9, "open", false, sha('c')))   // open (c is a test merge)
-	for i := 10; i < 75; i++ {                                                     // more than a page of others
+	for i := 10; i < 75; i++ {                                            // more than a page of others
 		s.SetPullRequest(repo.String(), seedPR(i, "closed", true, sha('0')[:38]+strings.Repeat("f", 2)))
 	}
 	s.SetPullRequest(repo.String(), seedPR(80, "closed", true, sha('d'))) // recent squash

@@ -13,6 +13,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 func TestTypoInRouteDoesNotCauseAnOutage(t *testing.T) {
@@ -124,13 +125,7 @@ func TestRunReactsToChanges(t *testing.T) {
 	}()
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.Eventually(t, 20*time.Second, what, func() (bool, string) { return ok(), "" })
 	}
 	serving := func(rev string) func() bool {
 		return func() bool {

@@ -39,6 +39,13 @@ func Golden(t testing.TB, path, got string) {
 // test with what (and cond's last word) when timeout passes first.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	EventuallyEvery(t, timeout, 20*time.Millisecond, what, cond)
+}
+
+// EventuallyEvery is Eventually polling every tick, for conditions that
+// cost something to check (a kubectl process, an HTTP round trip).
+func EventuallyEvery(t testing.TB, timeout, tick time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, why := cond()
@@ -48,6 +55,6 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %s: %s", what, timeout, why)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(tick)
 	}
 }

@@ -2,12 +2,15 @@ package kubetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // TestDeploymentBecomesAvailable proves the test cluster is real: the
@@ -34,26 +37,23 @@ func TestDeploymentBecomesAvailable(t *testing.T) {
 	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 90*time.Second, 250*time.Millisecond, "the smoke Deployment is Available with 2 replicas", func() (bool, string) {
 		got, err := c.Client.AppsV1().Deployments("default").Get(ctx, "smoke", metav1.GetOptions{})
-		if err == nil {
-			for _, cond := range got.Status.Conditions {
-				if cond.Type == appsv1.DeploymentAvailable && cond.Status == corev1.ConditionTrue && got.Status.AvailableReplicas == 2 {
-					t.Logf("deployment Available with %d replicas", got.Status.AvailableReplicas)
-					return
-				}
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == appsv1.DeploymentAvailable && cond.Status == corev1.ConditionTrue && got.Status.AvailableReplicas == 2 {
+				return true, ""
 			}
 		}
-		if time.Now().After(deadline) {
-			pods, _ := c.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
-			for _, p := range pods.Items {
-				t.Logf("pod %s node=%q phase=%s conditions=%v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions)
-			}
-			t.Fatalf("deployment not Available after 90s: %+v (err %v)", got.Status, err)
+		why := fmt.Sprintf("status %+v", got.Status)
+		pods, _ := c.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		for _, p := range pods.Items {
+			why += fmt.Sprintf("; pod %s node=%q phase=%s conditions=%v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions)
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return false, why
+	})
 }
 
 // TestBehaviors shows the test behaviors are real pod states: a held pod
@@ -83,41 +83,29 @@ func TestBehaviors(t *testing.T) {
 		}
 		return p
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "plain Running and crashing in CrashLoopBackOff", func() (bool, string) {
 		plain, crashing := get("plain"), get("crashing")
-		if plain.Status.Phase == corev1.PodRunning && len(crashing.Status.ContainerStatuses) == 1 {
-			cs := crashing.Status.ContainerStatuses[0]
-			if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.LastTerminationState.Terminated == nil ||
-				cs.LastTerminationState.Terminated.ExitCode != 127 || cs.LastTerminationState.Terminated.Message != "SyntaxError: Unexpected identifier" {
-				t.Fatalf("crashing pod status: %+v", cs)
-			}
-			break
+		if plain.Status.Phase != corev1.PodRunning || len(crashing.Status.ContainerStatuses) != 1 {
+			return false, fmt.Sprintf("plain %s, crashing %+v", plain.Status.Phase, crashing.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pods did not reach their states: plain %s, crashing %+v", plain.Status.Phase, crashing.Status)
+		cs := crashing.Status.ContainerStatuses[0]
+		if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.LastTerminationState.Terminated == nil ||
+			cs.LastTerminationState.Terminated.ExitCode != 127 || cs.LastTerminationState.Terminated.Message != "SyntaxError: Unexpected identifier" {
+			t.Fatalf("crashing pod status: %+v", cs)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, ""
+	})
 	// The hold stage is kwok's last word on a held pod: Running, its
 	// container started, never Ready.
-	for {
+	testutil.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "the held pod runs on "+NodeName+" and is never Ready", func() (bool, string) {
 		held := get("held")
-		ready := false
 		for _, c := range held.Status.Conditions {
-			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				t.Fatalf("held pod became Ready: %+v", held.Status)
+			}
 		}
-		if ready {
-			t.Fatalf("held pod became Ready: %+v", held.Status)
-		}
-		if held.Spec.NodeName == NodeName && held.Status.Phase == corev1.PodRunning {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("held pod: node %q phase %s, want running on %s and never Ready", held.Spec.NodeName, held.Status.Phase, NodeName)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return held.Spec.NodeName == NodeName && held.Status.Phase == corev1.PodRunning, fmt.Sprintf("node %q phase %s", held.Spec.NodeName, held.Status.Phase)
+	})
 }
 
 // TestRestart stops kube-apiserver and etcd and starts them again; what was

@@ -16,6 +16,7 @@ import (
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/local/serve"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // kubectlEnv is a real kubectl (the one hack/cluster/build.sh builds)
@@ -106,17 +107,10 @@ func (e *kubectlEnv) file(name, content string) string {
 // eventually retries f until it returns "" or the deadline passes.
 func eventually(t *testing.T, what string, f func() string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, what, func() (bool, string) {
 		msg := f()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, msg)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return msg == "", msg
+	})
 }
 
 func contains(t *testing.T, what, out string, wants ...string) {

@@ -24,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/local/serve"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 type env struct {
@@ -141,13 +142,7 @@ func (e *env) waitServed(name string) {
 
 func (e *env) waitFor(what string, d time.Duration, ok func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(e.t, d, what, func() (bool, string) { return ok(), "" })
 }
 
 // get sends a request through the router with the given Host.

@@ -28,6 +28,7 @@ import (
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // The restart tests run the real `elafros serve`, built from
@@ -157,13 +158,7 @@ func (p *plane) start(extra ...string) *syncBuffer {
 
 func (p *plane) waitFor(what string, d time.Duration, ok func() bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testutil.Eventually(p.t, d, what, func() (bool, string) { return ok(), "" })
 }
 
 func (p *plane) get(host, path string) (int, string, error) {
