@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/elafros/elafros/internal/bot"
 	"github.com/elafros/elafros/internal/kube"
@@ -290,4 +291,118 @@ func applyYAML(c *kubetest.Cluster, docs ...string) error {
 		bs = append(bs, []byte(d))
 	}
 	return kube.ApplyManifests(context.Background(), c.Config, bs...)
+}
+
+// shortLease makes leadership change hands in seconds.
+func shortLease(ns, identity string, keep bool) bot.LeaseConfig {
+	return bot.LeaseConfig{Namespace: ns, Name: "elafros-bot", Identity: identity, KeepOnStop: keep,
+		LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond}
+}
+
+func TestLeaseElector(t *testing.T) {
+	c := testCluster(t)
+	ns := testNamespace(t, c, "lease")
+	var leaders, most atomic.Int64
+	events := make(chan string, 16)
+	type replica struct {
+		el     *bot.LeaseElector
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	start := func(id string, keep bool) *replica {
+		el, err := bot.NewLeaseElector(c.Client, shortLease(ns, id, keep), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &replica{el: el, cancel: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(r.done)
+			el.Run(ctx, func(ctx context.Context) {
+				n := leaders.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				events <- id + " leads"
+				<-ctx.Done()
+				leaders.Add(-1)
+				events <- id + " stopped"
+			})
+		}()
+		t.Cleanup(func() { cancel(); <-r.done })
+		return r
+	}
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no %q within 30s", want)
+		}
+	}
+	holder := func() string {
+		l, err := c.Client.CoordinationV1().Leases(ns).Get(t.Context(), "elafros-bot", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+
+	a := start("a", true) // a crash: its Lease is left to expire
+	next("a leads")
+	if !a.el.Leading() || holder() != "a" {
+		t.Errorf("a leads but Leading() = %v and the Lease's holder is %q", a.el.Leading(), holder())
+	}
+	b := start("b", false)
+	a.cancel() // killed
+	<-a.done
+	next("a stopped")
+	next("b leads") // once a's Lease has expired
+	if holder() != "b" {
+		t.Errorf("the Lease's holder is %q, want b", holder())
+	}
+
+	// Someone else takes the Lease (as after a partition): b stops working
+	// within its renew deadline, although nothing cancelled it.
+	intruder, secs := "intruder", int32(3)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { // b renews meanwhile
+		l, err := c.Client.CoordinationV1().Leases(ns).Get(t.Context(), "elafros-bot", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.NewMicroTime(time.Now())
+		l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.AcquireTime, l.Spec.RenewTime = &intruder, &secs, &now, &now
+		_, err = c.Client.CoordinationV1().Leases(ns).Update(t.Context(), l, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next("b stopped")
+	next("b leads") // the intruder never renews: b is back after it expires
+
+	// A graceful stop hands the Lease over at once.
+	b.cancel()
+	<-b.done
+	next("b stopped")
+	if h := holder(); h != "" {
+		t.Errorf("after a graceful stop the Lease is held by %q", h)
+	}
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d replicas led at once", m)
+	}
+
+	for _, tc := range []struct {
+		name string
+		c    bot.LeaseConfig
+		want string
+	}{
+		{"no name", bot.LeaseConfig{Namespace: ns}, "must not be empty"},
+		{"renew deadline past the lease", bot.LeaseConfig{Namespace: ns, Name: "x", LeaseDuration: time.Second, RenewDeadline: 2 * time.Second}, "want lease duration (1s) > renew deadline (2s)"},
+	} {
+		if _, err := bot.NewLeaseElector(c.Client, tc.c, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
 }
