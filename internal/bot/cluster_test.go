@@ -4,7 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,12 +18,21 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/bot"
+	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/github/githubtest"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
+	"github.com/elafros/elafros/internal/local/process/processtest"
+	"github.com/elafros/elafros/internal/reconcile"
 )
 
 // The package's tests that need a cluster share one, started by the first
@@ -404,5 +419,374 @@ func TestLeaseElector(t *testing.T) {
 		if _, err := bot.NewLeaseElector(c.Client, tc.c, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+const (
+	clRepo  = "Codertocat/Hello-World" // the recorded payloads' repository
+	clHead7 = "7777777777777777777777777777777777777777"
+)
+
+var clSecret = []byte("cluster-webhook-secret")
+
+// gate is a replica's way to GitHub that can be shut: while shut, every
+// request waits for its context to end, as a replica stuck (then killed)
+// in the middle of a command. entered is closed by the first such request.
+type gate struct {
+	shut    atomic.Bool
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g.shut.Load() {
+		g.once.Do(func() { close(g.entered) })
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// replica is one bot process: its HTTP server, its Run, and its GitHub.
+type replica struct {
+	name   string
+	url    string
+	gate   *gate
+	cancel context.CancelFunc
+	done   chan struct{}
+	srv    *httptest.Server
+}
+
+// kill stops the replica as a crash does: no more answers, its work
+// cancelled mid-way, its Lease left to expire.
+func (r *replica) kill() {
+	r.srv.Close()
+	r.cancel()
+	<-r.done
+}
+
+// TestBotsOnCluster runs two bot replicas in-process against the test
+// cluster, built by Build from a Config as cmd/bot builds them, each as
+// the elafros-bot ServiceAccount (so config/rbac and config/bot's Role
+// are enforced), with GitHub played by githubtest. The leader runs the
+// bundled reconciler: nothing else reconciles in this test.
+func TestBotsOnCluster(t *testing.T) {
+	c := testCluster(t)
+	ctx := t.Context()
+	role, err := os.ReadFile(filepath.Join("..", "..", "config", "bot", "lease.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyYAML(c, string(role)); err != nil {
+		t.Fatal(err)
+	}
+	sa := c.ServiceAccountConfig(t, journalNamespace, "elafros-bot")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {server: %q, insecure-skip-tls-verify: true}\nusers:\n- name: bot\n  user: {token: %q}\ncontexts:\n- name: test\n  context: {cluster: test, user: bot}\ncurrent-context: test\n", sa.Host, sa.BearerToken)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := githubtest.NewServer(t)
+	reg := processtest.StartRegistry(t)
+	image := func(tag string) string {
+		img, err := random.Image(256, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := name.ParseReference(reg+"/hello:"+tag, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		return ref.String()
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	start := func(name string) *replica {
+		g := &gate{entered: make(chan struct{})}
+		b, closeFn, err := bot.Build(bot.Config{
+			Kubeconfig: kubeconfig, Namespace: "default", WebhookSecrets: [][]byte{clSecret},
+			Token: gh.Token, APIURL: gh.URL, GitHubTransport: g, Workers: 4,
+			JournalNamespace: journalNamespace, Lease: "elafros-bot", Identity: name,
+			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond,
+			Reconcile: true, Gateway: kubetest.TestGateway, DomainSuffix: "apps.test",
+		}, log.With("replica", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		r := &replica{name: name, gate: g, cancel: cancel, done: make(chan struct{}), srv: httptest.NewServer(b.Handler())}
+		r.url = r.srv.URL
+		go func() {
+			defer close(r.done)
+			if err := b.Run(rctx, 4); err != nil {
+				t.Errorf("replica %s: %v", name, err)
+			}
+		}()
+		t.Cleanup(func() { r.kill(); closeFn() })
+		return r
+	}
+	holder := func() string {
+		l, err := c.Client.CoordinationV1().Leases(journalNamespace).Get(ctx, "elafros-bot", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	journal := func() []corev1.ConfigMap {
+		l, err := c.Client.CoreV1().ConfigMaps(journalNamespace).List(ctx, metav1.ListOptions{LabelSelector: bot.JournalLabel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+
+	// A leads first (so the test knows whom to kill); B follows.
+	a := start("a")
+	eventually(t, 30*time.Second, "replica a leads", func() (bool, string) { return holder() == "a", "holder " + holder() })
+	b := start("b")
+
+	// The fixture, written as the Action would: service hello (manual)
+	// from the repository, and PR 7's preview. The revisions become Ready
+	// only through the reconciler inside the leading bot.
+	svc := &v1alpha1.Service{ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "default",
+		Labels:      map[string]string{v1alpha1.RepositoryLabelKey: v1alpha1.RepositoryLabelValue(clRepo)},
+		Annotations: map[string]string{v1alpha1.RepositoryAnnotationKey: clRepo}}}
+	svc.Spec.RevisionTemplate.Spec.Container.Image = image("v1")
+	svc.Spec.Rollout.Strategy = v1alpha1.StrategyManual
+	svc.SetDefaults()
+	if _, err := admin.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	preview := &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "hello-pr-7", Namespace: "default"}}
+	preview.Spec.RevisionTemplate.Spec.Container.Image = image("pr-7")
+	preview.Spec.RevisionTemplate.Annotations = map[string]string{v1alpha1.GitCommitAnnotationKey: clHead7}
+	preview.SetDefaults()
+	if _, err := admin.Create(ctx, preview); err != nil {
+		t.Fatal(err)
+	}
+	ready := func(rev string) {
+		t.Helper()
+		eventually(t, 120*time.Second, "revision "+rev+" Ready (the bot's reconciler)", func() (bool, string) {
+			o, err := admin.Get(ctx, reconcile.KindRevision, "default", rev)
+			if err != nil {
+				return false, err.Error()
+			}
+			r := o.(*v1alpha1.Revision)
+			return r.Status.Conditions.IsTrue(v1alpha1.ConditionReady), fmt.Sprintf("%+v", r.Status.Conditions)
+		})
+	}
+	ready("hello-00001")
+	ready("hello-pr-7-00001")
+	route := func() *v1alpha1.Route {
+		t.Helper()
+		o, err := admin.Get(ctx, reconcile.KindRoute, "default", "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*v1alpha1.Route)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		rt := route().DeepCopy()
+		rt.Spec.Rollout.Traffic = []v1alpha1.TrafficTarget{
+			{Name: "current", RevisionName: "hello-00001", Percent: 100}, {Name: "next", RevisionName: "hello-00001"},
+			{Name: "pr-7", RevisionName: "hello-pr-7-00001"}}
+		_, err := admin.Update(ctx, rt)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gh.SetPullRequest(clRepo, githubtest.PullRequest{Number: 7, HeadSHA: clHead7, HeadRef: "seven", BaseRef: "main"})
+	gh.SetPermission(clRepo, "writer", "write")
+
+	var seq atomic.Int64
+	delivery := func() string { return fmt.Sprintf("cluster-%d-%d", time.Now().UnixNano(), seq.Add(1)) }
+	comment := func(body string) ([]byte, int64) {
+		t.Helper()
+		var p map[string]any
+		if err := json.Unmarshal(githubtest.Payload(t, "issue_comment.created.with-installation.json"), &p); err != nil {
+			t.Fatal(err)
+		}
+		id := gh.AddComment(clRepo, 7, "writer", body)
+		issue := p["issue"].(map[string]any)
+		issue["number"] = 7
+		issue["pull_request"] = map[string]any{"url": "https://api.github.com/repos/" + clRepo + "/pulls/7"}
+		cm := p["comment"].(map[string]any)
+		cm["id"], cm["body"], cm["created_at"] = id, body, time.Now().UTC().Format(time.RFC3339)
+		cm["user"].(map[string]any)["login"] = "writer"
+		out, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, id
+	}
+	post := func(r *replica, d string, key, body []byte) int {
+		t.Helper()
+		req, err := githubtest.NewWebhookRequest(r.url+"/webhook", "issue_comment", d, key, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	reactions := func(id int64) []string {
+		cm, _ := gh.Comment(id)
+		var out []string
+		for _, r := range cm.Reactions {
+			out = append(out, r.Content)
+		}
+		return out
+	}
+	rocket := func(id int64) {
+		t.Helper()
+		eventually(t, 60*time.Second, fmt.Sprintf("🚀 on comment %d", id), func() (bool, string) {
+			rs := reactions(id)
+			return slices.Contains(rs, "rocket") || slices.Contains(rs, "confused"), fmt.Sprint(rs)
+		})
+		if rs := reactions(id); !slices.Contains(rs, "rocket") {
+			cs := gh.Comments(clRepo, 7)
+			t.Fatalf("comment %d got %v; the bot said %q", id, rs, cs[len(cs)-1].Body)
+		}
+	}
+	wantTraffic := func(next int) {
+		t.Helper()
+		want := []v1alpha1.TrafficTarget{
+			{Name: "current", RevisionName: "hello-00001", Percent: 100 - next}, {Name: "next", RevisionName: "hello-pr-7-00001", Percent: next},
+			{Name: "pr-7", RevisionName: "hello-pr-7-00001"}}
+		if diff := cmp.Diff(want, route().Spec.Rollout.Traffic); diff != "" {
+			t.Fatalf("route spec (-want +got):\n%s", diff)
+		}
+		// The leader's reconciler makes status follow the spec.
+		eventually(t, 60*time.Second, "status.traffic following the spec", func() (bool, string) {
+			rt := route()
+			return cmp.Equal(want, rt.Status.Traffic), fmt.Sprintf("status %+v, observed generation %d of %d", rt.Status.Traffic, rt.Status.ObservedGeneration, rt.Generation)
+		})
+	}
+	state := func(d string) (string, string) {
+		cm, err := c.Client.CoreV1().ConfigMaps(journalNamespace).Get(ctx, bot.JournalName(d), metav1.GetOptions{})
+		if err != nil {
+			return "absent", ""
+		}
+		return cm.Labels[bot.JournalLabel], cm.Labels[bot.OutcomeLabel]
+	}
+
+	t.Run("bad signature: 401 and nothing recorded", func(t *testing.T) {
+		before := len(journal())
+		p, id := comment("/rollout 50")
+		for _, r := range []*replica{a, b} {
+			for name, key := range map[string][]byte{"missing": nil, "wrong secret": []byte("guess")} {
+				if code := post(r, delivery(), key, p); code != http.StatusUnauthorized {
+					t.Errorf("%s to %s: %d, want 401", name, r.name, code)
+				}
+			}
+		}
+		if n := len(journal()); n != before {
+			t.Errorf("the journal went from %d to %d entries", before, n)
+		}
+		if rs := reactions(id); len(rs) != 0 {
+			t.Errorf("reactions %v on a refused delivery", rs)
+		}
+	})
+
+	t.Run("rollout 50 accepted by the follower, applied by the leader", func(t *testing.T) {
+		p, id := comment("/rollout 50")
+		d := delivery()
+		if code := post(b, d, clSecret, p); code != http.StatusAccepted {
+			t.Fatalf("b answered %d, want 202", code)
+		}
+		rocket(id)
+		wantTraffic(50)
+		if s, o := state(d); s != bot.JournalDone || o != "moved" {
+			t.Errorf("journal entry %s: %s %s, want done moved", d, s, o)
+		}
+	})
+
+	t.Run("one delivery posted to both replicas is applied once", func(t *testing.T) {
+		p, id := comment("/rollout 30")
+		d := delivery()
+		codes := make([]int, 2)
+		var wg sync.WaitGroup
+		for i, r := range []*replica{a, b} {
+			wg.Add(1)
+			go func() { defer wg.Done(); codes[i] = post(r, d, clSecret, p) }()
+		}
+		wg.Wait()
+		slices.Sort(codes)
+		if diff := cmp.Diff([]int{http.StatusOK, http.StatusAccepted}, codes); diff != "" {
+			t.Fatalf("answers (-want +got):\n%s", diff)
+		}
+		rocket(id)
+		wantTraffic(30)
+		if code := post(a, d, clSecret, p); code != http.StatusOK {
+			t.Errorf("a redelivery after it ran: %d, want 200", code)
+		}
+		replies := 0
+		for _, cm := range gh.Comments(clRepo, 7) {
+			if strings.Contains(cm.Body, "`/rollout 30`") {
+				replies++
+			}
+		}
+		if n := strings.Count(strings.Join(reactions(id), " "), "rocket"); replies != 1 || n != 1 {
+			t.Errorf("%d replies and %d 🚀 for one delivery; want 1 and 1", replies, n)
+		}
+	})
+
+	t.Run("the leader killed between ack and apply: the other replica applies it", func(t *testing.T) {
+		if h := holder(); h != "a" {
+			t.Fatalf("the Lease is held by %q; the test kills the leader a", h)
+		}
+		a.gate.shut.Store(true) // a gets stuck at its first GitHub call
+		p, id := comment("/rollout 60")
+		d := delivery()
+		if code := post(a, d, clSecret, p); code != http.StatusAccepted {
+			t.Fatalf("a answered %d, want 202", code)
+		}
+		select {
+		case <-a.gate.entered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("a never started the command")
+		}
+		a.kill()
+		if s, _ := state(d); s != bot.JournalPending {
+			t.Fatalf("after a's death the entry is %s, want pending", s)
+		}
+		if got := route().Spec.Rollout.Traffic[1].Percent; got != 30 {
+			t.Fatalf("next at %d%% before anyone applied the command", got)
+		}
+		eventually(t, 30*time.Second, "b takes the Lease", func() (bool, string) { return holder() == "b", "holder " + holder() })
+		rocket(id)
+		wantTraffic(60) // b's reconciler, now the only one, follows too
+		if s, o := state(d); s != bot.JournalDone || o != "moved" {
+			t.Errorf("journal entry %s: %s %s, want done moved", d, s, o)
+		}
+	})
+}
+
+// eventually is testutil.Eventually, which this package cannot import:
+// testutil defines the -update flag that plan_test.go defines as well.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, why)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

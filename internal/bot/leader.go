@@ -11,11 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/reconcile"
@@ -100,7 +102,9 @@ func (l *LeaseElector) Run(ctx context.Context, lead func(ctx context.Context)) 
 				LockConfig: resourcelock.ResourceLockConfig{Identity: l.c.Identity},
 			},
 			LeaseDuration: l.c.LeaseDuration, RenewDeadline: l.c.RenewDeadline, RetryPeriod: l.c.RetryPeriod,
-			ReleaseOnCancel: !l.c.KeepOnStop,
+			// Released below once the term has stopped working, not
+			// while it may still be winding down.
+			ReleaseOnCancel: false,
 			Name:            l.c.Name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(c context.Context) {
@@ -125,7 +129,34 @@ func (l *LeaseElector) Run(ctx context.Context, lead func(ctx context.Context)) 
 		le.Run(ctx)
 	}
 	term.Lock()
-	term.Unlock() //nolint:staticcheck // waits for the last term to end
+	defer term.Unlock()
+	if !l.c.KeepOnStop {
+		l.release()
+	}
+}
+
+// release hands the Lease over (as client-go's ReleaseOnCancel does: no
+// holder, a one-second duration), if this replica still holds it.
+func (l *LeaseElector) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), l.c.RenewDeadline)
+	defer cancel()
+	leases := l.cs.CoordinationV1().Leases(l.c.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		lease, err := leases.Get(ctx, l.c.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.c.Identity {
+			return nil
+		}
+		none, one, now := "", int32(1), metav1.NewMicroTime(time.Now())
+		lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds, lease.Spec.AcquireTime, lease.Spec.RenewTime = &none, &one, &now, &now
+		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		l.log.Warn("releasing the Lease; the other replicas wait for it to expire", "err", err)
+	}
 }
 
 // leadState is what enqueue and the workers share with the term: whether
