@@ -49,6 +49,9 @@ type Config struct {
 	JournalNamespace, Lease, Identity string
 	// Lease timing; zero values take client-go's usual 15s, 10s and 2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// PollEvery is how often the leader lists the journal besides
+	// watching it (Options.PollEvery; zero: 1s).
+	PollEvery time.Duration
 	// Reconcile runs the bundled reconciler while this replica leads,
 	// with HTTPRoutes attached to Gateway (NAMESPACE/NAME[:LISTENER]).
 	Reconcile                             bool
@@ -182,7 +185,7 @@ func Build(c Config, log *slog.Logger) (b *Bot, closeFn func(), err error) {
 		dc *deploy.Client
 		j  Journal
 	)
-	opts := Options{Verifier: v, Logger: log}
+	opts := Options{Verifier: v, Logger: log, PollEvery: c.PollEvery}
 	if c.cluster() {
 		var cfg *rest.Config
 		if c.InCluster {

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -214,6 +215,43 @@ func (j *KubeJournal) Prune(t time.Time) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Changes signals, until ctx ends, each time an entry becomes pending (in
+// whichever replica recorded it), so that the leader carries out what a
+// follower accepted at once rather than at its next look. Signals
+// coalesce: one may stand for several entries. A watch that cannot be
+// made is reported to failed and tried again, backing off to 30s; the
+// leader's periodic look covers the gap.
+func (j *KubeJournal) Changes(ctx context.Context, failed func(error)) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	sel := labels.SelectorFromSet(labels.Set{JournalLabel: JournalPending}).String()
+	go func() {
+		wait := time.Second
+		for ctx.Err() == nil {
+			w, err := j.cs.CoreV1().ConfigMaps(j.ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				failed(fmt.Errorf("journal: watching namespace %s: %w", j.ns, err))
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 30*time.Second)
+				continue
+			}
+			wait = time.Second
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Added {
+					select {
+					case ch <- struct{}{}:
+					default: // one is waiting already
+					}
+				}
+			}
+			w.Stop()
+		}
+	}()
+	return ch
 }
 
 // Close implements Journal; the cluster keeps the journal.

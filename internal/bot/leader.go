@@ -159,14 +159,24 @@ func (l *LeaseElector) release() {
 	}
 }
 
+// changes is a Journal that says when entries become pending
+// (KubeJournal: a watch).
+type changes interface {
+	Changes(ctx context.Context, failed func(error)) <-chan struct{}
+}
+
 // leadState is what enqueue and the workers share with the term: whether
 // this replica leads, and the deliveries it finished in this term (so a
 // journal listing taken before an entry was finished does not run it
 // again).
 type leadState struct {
-	mu      sync.RWMutex
-	leading bool
-	done    sync.Map // delivery → struct{}
+	// replaying makes looks at the journal take turns: a listing taken
+	// before another must not be acted on after it (it could show as
+	// pending an entry the later one knew was done).
+	replaying sync.Mutex
+	mu        sync.RWMutex
+	leading   bool
+	done      sync.Map // delivery → struct{}
 }
 
 // term is one stretch of leadership: workers carry out commands, pending
@@ -226,12 +236,33 @@ func (b *Bot) term(ctx context.Context, workers int) {
 	}
 	if b.o.Elect != nil {
 		// Other replicas record what they accept without carrying it
-		// out: the leader finds it in the journal.
-		b.every(ctx, b.o.PollEvery, func() {
+		// out: the leader finds it in the journal, at once where the
+		// journal says when it changes, and at every look.
+		look := func() {
 			if err := b.replay(); err != nil && ctx.Err() == nil {
 				b.log.Warn("reading the journal", "err", err)
 			}
-		})
+		}
+		b.every(ctx, b.o.PollEvery, look)
+		if n, ok := b.o.Journal.(changes); ok {
+			ch := n.Changes(ctx, func(err error) {
+				if ctx.Err() == nil {
+					b.log.Warn("the journal cannot be watched; looking at it every "+b.o.PollEvery.String(), "err", err)
+				}
+			})
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-ch:
+						look()
+					}
+				}
+			}()
+		}
 	}
 	if b.o.Lead != nil {
 		b.wg.Add(1)
@@ -254,6 +285,8 @@ func (b *Bot) term(ctx context.Context, workers int) {
 // replay queues the journal's pending entries, and forgets the marks of
 // finished deliveries the journal no longer lists as pending.
 func (b *Bot) replay() error {
+	b.lead.replaying.Lock()
+	defer b.lead.replaying.Unlock()
 	pending, err := b.o.Journal.Pending()
 	if err != nil {
 		return err

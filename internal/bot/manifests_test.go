@@ -89,7 +89,7 @@ func TestConfigBot(t *testing.T) {
 	// leader election do (the cluster test runs them as this
 	// ServiceAccount, so RBAC is enforced there too).
 	need := map[string][]string{"coordination.k8s.io/leases": {"get", "create", "update"},
-		"/configmaps": {"get", "list", "create", "update", "delete"}}
+		"/configmaps": {"get", "list", "watch", "create", "update", "delete"}}
 	for res, verbs := range need {
 		for _, verb := range verbs {
 			ok := false
