@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 // testCluster returns the package's cluster with the elafros CRDs, RBAC
 // and test Gateway installed. Under CI a cluster that cannot start fails
 // the test; elsewhere missing binaries skip it with the command to run.
-func testCluster(t *testing.T) *kubetest.Cluster {
+func testCluster(t testing.TB) *kubetest.Cluster {
 	t.Helper()
 	pkgCluster.once.Do(func() {
 		dir, err := os.MkdirTemp("", "elafros-bot-cluster-")
@@ -155,7 +155,7 @@ const journalNamespace = "elafros-system"
 
 // testNamespace makes a fresh namespace for one test's journal, so tests
 // sharing the cluster do not see each other's entries.
-func testNamespace(t *testing.T, c *kubetest.Cluster, prefix string) string {
+func testNamespace(t testing.TB, c *kubetest.Cluster, prefix string) string {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
 	if err := applyYAML(c, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name)); err != nil {
@@ -793,5 +793,54 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 			t.Fatalf("%s: not within %s: %s", what, timeout, why)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkKubeJournalRecord is what a replica does on a cluster before it
+// answers 202: one ConfigMap Create with a recorded comment's payload.
+func BenchmarkKubeJournalRecord(b *testing.B) {
+	c := testCluster(b)
+	j, err := bot.NewKubeJournal(c.Client, testNamespace(b, c, "bench-record"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := githubtest.Payload(b, "issue_comment.created.with-installation.json")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if isNew, err := j.Record(bot.Entry{Delivery: fmt.Sprintf("record-%d", i), Event: "issue_comment", Payload: p}); err != nil || !isNew {
+			b.Fatalf("Record = %v, %v", isNew, err)
+		}
+	}
+}
+
+// BenchmarkKubeJournalHandOver is what a follower's 202 adds before the
+// leader can start on it: from one replica's Record to the other's watch
+// signal.
+func BenchmarkKubeJournalHandOver(b *testing.B) {
+	c := testCluster(b)
+	ns := testNamespace(b, c, "bench-handover")
+	follower, err := bot.NewKubeJournal(c.Client, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leader, err := bot.NewKubeJournal(c.Client, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := leader.Changes(ctx, func(err error) { b.Error(err) })
+	p := githubtest.Payload(b, "issue_comment.created.with-installation.json")
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := follower.Record(bot.Entry{Delivery: fmt.Sprintf("handover-%d", i), Event: "issue_comment", Payload: p}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-changes:
+		case <-time.After(30 * time.Second):
+			b.Fatalf("no signal for entry %d", i)
+		}
 	}
 }
