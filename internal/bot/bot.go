@@ -78,8 +78,9 @@ type Options struct {
 	// Lead runs while this replica leads (the bundled reconciler, see
 	// Reconciler); restarted when it fails.
 	Lead func(ctx context.Context) error
-	// PollEvery is how often the leader looks in the journal for entries
-	// other replicas accepted (default 1s; only with Elect).
+	// PollEvery is how often the leader lists the journal for entries
+	// other replicas accepted, besides watching it where the journal can
+	// (KubeJournal) (default 1s; only with Elect).
 	PollEvery time.Duration
 }
 
