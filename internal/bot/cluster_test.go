@@ -488,6 +488,10 @@ func TestBotsOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The services in a namespace of their own, so the test can run again
+	// on the same cluster (-count); the journal and the Lease are in
+	// elafros-system, where config/bot's Role lets the bot keep them.
+	svcNS := testNamespace(t, c, "bots")
 	gh := githubtest.NewServer(t)
 	reg := processtest.StartRegistry(t)
 	image := func(tag string) string {
@@ -511,7 +515,7 @@ func TestBotsOnCluster(t *testing.T) {
 	start := func(name string) *replica {
 		g := &gate{entered: make(chan struct{})}
 		b, closeFn, err := bot.Build(bot.Config{
-			Kubeconfig: kubeconfig, Namespace: "default", WebhookSecrets: [][]byte{clSecret},
+			Kubeconfig: kubeconfig, Namespace: svcNS, WebhookSecrets: [][]byte{clSecret},
 			Token: gh.Token, APIURL: gh.URL, GitHubTransport: g, Workers: 4,
 			JournalNamespace: journalNamespace, Lease: "elafros-bot", Identity: name,
 			// Short, yet long enough for a loaded machine to renew in time.
@@ -559,7 +563,7 @@ func TestBotsOnCluster(t *testing.T) {
 	// The fixture, written as the Action would: service hello (manual)
 	// from the repository, and PR 7's preview. The revisions become Ready
 	// only through the reconciler inside the leading bot.
-	svc := &v1alpha1.Service{ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "default",
+	svc := &v1alpha1.Service{ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: svcNS,
 		Labels:      map[string]string{v1alpha1.RepositoryLabelKey: v1alpha1.RepositoryLabelValue(clRepo)},
 		Annotations: map[string]string{v1alpha1.RepositoryAnnotationKey: clRepo}}}
 	svc.Spec.RevisionTemplate.Spec.Container.Image = image("v1")
@@ -568,7 +572,7 @@ func TestBotsOnCluster(t *testing.T) {
 	if _, err := admin.Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	preview := &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "hello-pr-7", Namespace: "default"}}
+	preview := &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "hello-pr-7", Namespace: svcNS}}
 	preview.Spec.RevisionTemplate.Spec.Container.Image = image("pr-7")
 	preview.Spec.RevisionTemplate.Annotations = map[string]string{v1alpha1.GitCommitAnnotationKey: clHead7}
 	preview.SetDefaults()
@@ -578,7 +582,7 @@ func TestBotsOnCluster(t *testing.T) {
 	ready := func(rev string) {
 		t.Helper()
 		eventually(t, 120*time.Second, "revision "+rev+" Ready (the bot's reconciler)", func() (bool, string) {
-			o, err := admin.Get(ctx, reconcile.KindRevision, "default", rev)
+			o, err := admin.Get(ctx, reconcile.KindRevision, svcNS, rev)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -590,7 +594,7 @@ func TestBotsOnCluster(t *testing.T) {
 	ready("hello-pr-7-00001")
 	route := func() *v1alpha1.Route {
 		t.Helper()
-		o, err := admin.Get(ctx, reconcile.KindRoute, "default", "hello")
+		o, err := admin.Get(ctx, reconcile.KindRoute, svcNS, "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
