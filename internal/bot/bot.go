@@ -333,6 +333,7 @@ func (b *Bot) Run(ctx context.Context, workers int) error {
 	if _, err := b.o.Journal.Pending(); err != nil {
 		return fmt.Errorf("bot journal: %w", err)
 	}
+	b.registerLeader()
 	if b.o.Elect == nil {
 		b.term(ctx, workers)
 		return nil

@@ -750,6 +750,25 @@ func TestBotsOnCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics say which replica leads", func(t *testing.T) {
+		leader := holder()
+		for _, r := range []*replica{a, b} {
+			want := "elafros_bot_leader 0"
+			if r.name == leader {
+				want = "elafros_bot_leader 1"
+			}
+			resp, err := http.Get(r.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), "\n"+want+"\n") {
+				t.Errorf("%s's /metrics lacks %q (the Lease is %s's)", r.name, want, leader)
+			}
+		}
+	})
+
 	t.Run("the leader killed between ack and apply: the other replica applies it", func(t *testing.T) {
 		// a leads unless a slow renewal handed the Lease to b meanwhile.
 		leader, other := a, b

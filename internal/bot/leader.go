@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -308,6 +309,25 @@ func (b *Bot) replay() error {
 		return true
 	})
 	return nil
+}
+
+// registerLeader adds elafros_bot_leader to the bot's metrics: 1 while
+// this replica carries out commands, so a dashboard shows which one does
+// (and that exactly one does).
+func (b *Bot) registerLeader() {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "elafros_bot_leader",
+		Help: "1 while this replica leads: it carries out the commands every replica accepts, and runs the reconciler."},
+		func() float64 {
+			b.lead.mu.RLock()
+			defer b.lead.mu.RUnlock()
+			if b.lead.leading {
+				return 1
+			}
+			return 0
+		})
+	if err := b.reg.Register(g); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		b.log.Warn("metrics", "err", err)
+	}
 }
 
 // every runs f now and then every d until ctx ends.
