@@ -71,6 +71,17 @@ type Options struct {
 	RecoverEvery, RecoverWindow time.Duration
 	// URL makes a public URL of a host (default http://HOST).
 	URL func(host string) string
+	// Elect, on a cluster, makes this bot one of several replicas sharing
+	// the Journal: every replica answers webhooks and records them, only
+	// the leader carries them out. Nil: one process, always the leader.
+	Elect Elector
+	// Lead runs while this replica leads (the bundled reconciler, see
+	// Reconciler); restarted when it fails.
+	Lead func(ctx context.Context) error
+	// PollEvery is how often the leader lists the journal for entries
+	// other replicas accepted, besides watching it where the journal can
+	// (KubeJournal) (default 1s; only with Elect).
+	PollEvery time.Duration
 }
 
 // Bot is the webhook server. Handler serves it; Run does its work.
@@ -84,6 +95,7 @@ type Bot struct {
 	wg      sync.WaitGroup
 	running sync.Map // delivery → struct{}: in the hands of a worker
 	routes  sync.Map // route name → *sync.Mutex
+	lead    leadState
 }
 
 // rollout moves one route's traffic. Commands on the same route take
@@ -283,6 +295,14 @@ func (b *Bot) webhook(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *Bot) enqueue(e Entry) {
+	b.lead.mu.RLock()
+	defer b.lead.mu.RUnlock()
+	if !b.lead.leading {
+		return // the leader finds it in the journal
+	}
+	if _, done := b.lead.done.Load(e.Delivery); done {
+		return // finished in this term; the listing predates it
+	}
 	if _, busy := b.running.LoadOrStore(e.Delivery, struct{}{}); busy {
 		return
 	}
@@ -296,75 +316,32 @@ func (b *Bot) enqueue(e Entry) {
 	}
 }
 
-// Run replays pending entries, carries out commands with workers, and
-// (as a GitHub App) asks for failed deliveries to be redelivered, until
-// ctx ends.
+// Run carries out accepted commands with workers until ctx ends: at once
+// (one process), or with an Elector while this replica leads, replaying
+// the journal's pending entries when it becomes the leader. The leader
+// also prunes the journal, runs Options.Lead and (as a GitHub App) asks
+// for failed deliveries to be redelivered.
 func (b *Bot) Run(ctx context.Context, workers int) error {
 	if workers <= 0 {
 		workers = 8
 	}
-	for range workers {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case e := <-b.work:
-					b.handle(ctx, e)
-					b.running.Delete(e.Delivery)
-				}
-			}
-		}()
+	if b.o.PollEvery <= 0 {
+		b.o.PollEvery = time.Second
 	}
-	pending, err := b.o.Journal.Pending()
-	if err != nil {
+	// A journal that cannot be read is a configuration error (RBAC, a
+	// locked file): say so at start rather than answer 503 to GitHub.
+	if _, err := b.o.Journal.Pending(); err != nil {
 		return fmt.Errorf("bot journal: %w", err)
 	}
-	for _, e := range pending {
-		b.log.Info("replaying an accepted command", "delivery", e.Delivery)
-		b.enqueue(e)
+	b.registerLeader()
+	if b.o.Elect == nil {
+		b.term(ctx, workers)
+		return nil
 	}
+	// Every replica records what it accepts; whoever leads carries it
+	// out, so a follower is ready as soon as its journal answers.
 	b.ready.Store(true)
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			if n, err := b.o.Journal.Prune(time.Now().Add(-b.o.RecoverWindow)); err != nil {
-				b.log.Warn("pruning the journal", "err", err)
-			} else if n > 0 {
-				b.log.Info("pruned the journal", "entries", n)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	if b.o.Deliveries != nil {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			t := time.NewTicker(b.o.RecoverEvery)
-			defer t.Stop()
-			for {
-				if err := b.Recover(ctx); err != nil && ctx.Err() == nil {
-					b.log.Warn("recovering failed deliveries", "err", err)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-			}
-		}()
-	}
-	<-ctx.Done()
-	b.wg.Wait()
+	b.o.Elect.Run(ctx, func(ctx context.Context) { b.term(ctx, workers) })
 	return nil
 }
 

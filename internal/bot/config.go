@@ -15,9 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/github"
+	"github.com/elafros/elafros/internal/kube"
+	"github.com/elafros/elafros/internal/reconcile"
 )
 
 // Config is the bot's command line and environment.
@@ -34,9 +39,26 @@ type Config struct {
 	AppKey []byte
 	Token  string
 	APIURL string
-	// Journal is the bbolt file accepted commands are recorded in.
+	// Journal is the bbolt file accepted commands are recorded in (with
+	// --server; on a cluster the journal is ConfigMaps in JournalNamespace).
 	Journal string
 	Workers int
+
+	// On a cluster: the bot's own namespace (journal and Lease), the
+	// Lease's name and this replica's identity in it.
+	JournalNamespace, Lease, Identity string
+	// Lease timing; zero values take client-go's usual 15s, 10s and 2s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// PollEvery is how often the leader lists the journal besides
+	// watching it (Options.PollEvery; zero: 1s).
+	PollEvery time.Duration
+	// Reconcile runs the bundled reconciler while this replica leads,
+	// with HTTPRoutes attached to Gateway (NAMESPACE/NAME[:LISTENER]).
+	Reconcile                             bool
+	Gateway, DomainSuffix, LogURLTemplate string
+	// GitHubTransport carries the requests to GitHub (nil: the default
+	// transport, which honours HTTPS_PROXY).
+	GitHubTransport http.RoundTripper
 }
 
 // ParseConfig reads flags and the environment (getenv).
@@ -57,11 +79,46 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	secretFile := fs.String("webhook-secret-file", "", "a file holding the webhook secret (instead of $GITHUB_WEBHOOK_SECRET)")
 	fs.StringVar(&c.Journal, "journal", defaultJournal(getenv), "the file accepted commands are recorded in")
 	fs.IntVar(&c.Workers, "workers", 16, "commands carried out at once")
+	podNS := getenv("POD_NAMESPACE")
+	if podNS == "" {
+		podNS = "elafros-system"
+	}
+	fs.StringVar(&c.JournalNamespace, "journal-namespace", podNS, "on a cluster: the namespace of the journal's ConfigMaps and the Lease ($POD_NAMESPACE)")
+	fs.StringVar(&c.Lease, "lease", "elafros-bot", "on a cluster: the Lease the replicas elect their leader with")
+	fs.BoolVar(&c.Reconcile, "reconcile", true, "on a cluster: run the bundled reconciler while this replica leads")
+	fs.StringVar(&c.Gateway, "gateway", "", "on a cluster: the Gateway every HTTPRoute attaches to, NAMESPACE/NAME[:LISTENER] (required with --reconcile)")
+	fs.StringVar(&c.DomainSuffix, "domain-suffix", "example.com", "on a cluster: routes are served at <route>.<namespace>.<suffix>")
+	fs.StringVar(&c.LogURLTemplate, "log-url-template", "", "on a cluster: each revision's status.logUrl ({namespace}, {name}, {configuration})")
 	if err := fs.Parse(args); err != nil {
-		return c, fmt.Errorf("%w\n\nflags: --addr, --server, --kubeconfig, --context, --in-cluster, --namespace, --webhook-secret-file, --journal, --workers", err)
+		return c, fmt.Errorf("%w\n\nflags: --addr, --server, --kubeconfig, --context, --in-cluster, --namespace, --webhook-secret-file, --journal, --workers; on a cluster --journal-namespace, --lease, --reconcile, --gateway, --domain-suffix, --log-url-template", err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: the bot takes flags only", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.Identity = getenv("POD_NAME")
+	if c.cluster() {
+		if set["journal"] {
+			return c, fmt.Errorf("--journal %q: on a cluster the journal is ConfigMaps in --journal-namespace (%s), shared by the replicas; --journal is for --server", c.Journal, c.JournalNamespace)
+		}
+		if c.Reconcile {
+			if c.Gateway == "" {
+				return c, errors.New("--gateway: the bundled reconciler needs the Gateway its HTTPRoutes attach to (NAMESPACE/NAME); or --reconcile=false when another controller runs")
+			}
+			if _, err := kube.ParseGateway(c.Gateway); err != nil {
+				return c, fmt.Errorf("--gateway %w", err)
+			}
+			if c.DomainSuffix == "" {
+				return c, errors.New("--domain-suffix must not be empty")
+			}
+		}
+	} else {
+		for _, f := range []string{"journal-namespace", "lease", "reconcile", "gateway", "domain-suffix", "log-url-template"} {
+			if set[f] {
+				return c, fmt.Errorf("--%s is for a cluster (--kubeconfig, --context or --in-cluster); elafros serve reconciles by itself and the bot's journal is the --journal file", f)
+			}
+		}
 	}
 
 	secret := []byte(getenv("GITHUB_WEBHOOK_SECRET"))
@@ -124,28 +181,59 @@ func Build(c Config, log *slog.Logger) (b *Bot, closeFn func(), err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var dc *deploy.Client
+	var (
+		dc *deploy.Client
+		j  Journal
+	)
+	opts := Options{Verifier: v, Logger: log, PollEvery: c.PollEvery}
 	if c.cluster() {
-		st, err := client.ForKubeconfig(c.Kubeconfig, c.Context)
+		var cfg *rest.Config
+		if c.InCluster {
+			cfg, err = rest.InClusterConfig()
+		} else {
+			cfg, err = client.Kubeconfig(c.Kubeconfig, c.Context)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := client.New(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
 		dc = deploy.New(st, c.Namespace)
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		if j, err = NewKubeJournal(cs, c.JournalNamespace); err != nil {
+			return nil, nil, err
+		}
+		if opts.Elect, err = NewLeaseElector(cs, LeaseConfig{Namespace: c.JournalNamespace, Name: c.Lease, Identity: c.Identity,
+			LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}, log); err != nil {
+			return nil, nil, err
+		}
+		if c.Reconcile {
+			gw, err := kube.ParseGateway(c.Gateway)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--gateway %w", err)
+			}
+			opts.Lead = Reconciler(cfg, kube.ReconcilerOptions{Traffic: kube.TrafficOptions{Gateway: gw}, Namespace: c.Namespace,
+				Reconcile: reconcile.Options{DomainSuffix: c.DomainSuffix, LogURLTemplate: c.LogURLTemplate}}, log)
+		}
 	} else {
 		st, err := client.ForServer(c.Server)
 		if err != nil {
 			return nil, nil, err
 		}
 		dc = deploy.New(st, c.Namespace)
+		if err := os.MkdirAll(filepath.Dir(c.Journal), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("--journal: %w", err)
+		}
+		if j, err = OpenBoltJournal(c.Journal); err != nil {
+			return nil, nil, err
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(c.Journal), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("--journal: %w", err)
-	}
-	j, err := OpenBoltJournal(c.Journal)
-	if err != nil {
-		return nil, nil, err
-	}
-	opts := Options{Verifier: v, Deploy: dc, Journal: j, Logger: log}
+	opts.Deploy, opts.Journal = dc, j
 	// The observer needs the bot, which needs the clients: tie the knot
 	// through a variable set below.
 	observe := github.WithObserver(func(m string, s int, err error) {
@@ -154,6 +242,9 @@ func Build(c Config, log *slog.Logger) (b *Bot, closeFn func(), err error) {
 		}
 	})
 	gopts := []github.Option{github.WithAPIURL(c.APIURL), observe, github.WithUserAgent("elafros-bot")}
+	if c.GitHubTransport != nil {
+		gopts = append(gopts, github.WithTransport(c.GitHubTransport))
+	}
 	if c.AppID != 0 {
 		app, err := github.NewApp(c.AppID, c.AppKey, gopts...)
 		if err != nil {
@@ -206,7 +297,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	ran := make(chan struct{})
 	go func() { errs <- hs.Serve(l) }()
 	go func() { defer close(ran); _ = b.Run(ctx, c.Workers) }()
-	log.Info("elafros bot serving", "addr", l.Addr().String(), "app", c.AppID != 0, "journal", c.Journal)
+	journal := c.Journal
+	if c.cluster() {
+		journal = "ConfigMaps in " + c.JournalNamespace
+	}
+	log.Info("elafros bot serving", "addr", l.Addr().String(), "app", c.AppID != 0, "journal", journal)
 	select {
 	case <-ctx.Done():
 	case err := <-errs:

@@ -48,13 +48,32 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("%+v", c)
 				}
 			}},
-		{"app and secret file", []string{"--webhook-secret-file", secretFile, "--kubeconfig", "/k", "--namespace", "team"},
+		{"app and secret file", []string{"--webhook-secret-file", secretFile, "--kubeconfig", "/k", "--namespace", "team", "--gateway", "infra/public"},
 			env("GITHUB_APP_ID", "12", "GITHUB_APP_PRIVATE_KEY_FILE", keyFile), "",
 			func(t *testing.T, c Config) {
 				if c.AppID != 12 || len(c.AppKey) == 0 || string(c.WebhookSecrets[0]) != "from-file" || c.Kubeconfig != "/k" || c.Namespace != "team" {
 					t.Errorf("%+v", c)
 				}
 			}},
+		// On a cluster: the journal and Lease in the pod's namespace, the
+		// reconciler on by default (so it needs its Gateway).
+		{"cluster defaults", []string{"--in-cluster", "--gateway", "infra/public:http"}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t", "POD_NAMESPACE", "bots", "POD_NAME", "bot-1"), "",
+			func(t *testing.T, c Config) {
+				if c.JournalNamespace != "bots" || c.Identity != "bot-1" || c.Lease != "elafros-bot" || !c.Reconcile || c.DomainSuffix != "example.com" {
+					t.Errorf("%+v", c)
+				}
+			}},
+		{"cluster without reconciler", []string{"--context", "prod", "--reconcile=false"}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t"), "",
+			func(t *testing.T, c Config) {
+				if c.Reconcile || c.JournalNamespace != "elafros-system" {
+					t.Errorf("%+v", c)
+				}
+			}},
+		{"cluster without gateway", []string{"--in-cluster"}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t"), "--gateway: the bundled reconciler needs the Gateway", nil},
+		{"bad gateway", []string{"--in-cluster", "--gateway", "public"}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t"), `--gateway "public": want NAMESPACE/NAME`, nil},
+		{"empty domain suffix", []string{"--in-cluster", "--gateway", "infra/public", "--domain-suffix", ""}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t"), "--domain-suffix must not be empty", nil},
+		{"journal file on a cluster", []string{"--in-cluster", "--gateway", "infra/public", "--journal", "/var/j.db"}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t"), "on a cluster the journal is ConfigMaps", nil},
+		{"cluster flag without a cluster", []string{"--gateway", "infra/public"}, env("GITHUB_WEBHOOK_SECRET", "s", "GITHUB_TOKEN", "t"), "--gateway is for a cluster", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
