@@ -28,6 +28,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/bot"
 	"github.com/elafros/elafros/internal/client"
+	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/github/githubtest"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
@@ -717,6 +718,20 @@ func TestBotsOnCluster(t *testing.T) {
 		wantTraffic(50)
 		if s, o := state(d); s != bot.JournalDone || o != "moved" {
 			t.Errorf("journal entry %s: %s %s, want done moved", d, s, o)
+		}
+		// The move is a Kubernetes Event on the Route too, as the commenter's.
+		evs, err := c.Client.CoreV1().Events(svcNS).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Route,involvedObject.name=hello,reason=" + deploy.ReasonTrafficMoved})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var moves []string
+		for _, e := range evs.Items {
+			if e.Source.Component == "elafros-bot" {
+				moves = append(moves, e.Message)
+			}
+		}
+		if len(moves) != 1 || !strings.Contains(moves[0], "next=hello-pr-7-00001:50%") {
+			t.Errorf("TrafficMoved events by the bot = %q, want the move to 50%%", moves)
 		}
 	})
 

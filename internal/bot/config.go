@@ -200,7 +200,12 @@ func Build(c Config, log *slog.Logger) (b *Bot, closeFn func(), err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		dc = deploy.New(st, c.Namespace)
+		ev, err := kube.NewEvents(cfg, "elafros-bot")
+		if err != nil {
+			return nil, nil, err
+		}
+		// Every move is also a Kubernetes Event on its Route.
+		dc = deploy.New(st, c.Namespace, deploy.WithEvents(ev))
 		cs, err := kubernetes.NewForConfig(cfg)
 		if err != nil {
 			return nil, nil, err
