@@ -41,6 +41,8 @@ type Router struct {
 	snap atomic.Pointer[snapshot]
 
 	gates     gates
+	upstreams upstreams
+	buffers   *bufferPool
 	proxy     *httputil.ReverseProxy
 	transport http.RoundTripper
 	metrics   *metrics
@@ -58,7 +60,8 @@ func New(resolver Resolver, opts ...Option) *Router {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	r := &Router{resolver: resolver, opts: o, transport: o.transport}
+	r := &Router{resolver: resolver, opts: o, transport: o.transport, buffers: &bufferPool{}}
+	r.upstreams.dialer = net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	if r.transport == nil {
 		r.transport = newTransport()
 	}
@@ -74,7 +77,7 @@ func New(resolver Resolver, opts ...Option) *Router {
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      r.transport,
-		BufferPool:     &bufferPool{},
+		BufferPool:     r.buffers,
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(o.logger.Handler(), slog.LevelDebug),
@@ -97,6 +100,7 @@ func newTransport() *http.Transport {
 // Close closes the idle connections to revisions' processes. The Router
 // stays usable.
 func (r *Router) Close() {
+	r.upstreams.closeIdle()
 	if t, ok := r.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
@@ -192,9 +196,17 @@ func (r *Router) serveRevision(c *call, req *http.Request) {
 
 	c.clientCtx = req.Context()
 	ctx := c.clientCtx
+	var deadline time.Time
 	if b.Timeout > 0 {
+		deadline = time.Now().Add(b.Timeout)
+	}
+	// The lean path needs a context only to wait at the gate: it puts the
+	// deadline on the connection instead, sparing a timer and a context
+	// per request.
+	lean := r.opts.transport == nil && leanEligible(req)
+	if b.Timeout > 0 && (b.SingleThreaded || !lean) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.Timeout)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	if b.SingleThreaded {
@@ -209,6 +221,10 @@ func (r *Router) serveRevision(c *call, req *http.Request) {
 			return
 		}
 		defer r.gates.release(key, g)
+	}
+	if lean {
+		r.proxyLean(c, req, deadline)
+		return
 	}
 	r.proxy.ServeHTTP(c, req.WithContext(context.WithValue(ctx, callKey{}, c)))
 }
