@@ -58,6 +58,7 @@ func main() {
 
 type target struct {
 	name, url, host string
+	pid             int // the process answering wrk, metered with its children
 }
 
 func run(ctx context.Context, c config) error {
@@ -102,11 +103,11 @@ func run(ctx context.Context, c config) error {
 	defer nAuto.stop()
 
 	targets := []target{
-		{"direct-a (75%)", "http://" + p.backends[0] + "/", ""},
-		{"direct-b (25%)", "http://" + p.backends[1] + "/", ""},
-		{"nginx-1", "http://" + n1.addr + "/", benchHost},
-		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost},
-		{"elafros serve", "http://" + p.http + "/", benchHost},
+		{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0]},
+		{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1]},
+		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid},
+		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid},
+		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid},
 	}
 	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
 	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved (order rotates each round); %d CPUs\n\n",
@@ -118,15 +119,24 @@ func run(ctx context.Context, c config) error {
 		for k := range targets {
 			i := (k + round) % len(targets) // rotate, so no target always runs first
 			t := targets[i]
+			cpu0, err := processCPU(t.pid)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
 			r, out, err := runWrk(ctx, c.wrk, t.url, t.host, c.threads, c.conns, c.duration)
 			if err != nil {
 				return err
 			}
+			cpu1, err := processCPU(t.pid)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			r.CPUPerRequest = (cpu1 - cpu0) / time.Duration(max(r.Requests, 1))
 			if r.Non2xx+r.SocketErrs > 0 {
 				return fmt.Errorf("%s: %d non-2xx responses and %d socket errors in round %d:\n%s", t.name, r.Non2xx, r.SocketErrs, round+1, out)
 			}
 			results[i] = append(results[i], r)
-			fmt.Printf("  %-16s %10.0f req/s  p50 %9s  p99 %9s\n", t.name, r.RPS, fmtDur(r.P50), fmtDur(r.P99))
+			fmt.Printf("  %-16s %10.0f req/s  p50 %9s  p99 %9s  CPU %6.1f µs/req\n", t.name, r.RPS, fmtDur(r.P50), fmtDur(r.P99), us(r.CPUPerRequest))
 		}
 		fmt.Printf("  (load after: %s)\n", loadavg())
 	}
@@ -142,21 +152,24 @@ func report(targets []target, results [][]wrkResult) {
 		idx[t.name] = i
 	}
 	ours := results[idx["elafros serve"]]
-	fmt.Printf("\n%-8s %-12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99")
+	fmt.Printf("\nthe router's ratios (elafros serve / nginx); CPU is µs of CPU per request of the answering process(es)\n")
+	fmt.Printf("%-8s %-12s %12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99", "CPU/req")
 	for _, ref := range []string{"nginx-1", "nginx-auto"} {
 		theirs := results[idx[ref]]
 		for round := range ours {
 			o, t := ours[round], theirs[round]
-			fmt.Printf("%-8d %-12s %11.2fx %11.2fx %11.2fx\n", round+1, ref, o.RPS/t.RPS,
-				float64(o.P50)/float64(t.P50), float64(o.P99)/float64(t.P99))
+			fmt.Printf("%-8d %-12s %11.2fx %11.2fx %11.2fx %11.2fx\n", round+1, ref, o.RPS/t.RPS,
+				float64(o.P50)/float64(t.P50), float64(o.P99)/float64(t.P99), float64(o.CPUPerRequest)/float64(max(t.CPUPerRequest, 1)))
 		}
 	}
-	fmt.Printf("\n%-16s %-22s %-22s %-22s\n", "target", "req/s (min–max)", "p50 (min–max)", "p99 (min–max)")
+	fmt.Printf("\n%-16s %-22s %-22s %-22s %-22s\n", "target", "req/s (min–max)", "p50 (min–max)", "p99 (min–max)", "CPU µs/req (min–max)")
 	for i, t := range targets {
 		rs := results[i]
 		lo, hi := rs[0], rs[0]
 		var p50lo, p50hi, p99lo, p99hi = rs[0].P50, rs[0].P50, rs[0].P99, rs[0].P99
+		cpulo, cpuhi := rs[0].CPUPerRequest, rs[0].CPUPerRequest
 		for _, r := range rs[1:] {
+			cpulo, cpuhi = min(cpulo, r.CPUPerRequest), max(cpuhi, r.CPUPerRequest)
 			if r.RPS < lo.RPS {
 				lo = r
 			}
@@ -166,10 +179,12 @@ func report(targets []target, results [][]wrkResult) {
 			p50lo, p50hi = min(p50lo, r.P50), max(p50hi, r.P50)
 			p99lo, p99hi = min(p99lo, r.P99), max(p99hi, r.P99)
 		}
-		fmt.Printf("%-16s %-22s %-22s %-22s\n", t.name, fmt.Sprintf("%.0f–%.0f", lo.RPS, hi.RPS),
-			fmtDur(p50lo)+"–"+fmtDur(p50hi), fmtDur(p99lo)+"–"+fmtDur(p99hi))
+		fmt.Printf("%-16s %-22s %-22s %-22s %-22s\n", t.name, fmt.Sprintf("%.0f–%.0f", lo.RPS, hi.RPS),
+			fmtDur(p50lo)+"–"+fmtDur(p50hi), fmtDur(p99lo)+"–"+fmtDur(p99hi), fmt.Sprintf("%.1f–%.1f", us(cpulo), us(cpuhi)))
 	}
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))

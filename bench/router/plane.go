@@ -38,6 +38,8 @@ const benchHost = "bench.default.localhost"
 type plane struct {
 	dataDir, api, http, registry string
 	backends                     [2]string // the revisions' processes: 75%, 25%
+	backendPIDs                  [2]int
+	pid                          int // serve's, when it runs as its own process
 	stop                         func()
 }
 
@@ -63,6 +65,7 @@ func startBinary(bin string) (*plane, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	p.pid = cmd.Process.Pid
 	p.stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
@@ -147,20 +150,20 @@ func (p *plane) deploy(ctx context.Context, app string) error {
 		seen[res.Header.Get("Elafros-Revision")]++
 	}
 	for i, rev := range revs {
-		if p.backends[i], err = p.processAddr(rev); err != nil {
+		if p.backends[i], p.backendPIDs[i], err = p.processAddr(rev); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// processAddr finds where revision's process listens: serve records each
+// processAddr finds where revision's process listens, and its pid: serve records each
 // process's pid under <data-dir>/run, and the process's environment holds
 // the workload contract's PORT and ELAFROS_REVISION.
-func (p *plane) processAddr(revision string) (string, error) {
+func (p *plane) processAddr(revision string) (string, int, error) {
 	entries, err := os.ReadDir(filepath.Join(p.dataDir, "run"))
 	if err != nil {
-		return "", fmt.Errorf("finding revision %s's process: %w", revision, err)
+		return "", 0, fmt.Errorf("finding revision %s's process: %w", revision, err)
 	}
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(p.dataDir, "run", e.Name()))
@@ -182,10 +185,10 @@ func (p *plane) processAddr(revision string) (string, error) {
 			}
 		}
 		if vars[v1alpha1.EnvRevision] == revision && vars[v1alpha1.EnvPort] != "" {
-			return "127.0.0.1:" + vars[v1alpha1.EnvPort], nil
+			return "127.0.0.1:" + vars[v1alpha1.EnvPort], pid, nil
 		}
 	}
-	return "", fmt.Errorf("no process of revision %s found under %s", revision, filepath.Join(p.dataDir, "run"))
+	return "", 0, fmt.Errorf("no process of revision %s found under %s", revision, filepath.Join(p.dataDir, "run"))
 }
 
 // pushApp builds the Go program in dir as a static linux/amd64 binary,

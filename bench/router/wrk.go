@@ -17,6 +17,9 @@ type wrkResult struct {
 	P50, P99   time.Duration
 	Non2xx     int64
 	SocketErrs int64
+	// CPUPerRequest is filled in by the caller: the target's CPU time
+	// over the run divided by Requests.
+	CPUPerRequest time.Duration
 }
 
 // runWrk loads url for d with threads and conns, every request carrying

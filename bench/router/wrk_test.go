@@ -62,3 +62,29 @@ func TestParseWrkRefusesIncompleteReports(t *testing.T) {
 		t.Errorf("a unit wrk does not print: err %v, want one listing the units", err)
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	for _, tc := range []struct {
+		name, stat string
+		want       time.Duration
+		wantErr    string
+	}{
+		{"plain", "15169 (cat) R 15166 15166 21062 0 -1 4194304 96 0 0 0 7 3 0 0 20 0 1 0 1219855", 100 * time.Millisecond, ""},
+		{"name with spaces and parentheses", "42 (a (b) c) S 1 42 42 0 -1 0 0 0 0 0 250 50 0 0 20 0 1 0 1", 3 * time.Second, ""},
+		{"truncated", "42 (x) S 1 2 3", 0, "want at least 13"},
+		{"no name", "42 x S", 0, "no ')'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseStatCPU(tc.stat)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
