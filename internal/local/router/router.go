@@ -120,6 +120,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	t := ref.table
+	c.table = t
 	c.namespace, c.route = t.key.namespace, t.key.name
 	revision := ref.revision
 	if revision == "" {
@@ -190,7 +191,12 @@ func (r *Router) serveRevision(c *call, req *http.Request) {
 		return
 	}
 	c.backend = b
-	inFlight := r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
+	var inFlight prometheus.Gauge
+	if m := c.metrics(); m != nil {
+		inFlight = m.get().inFlight
+	} else {
+		inFlight = r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
+	}
 	inFlight.Inc()
 	defer inFlight.Dec()
 
@@ -281,8 +287,14 @@ func (r *Router) record(c *call) {
 	if code == 0 {
 		code = http.StatusOK
 	}
+	elapsed := time.Since(c.start).Seconds()
+	if m := c.metrics(); m != nil {
+		m.count(code)
+		m.get().duration.Observe(elapsed)
+		return
+	}
 	r.metrics.requests.WithLabelValues(c.namespace, c.route, c.revision, codeLabel(code)).Inc()
-	r.metrics.duration.WithLabelValues(c.namespace, c.route, c.revision).Observe(time.Since(c.start).Seconds())
+	r.metrics.duration.WithLabelValues(c.namespace, c.route, c.revision).Observe(elapsed)
 }
 
 type callKey struct{}
@@ -297,6 +309,15 @@ type call struct {
 	revision         string
 	backend          Backend
 	clientCtx        context.Context
+	table            *table // the route's table, once the host matched one
+}
+
+// metrics are the series of c's revision, or nil before one is chosen.
+func (c *call) metrics() *revMetrics {
+	if c.table == nil || c.revision == "" {
+		return nil
+	}
+	return c.table.metrics[c.revision]
 }
 
 func (c *call) Header() http.Header { return c.w.Header() }

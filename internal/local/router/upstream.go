@@ -80,6 +80,8 @@ type upConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
+	// hasDeadline: a request's deadline is still set on conn.
+	hasDeadline bool
 }
 
 func (u *upstreams) pool(addr string) *pool {
@@ -224,8 +226,9 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 		}
 		// Watch the client on the connection: its going away unblocks
 		// every read and write at once. The deadline is on it too.
-		if !deadline.IsZero() {
+		if !deadline.IsZero() || uc.hasDeadline {
 			_ = uc.conn.SetDeadline(deadline)
+			uc.hasDeadline = !deadline.IsZero()
 		}
 		stop = context.AfterFunc(ctx, func() { _ = uc.conn.SetDeadline(aLongTimeAgo) })
 		res, err = r.roundTrip(c, uc, req)
@@ -267,9 +270,8 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 	if err != nil || cancelled || res.Close {
 		_ = uc.conn.Close()
 	} else {
-		if !deadline.IsZero() {
-			_ = uc.conn.SetDeadline(time.Time{})
-		}
+		// The deadline stays: nothing reads an idle connection, and the
+		// next request sets its own (or clears it).
 		r.upstreams.put(p, uc)
 	}
 	if err != nil {
