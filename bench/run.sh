@@ -16,7 +16,7 @@ case "${1:-router}" in
   router)
     # wrk -t2 -c32 -d8s --latency per target and round, outside every
     # process measured; the router is a real `elafros serve`.
-    go run ./bench/router -duration "${DURATION:-8s}" -conns "${CONNS:-32}" -rounds "${ROUNDS:-3}" ${PROFILE:+-profile "$PROFILE"} ;;
+    go run ./bench/router -duration "${DURATION:-8s}" -conns "${CONNS:-32}" -rounds "${ROUNDS:-3}" ${PROFILE:+-profile "$PROFILE"} ${BASELINE:+-baseline "$BASELINE"} ${SERVE_ENV:+-serve-env "$SERVE_ENV"} ;;
   build)
     # ko from the Go module proxy, cached in bench/.bin.
     [ -x bench/.bin/ko ] || GOBIN="$PWD/bench/.bin" go install github.com/google/ko@v0.19.1

@@ -36,6 +36,8 @@ type config struct {
 	wrk, nginx, bin string
 	app             string
 	profile         string
+	baseline        string
+	serveEnv        string
 }
 
 func main() {
@@ -49,6 +51,8 @@ func main() {
 	flag.StringVar(&c.bin, "elafros", "", "the elafros binary (default: go build ./cmd/elafros)")
 	flag.StringVar(&c.app, "app", "examples/hello", "the revisions' program (a Go main package)")
 	flag.StringVar(&c.profile, "profile", "", "profile the router in this process under wrk and write the profiles here instead")
+	flag.StringVar(&c.baseline, "baseline", "", "another elafros binary (e.g. built from an earlier commit) measured as one more target, with revision processes of its own")
+	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -83,13 +87,27 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("go build ./cmd/elafros: %w\n%s", err, out)
 		}
 	}
-	p, err := startBinary(c.bin)
+	var env []string
+	if c.serveEnv != "" {
+		env = strings.Split(c.serveEnv, ",")
+	}
+	p, err := startBinary(c.bin, env)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
 	if err := p.deploy(ctx, app); err != nil {
 		return err
+	}
+	var base *plane
+	if c.baseline != "" {
+		if base, err = startBinary(c.baseline, env); err != nil {
+			return err
+		}
+		defer base.stop()
+		if err := base.deploy(ctx, app); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
 	}
 	n1, err := startNginx(c.nginx, "1", p.backends)
 	if err != nil {
@@ -109,9 +127,19 @@ func run(ctx context.Context, c config) error {
 		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid},
 		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid},
 	}
+	if base != nil {
+		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid})
+	}
 	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
-	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved (order rotates each round); %d CPUs\n\n",
+	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved (order rotates each round); %d CPUs\n",
 		c.threads, c.conns, c.duration, c.rounds, runtime.NumCPU())
+	if c.serveEnv != "" {
+		fmt.Printf("elafros serve runs with %s\n", c.serveEnv)
+	}
+	if base != nil {
+		fmt.Printf("serve baseline is %s, with revision processes of its own\n", c.baseline)
+	}
+	fmt.Println()
 
 	results := make([][]wrkResult, len(targets)) // [target][round]
 	for round := range c.rounds {
@@ -152,9 +180,13 @@ func report(targets []target, results [][]wrkResult) {
 		idx[t.name] = i
 	}
 	ours := results[idx["elafros serve"]]
-	fmt.Printf("\nthe router's ratios (elafros serve / nginx); CPU is µs of CPU per request of the answering process(es)\n")
+	refs := []string{"nginx-1", "nginx-auto"}
+	if _, ok := idx["serve baseline"]; ok {
+		refs = append(refs, "serve baseline")
+	}
+	fmt.Printf("\nthe router's ratios (elafros serve / the other); CPU is µs of CPU per request of the answering process(es)\n")
 	fmt.Printf("%-8s %-12s %12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99", "CPU/req")
-	for _, ref := range []string{"nginx-1", "nginx-auto"} {
+	for _, ref := range refs {
 		theirs := results[idx[ref]]
 		for round := range ours {
 			o, t := ours[round], theirs[round]

@@ -45,7 +45,7 @@ type plane struct {
 
 // startBinary runs `elafros serve` (bin) on a fresh data directory, as a
 // user starts it.
-func startBinary(bin string) (*plane, error) {
+func startBinary(bin string, env []string) (*plane, error) {
 	p := &plane{}
 	var err error
 	if p.dataDir, err = os.MkdirTemp("", "elafros-bench-router-"); err != nil {
@@ -62,6 +62,7 @@ func startBinary(bin string) (*plane, error) {
 	}
 	cmd := exec.Command(bin, "serve", "--data-dir", p.dataDir, "--api-addr", p.api, "--http-addr", p.http, "--registry-addr", p.registry)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
