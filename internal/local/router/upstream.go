@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -187,9 +188,6 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	return &upConn{conn: conn, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
 }
 
-// errTimedOut stands for the revision's timeoutSeconds passing.
-var errTimedOut = errors.New("timed out")
-
 // proxyLean proxies req (leanEligible) to c.backend, giving up at
 // deadline if it is not zero.
 func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
@@ -238,8 +236,10 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 		stop()
 		_ = uc.conn.Close()
 		uc = nil
+		// Not a stale connection but the revision's timeout, or the
+		// client gone: nothing to replay.
 		var nr errNoResponse
-		if !reused || !errors.As(err, &nr) || ctx.Err() != nil {
+		if !reused || !errors.As(err, &nr) || errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
 			r.leanFailed(c, req, deadline, err)
 			return
 		}
@@ -434,41 +434,43 @@ func copyHeader(dst, src http.Header) {
 // process: what ReverseProxy with our rewrite would send, without cloning
 // the request or its header.
 func writeRequest(bw *bufio.Writer, req *http.Request) {
-	bw.WriteString(req.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(req.URL.RequestURI())
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(req.Host)
-	bw.WriteString("\r\n")
+	// A bufio.Writer's error is sticky: the caller's Flush reports it.
+	w := func(s string) { _, _ = bw.WriteString(s) }
+	w(req.Method)
+	w(" ")
+	w(req.URL.RequestURI())
+	w(" HTTP/1.1\r\nHost: ")
+	w(req.Host)
+	w("\r\n")
 	conn := req.Header["Connection"]
 	for k, vv := range req.Header {
 		if hopHeaders[k] || notForwarded[k] || (len(conn) > 0 && namedByConnection(conn, k)) {
 			continue
 		}
 		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			w(k)
+			w(": ")
+			w(v)
+			w("\r\n")
 		}
 	}
 	// ReverseProxy keeps "Te: trailers" (gRPC needs it).
 	if te := req.Header["Te"]; len(te) > 0 && !namedByConnection(conn, "Te") && hasToken(te, "trailers") {
-		bw.WriteString("Te: trailers\r\n")
+		w("Te: trailers\r\n")
 	}
 	if ip, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
-		bw.WriteString("X-Forwarded-For: ")
-		bw.WriteString(ip)
-		bw.WriteString("\r\n")
+		w("X-Forwarded-For: ")
+		w(ip)
+		w("\r\n")
 	}
-	bw.WriteString("X-Forwarded-Host: ")
-	bw.WriteString(req.Host)
+	w("X-Forwarded-Host: ")
+	w(req.Host)
 	if req.TLS == nil {
-		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+		w("\r\nX-Forwarded-Proto: http\r\n")
 	} else {
-		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+		w("\r\nX-Forwarded-Proto: https\r\n")
 	}
-	bw.WriteString("\r\n")
+	w("\r\n")
 }
 
 func hasToken(values []string, token string) bool {

@@ -101,10 +101,12 @@ func roundTripRaw(t *testing.T, addr, raw, method string) exchange {
 			t.Fatalf("reading the response to %q: %v", raw, err)
 		}
 		if res.StatusCode >= 100 && res.StatusCode < 200 {
+			_ = res.Body.Close()
 			ex.Informational = append(ex.Informational, res.StatusCode)
 			continue
 		}
 		body, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
 		if err != nil {
 			t.Fatalf("reading the body of the response to %q: %v", raw, err)
 		}
