@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -75,12 +76,20 @@ type pool struct {
 	idle []*upConn // most recently used last
 }
 
+// maxResponseHeaderBytes bounds a response's header, as
+// http.Transport's default does: a process sending headers without end
+// gets a 502, not the router's memory.
+const maxResponseHeaderBytes = 10 << 20
+
 // upConn is one keep-alive connection to a process.
 type upConn struct {
-	conn     net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	lastUsed time.Time
+	conn net.Conn
+	// readLimit is how much more br may read from conn: the header
+	// limit while a response's header is read, unbounded for its body.
+	readLimit int64
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	lastUsed  time.Time
 	// hasDeadline: a request's deadline is still set on conn.
 	hasDeadline bool
 }
@@ -169,6 +178,10 @@ func (u *upstreams) sweepIdle() {
 func (u *upstreams) closeIdle() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.sweep != nil {
+		u.sweep.Stop()
+		u.sweep = nil
+	}
 	for addr, p := range u.pools {
 		p.mu.Lock()
 		for _, uc := range p.idle {
@@ -185,7 +198,25 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{conn: conn, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
+	uc := &upConn{conn: conn, bw: bufio.NewWriterSize(conn, 4<<10)}
+	uc.br = bufio.NewReaderSize(limitedReader{uc}, 4<<10)
+	return uc, nil
+}
+
+// limitedReader reads uc.conn within uc.readLimit.
+type limitedReader struct{ uc *upConn }
+
+func (l limitedReader) Read(p []byte) (int, error) {
+	uc := l.uc
+	if uc.readLimit <= 0 {
+		return 0, fmt.Errorf("the response header is larger than %d bytes", maxResponseHeaderBytes)
+	}
+	if int64(len(p)) > uc.readLimit {
+		p = p[:uc.readLimit]
+	}
+	n, err := uc.conn.Read(p)
+	uc.readLimit -= int64(n)
+	return n, err
 }
 
 // proxyLean proxies req (leanEligible) to c.backend, giving up at
@@ -302,6 +333,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // does.
 func (r *Router) roundTrip(c *call, uc *upConn, req *http.Request) (*http.Response, error) {
 	writeRequest(uc.bw, req)
+	uc.readLimit = maxResponseHeaderBytes
 	if err := uc.bw.Flush(); err != nil {
 		return nil, errNoResponse{err}
 	}
@@ -327,6 +359,7 @@ func (r *Router) roundTrip(c *call, uc *upConn, req *http.Request) (*http.Respon
 			continue
 		}
 		removeHopByHop(res.Header)
+		uc.readLimit = math.MaxInt64 // the body's length is the process's business
 		return res, nil
 	}
 }

@@ -325,10 +325,11 @@ func TestLeanPathReplaysOnClosedIdleConnection(t *testing.T) {
 // connection without answering, gives 502 naming the revision.
 func TestLeanPathBadGateway(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ name, answer string }{
-		{"garbage", "this is not HTTP\r\n\r\n"},
-		{"closed without answering", ""},
-		{"unrequested upgrade", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n"},
+	for _, tc := range []struct{ name, answer, because string }{
+		{"garbage", "this is not HTTP\r\n\r\n", "malformed HTTP status code"},
+		{"closed without answering", "", "EOF"},
+		{"unrequested upgrade", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", "asked for no upgrade"},
+		{"header past the limit", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("x", maxResponseHeaderBytes) + "\r\n\r\n", "larger than 10485760 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -357,8 +358,9 @@ func TestLeanPathBadGateway(t *testing.T) {
 			e.res.set(ns, "a", Backend{Addr: l.Addr().String()})
 			e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
 			w := e.get(domain, nil)
-			if want := fmt.Sprintf("revision a at %s did not answer", l.Addr()); w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), want) {
-				t.Errorf("got %d %q, want 502 containing %q", w.Code, w.Body, want)
+			want := fmt.Sprintf("revision a at %s did not answer", l.Addr())
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), want) || !strings.Contains(w.Body.String(), tc.because) {
+				t.Errorf("got %d %q, want 502 containing %q and %q", w.Code, w.Body, want, tc.because)
 			}
 		})
 	}
@@ -461,5 +463,74 @@ func TestLeanPathClientGone(t *testing.T) {
 	case <-ended:
 	case <-time.After(10 * time.Second):
 		t.Error("the process's request did not end when the client went away")
+	}
+}
+
+// TestUpstreamsSweepIdle: connections idle past idleTimeout are closed
+// and the pools of addresses left with none forgotten (their processes
+// are usually gone); fresher ones stay; a full pool closes what it cannot
+// keep.
+func TestUpstreamsSweepIdle(t *testing.T) {
+	t.Parallel()
+	accepted := make(chan net.Conn, maxIdlePerBackend+8)
+	listen := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		return l.Addr().String()
+	}
+	// closedByRouter reports whether the router closed the server side's
+	// peer: a read sees EOF at once.
+	closedByRouter := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err == io.EOF
+	}
+	var u upstreams
+	t.Cleanup(u.closeIdle)
+	stale, fresh := listen(), listen()
+	dialPut := func(addr string) net.Conn {
+		uc, err := u.dial(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.put(u.pool(addr), uc)
+		return <-accepted
+	}
+	staleServer := dialPut(stale)
+	freshServer := dialPut(fresh)
+	u.pools[stale].idle[0].lastUsed = time.Now().Add(-2 * idleTimeout)
+
+	u.sweepIdle()
+	if !closedByRouter(staleServer) {
+		t.Error("the connection idle past idleTimeout is still open")
+	}
+	if _, ok := u.pools[stale]; ok {
+		t.Errorf("the pool of %s, left empty, is still kept", stale)
+	}
+	if n := len(u.pools[fresh].idle); n != 1 {
+		t.Errorf("the fresh pool keeps %d connections, want 1", n)
+	}
+	if closedByRouter(freshServer) {
+		t.Error("the fresh connection was closed")
+	}
+
+	// Past maxIdlePerBackend, a returned connection is closed.
+	for range maxIdlePerBackend - 1 {
+		dialPut(fresh)
+	}
+	if !closedByRouter(dialPut(fresh)) {
+		t.Errorf("connection %d to one process was kept idle, want at most %d", maxIdlePerBackend+1, maxIdlePerBackend)
 	}
 }
