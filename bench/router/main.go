@@ -38,6 +38,7 @@ type config struct {
 	profile         string
 	baseline        string
 	serveEnv        string
+	floor           bool
 }
 
 func main() {
@@ -53,7 +54,17 @@ func main() {
 	flag.StringVar(&c.profile, "profile", "", "profile the router in this process under wrk and write the profiles here instead")
 	flag.StringVar(&c.baseline, "baseline", "", "another elafros binary (e.g. built from an earlier commit) measured as one more target, with revision processes of its own")
 	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
+	flag.BoolVar(&c.floor, "floor", false, "also measure what answering costs a Go process that proxies nothing: a net/http server and a raw loop, each with a fixed answer")
+	floorServer := flag.String("floor-server", "", "internal: serve as the floor server of this mode")
+	floorAddr := flag.String("floor-addr", "", "internal: the floor server's address")
 	flag.Parse()
+	if *floorServer != "" {
+		if err := serveFloor(*floorServer, *floorAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -129,6 +140,16 @@ func run(ctx context.Context, c config) error {
 	}
 	if base != nil {
 		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid})
+	}
+	if c.floor {
+		for _, mode := range []struct{ mode, name string }{{"nethttp", "go net/http"}, {"raw", "go raw loop"}} {
+			addr, cmd, err := startFloor(mode.mode)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			targets = append(targets, target{mode.name, "http://" + addr + "/", "", cmd.Process.Pid})
+		}
 	}
 	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
 	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved (order rotates each round); %d CPUs\n",
