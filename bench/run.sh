@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Whole-system benchmarks. Installs what the peers need from Debian, then
 # runs each harness in one go so the figures are comparable.
-#   bash bench/run.sh            # router vs nginx vs direct, 10s per target
+#   bash bench/run.sh            # elafros serve's router vs nginx (1 worker, auto) vs direct, under wrk, 3 rounds
+#   PROFILE=/tmp/prof bash bench/run.sh router   # CPU/allocs/mutex/block profiles of the router under wrk
+#   BASELINE=/path/to/older/elafros FLOOR=1 bash bench/run.sh router   # + an older serve, + Go servers that proxy nothing
 #   bash bench/run.sh build      # go builder vs ko, cold and warm
 #   bash bench/run.sh restart    # elafros serve: kill -9, restart, all of 1/10/50 services serving again
 #   DURATION=30s bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-router}" = router ] && ! command -v nginx >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
-  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; fi
+if [ "${1:-router}" = router ] && ! { command -v nginx && command -v wrk; } >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; fi
 fi
 case "${1:-router}" in
-  router) go run ./bench/router -duration "${DURATION:-10s}" -conns "${CONNS:-32}" ;;
+  router)
+    # wrk -t2 -c32 -d8s --latency per target and round, outside every
+    # process measured; the router is a real `elafros serve`.
+    go run ./bench/router -duration "${DURATION:-8s}" -conns "${CONNS:-32}" -rounds "${ROUNDS:-3}" ${PROFILE:+-profile "$PROFILE"} ${BASELINE:+-baseline "$BASELINE"} ${SERVE_ENV:+-serve-env "$SERVE_ENV"} ${FLOOR:+-floor} ;;
   build)
     # ko from the Go module proxy, cached in bench/.bin.
     [ -x bench/.bin/ko ] || GOBIN="$PWD/bench/.bin" go install github.com/google/ko@v0.19.1

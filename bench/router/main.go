@@ -1,243 +1,307 @@
-// Command router measures the elafros router beside nginx (Debian's
-// package) and the same backends reached directly, in one run: two
-// backends on loopback split 75/25 (client-side for "direct", nginx's
-// weighted upstream, our router's smooth weighted round-robin), a fixed
-// number of keep-alive connections for a fixed time each, and reports
-// throughput and p50/p99 latency with the ratios against direct and
-// nginx. Run it through bench/run.sh, which installs nginx.
+// Command router measures the elafros router as a user gets it — a real
+// `elafros serve` with a route at 75/25 over two real revision processes
+// of examples/hello — against nginx (Debian's nginx-light, weighted
+// upstream 3:1 over the same two processes, keepalive 64) with
+// worker_processes 1 and auto, and against each process reached directly.
+// The load comes from wrk (-t2 -c32 -d8s --latency by default), outside
+// every process measured. Targets are interleaved within each round and
+// the rounds repeat, so that the noise of a shared machine falls on all of
+// them alike; the report gives req/s, p50 and p99 per target and round,
+// and the router's ratios against both nginx configurations.
+//
+// With -profile DIR it instead runs the control plane in this process and
+// writes CPU, allocation, mutex and block profiles of the router under wrk
+// to DIR (read them with go tool pprof -top).
+//
+// Run it through bench/run.sh, which installs wrk and nginx.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"runtime"
+	"runtime/pprof"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/local/router"
-	"github.com/elafros/elafros/internal/reconcile"
 )
 
-type result struct {
-	name     string
-	requests int64
-	errors   int64
-	rps      float64
-	p50, p99 time.Duration
+type config struct {
+	duration        time.Duration
+	threads, conns  int
+	rounds          int
+	wrk, nginx, bin string
+	app             string
+	profile         string
+	baseline        string
+	serveEnv        string
+	floor           bool
 }
 
 func main() {
-	duration := flag.Duration("duration", 10*time.Second, "how long each target is loaded")
-	conns := flag.Int("conns", 32, "concurrent keep-alive connections")
-	nginxBin := flag.String("nginx", "nginx", "the nginx binary")
+	var c config
+	flag.DurationVar(&c.duration, "duration", 8*time.Second, "how long wrk loads each target per round (whole seconds)")
+	flag.IntVar(&c.threads, "threads", 2, "wrk threads (-t)")
+	flag.IntVar(&c.conns, "conns", 32, "wrk connections (-c)")
+	flag.IntVar(&c.rounds, "rounds", 3, "rounds over all targets")
+	flag.StringVar(&c.wrk, "wrk", "wrk", "the wrk binary")
+	flag.StringVar(&c.nginx, "nginx", "nginx", "the nginx binary")
+	flag.StringVar(&c.bin, "elafros", "", "the elafros binary (default: go build ./cmd/elafros)")
+	flag.StringVar(&c.app, "app", "examples/hello", "the revisions' program (a Go main package)")
+	flag.StringVar(&c.profile, "profile", "", "profile the router in this process under wrk and write the profiles here instead")
+	flag.StringVar(&c.baseline, "baseline", "", "another elafros binary (e.g. built from an earlier commit) measured as one more target, with revision processes of its own")
+	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
+	flag.BoolVar(&c.floor, "floor", false, "also measure what answering costs a Go process that proxies nothing: a net/http server and a raw loop, each with a fixed answer")
+	floorServer := flag.String("floor-server", "", "internal: serve as the floor server of this mode")
+	floorAddr := flag.String("floor-addr", "", "internal: the floor server's address")
 	flag.Parse()
-	if err := run(*duration, *conns, *nginxBin); err != nil {
+	if *floorServer != "" {
+		if err := serveFloor(*floorServer, *floorAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+type target struct {
+	name, url, host string
+	pid             int // the process answering wrk, metered with its children
+}
 
-func run(d time.Duration, conns int, nginxBin string) error {
-	// Two backends answering a small body, as a revision would.
-	var backends []string
-	for _, name := range []string{"rev-a", "rev-b"} {
-		l, err := listen()
+func run(ctx context.Context, c config) error {
+	if _, err := exec.LookPath(c.wrk); err != nil {
+		return fmt.Errorf("wrk not found (bench/run.sh installs Debian's wrk): %w", err)
+	}
+	app, err := filepath.Abs(c.app)
+	if err != nil {
+		return err
+	}
+	if c.profile != "" {
+		return profile(ctx, c, app)
+	}
+	if c.bin == "" {
+		dir, err := os.MkdirTemp("", "elafros-bench-bin-")
 		if err != nil {
 			return err
 		}
-		body := []byte("hello from " + name + "\n")
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(l) }()
-		defer srv.Close()
-		backends = append(backends, l.Addr().String())
-	}
-
-	// Our router with a 75/25 plan.
-	rt := router.New(staticResolver{"rev-a": backends[0], "rev-b": backends[1]}, router.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	defer rt.Close()
-	route := &v1alpha1.Route{}
-	route.Namespace, route.Name = "default", "bench"
-	if err := rt.Apply(context.Background(), route, reconcile.TrafficPlan{
-		Domain: "bench.default.localhost",
-		Split:  []reconcile.Backend{{Revision: "rev-a", Percent: 75, Ready: true}, {Revision: "rev-b", Percent: 25, Ready: true}},
-	}); err != nil {
-		return err
-	}
-	rl, err := listen()
-	if err != nil {
-		return err
-	}
-	rsrv := &http.Server{Handler: rt, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = rsrv.Serve(rl) }()
-	defer rsrv.Close()
-
-	// nginx with the same weights.
-	nginxAddr, stopNginx, err := startNginx(nginxBin, backends)
-	if err != nil {
-		return err
-	}
-	defer stopNginx()
-
-	fmt.Printf("elafros router vs nginx vs direct: 2 backends at 75/25, %d keep-alive connections, %s each, GOMAXPROCS=%d\n\n", conns, d, runtimeProcs())
-	direct := load("direct", d, conns, func(i int64) string {
-		if i%4 == 3 {
-			return "http://" + backends[1] + "/"
+		defer os.RemoveAll(dir)
+		c.bin = filepath.Join(dir, "elafros")
+		if out, err := exec.Command("go", "build", "-o", c.bin, "./cmd/elafros").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/elafros: %w\n%s", err, out)
 		}
-		return "http://" + backends[0] + "/"
-	}, "")
-	ours := load("elafros router", d, conns, func(int64) string { return "http://" + rl.Addr().String() + "/" }, "bench.default.localhost")
-	ngx := load("nginx", d, conns, func(int64) string { return "http://" + nginxAddr + "/" }, "bench.default.localhost")
+	}
+	var env []string
+	if c.serveEnv != "" {
+		env = strings.Split(c.serveEnv, ",")
+	}
+	p, err := startBinary(c.bin, env)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if err := p.deploy(ctx, app); err != nil {
+		return err
+	}
+	var base *plane
+	if c.baseline != "" {
+		if base, err = startBinary(c.baseline, env); err != nil {
+			return err
+		}
+		defer base.stop()
+		if err := base.deploy(ctx, app); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+	}
+	n1, err := startNginx(c.nginx, "1", p.backends)
+	if err != nil {
+		return err
+	}
+	defer n1.stop()
+	nAuto, err := startNginx(c.nginx, "auto", p.backends)
+	if err != nil {
+		return err
+	}
+	defer nAuto.stop()
 
-	fmt.Printf("%-16s %12s %10s %10s %10s %8s\n", "target", "requests", "req/s", "p50", "p99", "errors")
-	for _, r := range []result{direct, ours, ngx} {
-		fmt.Printf("%-16s %12d %10.0f %10s %10s %8d\n", r.name, r.requests, r.rps, r.p50, r.p99, r.errors)
+	targets := []target{
+		{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0]},
+		{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1]},
+		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid},
+		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid},
+		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid},
 	}
-	fmt.Printf("\nratios (elafros router / x):\n")
-	fmt.Printf("  throughput vs direct %.2f, vs nginx %.2f\n", ours.rps/direct.rps, ours.rps/ngx.rps)
-	fmt.Printf("  p50 latency vs direct %.2f, vs nginx %.2f\n", float64(ours.p50)/float64(direct.p50), float64(ours.p50)/float64(ngx.p50))
-	fmt.Printf("  p99 latency vs direct %.2f, vs nginx %.2f\n", float64(ours.p99)/float64(direct.p99), float64(ours.p99)/float64(ngx.p99))
-	if ours.errors+ngx.errors+direct.errors > 0 {
-		return fmt.Errorf("requests failed: direct %d, router %d, nginx %d", direct.errors, ours.errors, ngx.errors)
+	if base != nil {
+		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid})
 	}
+	if c.floor {
+		for _, mode := range []struct{ mode, name string }{{"nethttp", "go net/http"}, {"raw", "go raw loop"}} {
+			addr, cmd, err := startFloor(mode.mode)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			targets = append(targets, target{mode.name, "http://" + addr + "/", "", cmd.Process.Pid})
+		}
+	}
+	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
+	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved (order rotates each round); %d CPUs\n",
+		c.threads, c.conns, c.duration, c.rounds, runtime.NumCPU())
+	if c.serveEnv != "" {
+		fmt.Printf("elafros serve runs with %s\n", c.serveEnv)
+	}
+	if base != nil {
+		fmt.Printf("serve baseline is %s, with revision processes of its own\n", c.baseline)
+	}
+	fmt.Println()
+
+	results := make([][]wrkResult, len(targets)) // [target][round]
+	for round := range c.rounds {
+		fmt.Printf("round %d (load before: %s)\n", round+1, loadavg())
+		for k := range targets {
+			i := (k + round) % len(targets) // rotate, so no target always runs first
+			t := targets[i]
+			cpu0, err := processCPU(t.pid)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			r, out, err := runWrk(ctx, c.wrk, t.url, t.host, c.threads, c.conns, c.duration)
+			if err != nil {
+				return err
+			}
+			cpu1, err := processCPU(t.pid)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			r.CPUPerRequest = (cpu1 - cpu0) / time.Duration(max(r.Requests, 1))
+			if r.Non2xx+r.SocketErrs > 0 {
+				return fmt.Errorf("%s: %d non-2xx responses and %d socket errors in round %d:\n%s", t.name, r.Non2xx, r.SocketErrs, round+1, out)
+			}
+			results[i] = append(results[i], r)
+			fmt.Printf("  %-16s %10.0f req/s  p50 %9s  p99 %9s  CPU %6.1f µs/req\n", t.name, r.RPS, fmtDur(r.P50), fmtDur(r.P99), us(r.CPUPerRequest))
+		}
+		fmt.Printf("  (load after: %s)\n", loadavg())
+	}
+	report(targets, results)
 	return nil
 }
 
-func runtimeProcs() int { return maxProcs() }
-
-type staticResolver map[string]string
-
-func (s staticResolver) Backend(_, rev string) (router.Backend, bool) {
-	a, ok := s[rev]
-	return router.Backend{Addr: a}, ok
-}
-
-// load drives conns workers for d and measures each request.
-func load(name string, d time.Duration, conns int, url func(int64) string, host string) result {
-	tr := &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	var (
-		n, errs atomic.Int64
-		mu      sync.Mutex
-		lat     []time.Duration
-		wg      sync.WaitGroup
-	)
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			local := make([]time.Duration, 0, 1<<16)
-			for time.Now().Before(deadline) {
-				i := n.Add(1)
-				req, _ := http.NewRequest("GET", url(i), nil)
-				if host != "" {
-					req.Host = host
-				}
-				t0 := time.Now()
-				res, err := c.Do(req)
-				if err == nil {
-					_, err = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.StatusCode != 200 {
-						err = fmt.Errorf("status %d", res.StatusCode)
-					}
-				}
-				if err != nil {
-					errs.Add(1)
-					continue
-				}
-				local = append(local, time.Since(t0))
+// report prints per round the router's ratios against both nginx
+// configurations, then the ranges over the rounds.
+func report(targets []target, results [][]wrkResult) {
+	idx := map[string]int{}
+	for i, t := range targets {
+		idx[t.name] = i
+	}
+	ours := results[idx["elafros serve"]]
+	refs := []string{"nginx-1", "nginx-auto"}
+	if _, ok := idx["serve baseline"]; ok {
+		refs = append(refs, "serve baseline")
+	}
+	fmt.Printf("\nthe router's ratios (elafros serve / the other); CPU is µs of CPU per request of the answering process(es)\n")
+	fmt.Printf("%-8s %-12s %12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99", "CPU/req")
+	for _, ref := range refs {
+		theirs := results[idx[ref]]
+		for round := range ours {
+			o, t := ours[round], theirs[round]
+			fmt.Printf("%-8d %-12s %11.2fx %11.2fx %11.2fx %11.2fx\n", round+1, ref, o.RPS/t.RPS,
+				float64(o.P50)/float64(t.P50), float64(o.P99)/float64(t.P99), float64(o.CPUPerRequest)/float64(max(t.CPUPerRequest, 1)))
+		}
+	}
+	fmt.Printf("\n%-16s %-22s %-22s %-22s %-22s\n", "target", "req/s (min–max)", "p50 (min–max)", "p99 (min–max)", "CPU µs/req (min–max)")
+	for i, t := range targets {
+		rs := results[i]
+		lo, hi := rs[0], rs[0]
+		var p50lo, p50hi, p99lo, p99hi = rs[0].P50, rs[0].P50, rs[0].P99, rs[0].P99
+		cpulo, cpuhi := rs[0].CPUPerRequest, rs[0].CPUPerRequest
+		for _, r := range rs[1:] {
+			cpulo, cpuhi = min(cpulo, r.CPUPerRequest), max(cpuhi, r.CPUPerRequest)
+			if r.RPS < lo.RPS {
+				lo = r
 			}
-			mu.Lock()
-			lat = append(lat, local...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
+			if r.RPS > hi.RPS {
+				hi = r
+			}
+			p50lo, p50hi = min(p50lo, r.P50), max(p50hi, r.P50)
+			p99lo, p99hi = min(p99lo, r.P99), max(p99hi, r.P99)
 		}
-		return lat[int(float64(len(lat)-1)*p)]
+		fmt.Printf("%-16s %-22s %-22s %-22s %-22s\n", t.name, fmt.Sprintf("%.0f–%.0f", lo.RPS, hi.RPS),
+			fmtDur(p50lo)+"–"+fmtDur(p50hi), fmtDur(p99lo)+"–"+fmtDur(p99hi), fmt.Sprintf("%.1f–%.1f", us(cpulo), us(cpuhi)))
 	}
-	return result{name: name, requests: int64(len(lat)), errors: errs.Load(), rps: float64(len(lat)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
 }
 
-func startNginx(bin string, backends []string) (string, func(), error) {
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		return "", nil, fmt.Errorf("nginx not found (bench/run.sh installs Debian's nginx-light): %w", err)
-	}
-	l, err := listen()
-	if err != nil {
-		return "", nil, err
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	dir, err := os.MkdirTemp("", "elafros-bench-nginx")
-	if err != nil {
-		return "", nil, err
-	}
-	for _, d := range []string{"logs", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return "", nil, err
-		}
-	}
-	conf := fmt.Sprintf(`daemon off;
-worker_processes auto;
-pid %[1]s/nginx.pid;
-error_log %[1]s/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/tmp; proxy_temp_path %[1]s/tmp; fastcgi_temp_path %[1]s/tmp; uwsgi_temp_path %[1]s/tmp; scgi_temp_path %[1]s/tmp;
-  upstream revisions { server %[2]s weight=3; server %[3]s weight=1; keepalive 256; }
-  server {
-    listen %[4]s;
-    location / { proxy_pass http://revisions; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; }
-  }
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
 }
-`, dir, backends[0], backends[1], addr)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return "", nil, err
+
+// loadavg is /proc/loadavg's first three fields, as uptime prints them.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
 	}
-	cmd := exec.Command(path, "-p", dir, "-c", confPath)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
 	}
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		_ = os.RemoveAll(dir)
+	return strings.Join(f[:3], " ")
+}
+
+// profile runs serve in this process, loads its router with wrk for
+// c.duration while the CPU profile runs, and writes cpu, allocs, mutex
+// and block profiles to c.profile.
+func profile(ctx context.Context, c config, app string) error {
+	if err := os.MkdirAll(c.profile, 0o755); err != nil {
+		return err
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return addr, stop, nil
+	runtime.SetMutexProfileFraction(5)
+	runtime.SetBlockProfileRate(10_000) // one sample per 10µs blocked
+	p, err := startInProcess(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if err := p.deploy(ctx, app); err != nil {
+		return err
+	}
+	// Warm the connection pools before measuring.
+	if _, out, err := runWrk(ctx, c.wrk, "http://"+p.http+"/", benchHost, c.threads, c.conns, time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	f, err := os.Create(filepath.Join(c.profile, "cpu.pprof"))
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	r, out, err := runWrk(ctx, c.wrk, "http://"+p.http+"/", benchHost, c.threads, c.conns, c.duration)
+	pprof.StopCPUProfile()
+	_ = f.Close()
+	if err != nil {
+		return err
+	}
+	fmt.Print(out)
+	for _, name := range []string{"allocs", "mutex", "block"} {
+		f, err := os.Create(filepath.Join(c.profile, name+".pprof"))
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("nginx did not listen on %s: see %s", addr, strings.TrimSpace(dir+"/logs/error.log"))
+		if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		_ = f.Close()
 	}
+	fmt.Printf("\nelafros serve in-process under wrk: %.0f req/s, p50 %s, p99 %s; profiles in %s:\n", r.RPS, fmtDur(r.P50), fmtDur(r.P99), c.profile)
+	fmt.Printf("  go tool pprof -top %s/cpu.pprof   (and allocs, mutex, block)\n", c.profile)
+	return nil
 }

@@ -52,7 +52,9 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithTransport replaces the shared transport to the revisions' processes
 // (default: an HTTP/1.1 keep-alive pool of up to 256 idle connections per
-// process, never through an HTTP proxy).
+// process, never through an HTTP proxy). With a transport given, every
+// request goes through it, including those the router would otherwise
+// proxy on its own lean path (see upstream.go).
 func WithTransport(rt http.RoundTripper) Option {
 	return func(o *options) { o.transport = rt }
 }

@@ -41,6 +41,8 @@ type Router struct {
 	snap atomic.Pointer[snapshot]
 
 	gates     gates
+	upstreams upstreams
+	buffers   *bufferPool
 	proxy     *httputil.ReverseProxy
 	transport http.RoundTripper
 	metrics   *metrics
@@ -58,7 +60,8 @@ func New(resolver Resolver, opts ...Option) *Router {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	r := &Router{resolver: resolver, opts: o, transport: o.transport}
+	r := &Router{resolver: resolver, opts: o, transport: o.transport, buffers: &bufferPool{}}
+	r.upstreams.dialer = net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	if r.transport == nil {
 		r.transport = newTransport()
 	}
@@ -74,7 +77,7 @@ func New(resolver Resolver, opts ...Option) *Router {
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      r.transport,
-		BufferPool:     &bufferPool{},
+		BufferPool:     r.buffers,
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(o.logger.Handler(), slog.LevelDebug),
@@ -97,6 +100,7 @@ func newTransport() *http.Transport {
 // Close closes the idle connections to revisions' processes. The Router
 // stays usable.
 func (r *Router) Close() {
+	r.upstreams.closeIdle()
 	if t, ok := r.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
@@ -116,6 +120,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	t := ref.table
+	c.table = t
 	c.namespace, c.route = t.key.namespace, t.key.name
 	revision := ref.revision
 	if revision == "" {
@@ -186,15 +191,28 @@ func (r *Router) serveRevision(c *call, req *http.Request) {
 		return
 	}
 	c.backend = b
-	inFlight := r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
+	var inFlight prometheus.Gauge
+	if m := c.metrics(); m != nil {
+		inFlight = m.get().inFlight
+	} else {
+		inFlight = r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
+	}
 	inFlight.Inc()
 	defer inFlight.Dec()
 
 	c.clientCtx = req.Context()
 	ctx := c.clientCtx
+	var deadline time.Time
 	if b.Timeout > 0 {
+		deadline = time.Now().Add(b.Timeout)
+	}
+	// The lean path needs a context only to wait at the gate: it puts the
+	// deadline on the connection instead, sparing a timer and a context
+	// per request.
+	lean := r.opts.transport == nil && leanEligible(req)
+	if b.Timeout > 0 && (b.SingleThreaded || !lean) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.Timeout)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	if b.SingleThreaded {
@@ -209,6 +227,10 @@ func (r *Router) serveRevision(c *call, req *http.Request) {
 			return
 		}
 		defer r.gates.release(key, g)
+	}
+	if lean {
+		r.proxyLean(c, req, deadline)
+		return
 	}
 	r.proxy.ServeHTTP(c, req.WithContext(context.WithValue(ctx, callKey{}, c)))
 }
@@ -265,8 +287,14 @@ func (r *Router) record(c *call) {
 	if code == 0 {
 		code = http.StatusOK
 	}
+	elapsed := time.Since(c.start).Seconds()
+	if m := c.metrics(); m != nil {
+		m.count(code)
+		m.get().duration.Observe(elapsed)
+		return
+	}
 	r.metrics.requests.WithLabelValues(c.namespace, c.route, c.revision, codeLabel(code)).Inc()
-	r.metrics.duration.WithLabelValues(c.namespace, c.route, c.revision).Observe(time.Since(c.start).Seconds())
+	r.metrics.duration.WithLabelValues(c.namespace, c.route, c.revision).Observe(elapsed)
 }
 
 type callKey struct{}
@@ -281,6 +309,15 @@ type call struct {
 	revision         string
 	backend          Backend
 	clientCtx        context.Context
+	table            *table // the route's table, once the host matched one
+}
+
+// metrics are the series of c's revision, or nil before one is chosen.
+func (c *call) metrics() *revMetrics {
+	if c.table == nil || c.revision == "" {
+		return nil
+	}
+	return c.table.metrics[c.revision]
 }
 
 func (c *call) Header() http.Header { return c.w.Header() }

@@ -59,8 +59,31 @@ type table struct {
 	tagList    string
 	cookieName string
 
+	// metrics has the series of every revision the plan names.
+	metrics map[string]*revMetrics
+
 	mu      sync.Mutex
 	current []int // guarded by mu
+}
+
+// withMetrics looks up the series of every revision of t's plan.
+func (t *table) withMetrics(m *metrics) *table {
+	t.metrics = map[string]*revMetrics{}
+	add := func(rev string) {
+		if _, ok := t.metrics[rev]; !ok && rev != "" {
+			t.metrics[rev] = m.forRevision(t.key.namespace, t.key.name, rev)
+		}
+	}
+	for _, e := range t.split {
+		add(e.revision)
+	}
+	for _, rev := range t.plan.Hosts {
+		add(rev)
+	}
+	for _, rev := range t.plan.Tags {
+		add(rev)
+	}
+	return t
 }
 
 func newTable(key routeKey, plan reconcile.TrafficPlan) *table {
@@ -175,7 +198,7 @@ func (r *Router) Apply(_ context.Context, route *v1alpha1.Route, plan reconcile.
 			return fmt.Errorf("router: apply route %s: host %q: %w (%s)", key, h, ErrHostConflict, ref.table.key)
 		}
 	}
-	t := newTable(key, plan)
+	t := newTable(key, plan).withMetrics(r.metrics)
 	next := old.without(key, len(claimed))
 	next.routes[key] = t
 	for h, rev := range claimed {

@@ -1,5 +1,0 @@
-package main
-
-import "runtime"
-
-func maxProcs() int { return runtime.GOMAXPROCS(0) }

@@ -1,0 +1,537 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// seenRequest is what a revision's process received.
+type seenRequest struct {
+	Method, URI, Host string
+	Header            http.Header
+	Body              string
+}
+
+// exchange is one request through the router, as a client on the wire
+// sees it.
+type exchange struct {
+	Seen          seenRequest
+	Informational []int // 1xx status codes
+	Status        int
+	Header        http.Header
+	Body          string
+	Trailer       http.Header
+}
+
+// parityBackend answers by path, and records what it was sent.
+func parityBackend(seen chan<- seenRequest) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seen <- seenRequest{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), Body: string(body)}
+		h := w.Header()
+		switch r.URL.Path {
+		case "/hop":
+			h.Set("Connection", "X-Resp-Hop")
+			h.Set("X-Resp-Hop", "1")
+			h.Set("Keep-Alive", "timeout=1")
+			h.Set("Proxy-Authenticate", "Basic")
+			h.Set("X-End-To-End", "kept")
+			_, _ = io.WriteString(w, "hop")
+		case "/trailer":
+			h.Set("Trailer", "X-Sum")
+			_, _ = io.WriteString(w, "body with a trailer")
+			h.Set("X-Sum", "42")
+		case "/early-hints":
+			h.Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			h.Del("Link")
+			_, _ = io.WriteString(w, "after hints")
+		case "/no-content":
+			w.WriteHeader(http.StatusNoContent)
+		case "/not-modified":
+			h.Set("ETag", `"v1"`)
+			w.WriteHeader(http.StatusNotModified)
+		case "/large":
+			_, _ = io.WriteString(w, strings.Repeat("0123456789abcdef", 10_000))
+		case "/chunked":
+			_, _ = io.WriteString(w, "part one;")
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, "part two")
+		case "/error":
+			http.Error(w, "the process failed", http.StatusInternalServerError)
+		default:
+			h.Set(RevisionHeader, "from-the-process")
+			h.Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "plain")
+		}
+	}
+}
+
+// roundTripRaw writes raw on a new connection to addr and reads the
+// response (and any 1xx before it) as a client would.
+func roundTripRaw(t *testing.T, addr, raw, method string) exchange {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	var ex exchange
+	for {
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("reading the response to %q: %v", raw, err)
+		}
+		if res.StatusCode >= 100 && res.StatusCode < 200 {
+			_ = res.Body.Close()
+			ex.Informational = append(ex.Informational, res.StatusCode)
+			continue
+		}
+		body, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if err != nil {
+			t.Fatalf("reading the body of the response to %q: %v", raw, err)
+		}
+		res.Header.Del("Date")
+		ex.Status, ex.Header, ex.Body, ex.Trailer = res.StatusCode, res.Header, string(body), res.Trailer
+		return ex
+	}
+}
+
+// TestLeanPathParity sends the same requests, byte for byte, through the
+// lean path and through httputil.ReverseProxy (WithTransport forces it),
+// to the same process: the process must receive the same request and the
+// client the same response, hop-by-hop headers and all.
+func TestLeanPathParity(t *testing.T) {
+	t.Parallel()
+	seen := make(chan seenRequest, 1)
+	backend := httptest.NewServer(parityBackend(seen))
+	t.Cleanup(backend.Close)
+
+	routers := map[string]string{} // path name -> router address
+	for name, opts := range map[string][]Option{
+		"lean":         nil,
+		"reverseproxy": {WithTransport(newTransport())},
+	} {
+		e := newEnv(t, opts...)
+		e.res.set(ns, "a", Backend{Addr: backend.Listener.Addr().String()})
+		e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+		srv := httptest.NewServer(e.rt)
+		t.Cleanup(srv.Close)
+		routers[name] = srv.Listener.Addr().String()
+	}
+
+	// Every request names Accept-Encoding: http.Transport adds a gzip
+	// one to requests without it (and undoes the compression), which the
+	// lean path does not; TestLeanPathAddsNoAcceptEncoding covers that.
+	const host = "Host: " + domain + "\r\nAccept-Encoding: identity\r\n"
+	for _, tc := range []struct {
+		name, method, raw string
+	}{
+		{"get with query", "GET", "GET /plain?q=1&r=%2F HTTP/1.1\r\n" + host + "User-Agent: wrk\r\n\r\n"},
+		{"no user agent", "GET", "GET / HTTP/1.1\r\n" + host + "\r\n"},
+		{"head", "HEAD", "HEAD /large HTTP/1.1\r\n" + host + "\r\n"},
+		{"options", "OPTIONS", "OPTIONS /plain HTTP/1.1\r\n" + host + "\r\n"},
+		{"hop-by-hop request headers", "GET", "GET /plain HTTP/1.1\r\n" + host +
+			"Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n" +
+			"Te: trailers, deflate\r\nTrailer: X-Foo\r\nProxy-Authorization: Basic eDp5\r\nX-End-To-End: kept\r\n\r\n"},
+		{"te without trailers", "GET", "GET /plain HTTP/1.1\r\n" + host + "Te: deflate\r\n\r\n"},
+		{"client forwarding headers are replaced", "GET", "GET /plain HTTP/1.1\r\n" + host +
+			"X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Host: elsewhere\r\nX-Forwarded-Proto: https\r\nForwarded: for=10.1.2.3\r\n\r\n"},
+		{"repeated header", "GET", "GET /plain HTTP/1.1\r\n" + host + "Accept: a/b\r\nAccept: c/d\r\nCookie: x=1\r\n\r\n"},
+		{"hop-by-hop response headers", "GET", "GET /hop HTTP/1.1\r\n" + host + "\r\n"},
+		{"trailer", "GET", "GET /trailer HTTP/1.1\r\n" + host + "Te: trailers\r\n\r\n"},
+		{"103 early hints", "GET", "GET /early-hints HTTP/1.1\r\n" + host + "\r\n"},
+		{"204", "GET", "GET /no-content HTTP/1.1\r\n" + host + "\r\n"},
+		{"304", "GET", "GET /not-modified HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\n"},
+		{"large body", "GET", "GET /large HTTP/1.1\r\n" + host + "\r\n"},
+		{"chunked", "GET", "GET /chunked HTTP/1.1\r\n" + host + "\r\n"},
+		{"process error", "GET", "GET /error HTTP/1.1\r\n" + host + "\r\n"},
+		{"post (reverseproxy on both)", "POST", "POST /plain HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2]exchange
+			for i, path := range []string{"reverseproxy", "lean"} {
+				got[i] = roundTripRaw(t, routers[path], tc.raw, tc.method)
+				select {
+				case got[i].Seen = <-seen:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s: the process received nothing", path)
+				}
+			}
+			if got[1].Status == 0 || got[1].Seen.Host != domain {
+				t.Fatalf("lean path: %+v, want an answer for a request to %s", got[1], domain)
+			}
+			if d := cmp.Diff(got[0], got[1]); d != "" {
+				t.Errorf("(-reverseproxy +lean):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestLeanPathHeaders pins what the lean path sends and answers, apart
+// from agreeing with ReverseProxy.
+func TestLeanPathHeaders(t *testing.T) {
+	t.Parallel()
+	seen := make(chan seenRequest, 1)
+	e := newEnv(t)
+	e.serve("a", parityBackend(seen), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	srv := httptest.NewServer(e.rt)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+
+	ex := roundTripRaw(t, addr, "GET /hop?x=1 HTTP/1.1\r\nHost: "+domain+"\r\nConnection: X-Hop\r\nX-Hop: 1\r\n"+
+		"X-Forwarded-For: 10.1.2.3\r\n"+TargetHeader+": \r\nUser-Agent: wrk\r\n\r\n", "GET")
+	req := <-seen
+	wantSeen := seenRequest{Method: "GET", URI: "/hop?x=1", Host: domain, Header: http.Header{
+		"User-Agent":        {"wrk"},
+		"X-Forwarded-For":   {"127.0.0.1"},
+		"X-Forwarded-Host":  {domain},
+		"X-Forwarded-Proto": {"http"},
+	}}
+	if d := cmp.Diff(wantSeen, req); d != "" {
+		t.Errorf("the process received (-want +got):\n%s", d)
+	}
+	wantHeader := http.Header{
+		"Content-Length": {"3"},
+		"Content-Type":   {"text/plain; charset=utf-8"},
+		"X-End-To-End":   {"kept"},
+		RevisionHeader:   {"a"},
+	}
+	if d := cmp.Diff(wantHeader, ex.Header); d != "" || ex.Status != http.StatusOK || ex.Body != "hop" {
+		t.Errorf("the client got %d %q with header (-want +got):\n%s", ex.Status, ex.Body, d)
+	}
+}
+
+// TestLeanPathAddsNoAcceptEncoding: unlike http.Transport, the lean path
+// does not ask the process for gzip on the client's behalf (nor undo it):
+// the process sees the client's request.
+func TestLeanPathAddsNoAcceptEncoding(t *testing.T) {
+	t.Parallel()
+	seen := make(chan seenRequest, 1)
+	e := newEnv(t)
+	e.serve("a", parityBackend(seen), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	srv := httptest.NewServer(e.rt)
+	t.Cleanup(srv.Close)
+	roundTripRaw(t, srv.Listener.Addr().String(), "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", "GET")
+	if got := (<-seen).Header["Accept-Encoding"]; got != nil {
+		t.Errorf("the process got Accept-Encoding %q from a client that sent none", got)
+	}
+}
+
+// TestLeanPathStreams: a response without a length reaches the client
+// as the process writes it, not when it ends.
+func TestLeanPathStreams(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	e := newEnv(t)
+	e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "second\n")
+	}), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	srv := httptest.NewServer(e.rt)
+	t.Cleanup(srv.Close)
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Host = domain
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	first := make(chan string, 1)
+	go func() { line, _ := br.ReadString('\n'); first <- line }()
+	select {
+	case line := <-first:
+		if line != "first\n" {
+			t.Fatalf("first line %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the first part did not reach the client while the process held the response open")
+	}
+	close(release)
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "second\n" {
+		t.Errorf("rest %q, %v", rest, err)
+	}
+}
+
+// TestLeanPathReplaysOnClosedIdleConnection: when the process closed a
+// kept-alive connection while it was idle, the request goes out again on
+// a new one instead of failing.
+func TestLeanPathReplaysOnClosedIdleConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	conns := 0
+	e := newEnv(t)
+	srv := httptest.NewUnstartedServer(echo("a"))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	e.res.set(ns, "a", Backend{Addr: srv.Listener.Addr().String()})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+
+	for i := range 2 {
+		if w := e.get(domain, nil); w.Code != http.StatusOK || w.Body.String() != "a" {
+			t.Fatalf("request %d: %d %q", i+1, w.Code, w.Body)
+		}
+		// The process drops its idle connections, as one does when it
+		// restarts or times them out.
+		srv.CloseClientConnections()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 2 {
+		t.Errorf("the process saw %d connections, want 2 (one per request, the stale one replaced)", conns)
+	}
+}
+
+// TestLeanPathBadGateway: a process that answers garbage, or closes the
+// connection without answering, gives 502 naming the revision.
+func TestLeanPathBadGateway(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, answer, because string }{
+		{"garbage", "this is not HTTP\r\n\r\n", "malformed HTTP status code"},
+		{"closed without answering", "", "EOF"},
+		{"unrequested upgrade", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", "asked for no upgrade"},
+		{"header past the limit", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("x", maxResponseHeaderBytes) + "\r\n\r\n", "larger than 10485760 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						br := bufio.NewReader(c)
+						if _, err := http.ReadRequest(br); err != nil {
+							return
+						}
+						_, _ = io.WriteString(c, tc.answer)
+					}()
+				}
+			}()
+			e := newEnv(t)
+			e.res.set(ns, "a", Backend{Addr: l.Addr().String()})
+			e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+			w := e.get(domain, nil)
+			want := fmt.Sprintf("revision a at %s did not answer", l.Addr())
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), want) || !strings.Contains(w.Body.String(), tc.because) {
+				t.Errorf("got %d %q, want 502 containing %q and %q", w.Code, w.Body, want, tc.because)
+			}
+		})
+	}
+}
+
+// BenchmarkHotPath is the router's hot path alone: ServeHTTP of a GET
+// for a 75/25 split, to processes that answer a fixed response without
+// net/http, so that allocs/op are the router's own (plus the recorder's),
+// on the lean path and on ReverseProxy (what every request took before).
+func BenchmarkHotPath(b *testing.B) {
+	for _, path := range []struct {
+		name string
+		opts []Option
+	}{{"lean", nil}, {"reverseproxy", []Option{WithTransport(newTransport())}}} {
+		b.Run(path.name, func(b *testing.B) {
+			e := newEnv(b, path.opts...)
+			for _, rev := range []string{"a", "b"} {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { l.Close() })
+				go fixedResponder(l, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Type: text/plain\r\n\r\nhello\n")
+				e.res.set(ns, rev, Backend{Addr: l.Addr().String()})
+			}
+			e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 75, "b", 25)})
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest(http.MethodGet, "http://"+domain+"/", nil)
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					e.rt.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Errorf("%d %s", w.Code, w.Body)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// fixedResponder answers every request on every connection of l with
+// response, reading requests only as far as their blank line.
+func fixedResponder(l net.Listener, response string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) <= 2 {
+						break
+					}
+				}
+				if _, err := io.WriteString(c, response); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// TestLeanPathClientGone: a client that goes away while the process
+// works ends the proxied request too (the process sees its context end),
+// and the request is recorded as 499.
+func TestLeanPathClientGone(t *testing.T) {
+	t.Parallel()
+	entered, ended := make(chan struct{}), make(chan struct{})
+	e := newEnv(t)
+	e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done()
+		close(ended)
+	}), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://"+domain+"/", nil)
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { e.rt.ServeHTTP(w, req); close(done) }()
+	<-entered
+	cancel()
+	<-done
+	if w.Code != statusClientClosed {
+		t.Errorf("got %d, want %d", w.Code, statusClientClosed)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Error("the process's request did not end when the client went away")
+	}
+}
+
+// TestUpstreamsSweepIdle: connections idle past idleTimeout are closed
+// and the pools of addresses left with none forgotten (their processes
+// are usually gone); fresher ones stay; a full pool closes what it cannot
+// keep.
+func TestUpstreamsSweepIdle(t *testing.T) {
+	t.Parallel()
+	accepted := make(chan net.Conn, maxIdlePerBackend+8)
+	listen := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		return l.Addr().String()
+	}
+	// closedByRouter reports whether the router closed the server side's
+	// peer: a read sees EOF at once.
+	closedByRouter := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF)
+	}
+	var u upstreams
+	t.Cleanup(u.closeIdle)
+	stale, fresh := listen(), listen()
+	dialPut := func(addr string) net.Conn {
+		uc, err := u.dial(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.put(u.pool(addr), uc)
+		return <-accepted
+	}
+	staleServer := dialPut(stale)
+	freshServer := dialPut(fresh)
+	u.pools[stale].idle[0].lastUsed = time.Now().Add(-2 * idleTimeout)
+
+	u.sweepIdle()
+	if !closedByRouter(staleServer) {
+		t.Error("the connection idle past idleTimeout is still open")
+	}
+	if _, ok := u.pools[stale]; ok {
+		t.Errorf("the pool of %s, left empty, is still kept", stale)
+	}
+	if n := len(u.pools[fresh].idle); n != 1 {
+		t.Errorf("the fresh pool keeps %d connections, want 1", n)
+	}
+	if closedByRouter(freshServer) {
+		t.Error("the fresh connection was closed")
+	}
+
+	// Past maxIdlePerBackend, a returned connection is closed.
+	for range maxIdlePerBackend - 1 {
+		dialPut(fresh)
+	}
+	if !closedByRouter(dialPut(fresh)) {
+		t.Errorf("connection %d to one process was kept idle, want at most %d", maxIdlePerBackend+1, maxIdlePerBackend)
+	}
+}
