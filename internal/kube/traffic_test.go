@@ -24,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 const (
@@ -604,7 +605,7 @@ func TestTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 		diff(t, "HTTPRoutes", []string{"web", "web--current", "web--next"}, e.names(t, ns))
-		if err := e.store.Delete(t.Context(), reconcile.KindRoute, ns, "web"); err != nil {
+		if err := e.store.Delete(t.Context(), store.KindRoute, ns, "web"); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(60 * time.Second)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // resolvedTarget is a spec target dereferenced to a revision.
@@ -24,7 +25,7 @@ type resolvedTarget struct {
 }
 
 func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Result, error) {
-	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, ns, name)
+	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, store.KindRoute, ns, name)
 	if err != nil {
 		return Result{}, err
 	}
@@ -74,7 +75,7 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		held, st.Rollouts, returned = revert(held, st.Rollouts, waiting)
 		for i := range held {
 			if _, ok := revs[held[i].RevisionName]; !ok && held[i].RevisionName != v1alpha1.NotFoundRevisionName {
-				rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, held[i].RevisionName)
+				rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, held[i].RevisionName)
 				if err != nil {
 					return res, err
 				}
@@ -188,7 +189,7 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 
 	for _, x := range st.Traffic { // revisions held or moved from are served too
 		if _, ok := revs[x.RevisionName]; !ok && x.RevisionName != v1alpha1.NotFoundRevisionName {
-			rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, x.RevisionName)
+			rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, x.RevisionName)
 			if err != nil {
 				return res, err
 			}
@@ -259,7 +260,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		rt := resolvedTarget{TrafficTarget: v1alpha1.TrafficTarget{Name: t.Name, Percent: t.Percent}}
 		revName := t.RevisionName
 		if t.ConfigurationName != "" {
-			cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, route.Namespace, t.ConfigurationName)
+			cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, store.KindConfiguration, route.Namespace, t.ConfigurationName)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -301,7 +302,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		rev := revs[revName]
 		if rev == nil {
 			var err error
-			if rev, err = getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, revName); err != nil {
+			if rev, err = getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, revName); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -330,7 +331,7 @@ func (r *Reconciler) goneRevision(ctx context.Context, route *v1alpha1.Route, na
 		if x.Name != name || x.RevisionName == v1alpha1.NotFoundRevisionName {
 			continue
 		}
-		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, x.RevisionName)
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, x.RevisionName)
 		if err != nil {
 			return "", err
 		}
@@ -423,7 +424,7 @@ func (r *Reconciler) rejectRoute(ctx context.Context, route *v1alpha1.Route, err
 		Reason: "InvalidSpec", Message: "The route's spec is invalid and was not applied; the previous split keeps serving. " + strings.Join(msgs, "; ")}, r.now())
 	revs := map[string]*v1alpha1.Revision{}
 	for _, t := range st.Traffic {
-		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, t.RevisionName)
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, t.RevisionName)
 		if err != nil {
 			return Result{}, err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func TestServiceStrategies(t *testing.T) {
@@ -26,7 +27,7 @@ func TestServiceStrategies(t *testing.T) {
 		if d := cmp.Diff([]v1alpha1.TrafficTarget{tt("", r(2), 100)}, rt.Status.Traffic); d != "" {
 			t.Error(d)
 		}
-		o, _ := f.store.Get(f.ctx, reconcile.KindService, "default", "web")
+		o, _ := f.store.Get(f.ctx, store.KindService, "default", "web")
 		svc := o.(*v1alpha1.Service)
 		if svc.Status.LatestReadyRevisionName != r(2) || svc.Status.Domain != "web.default.example.com" || !svc.Status.Conditions.IsTrue(v1alpha1.ConditionReady) {
 			t.Errorf("service status = %+v", svc.Status)
@@ -130,7 +131,7 @@ func TestServiceStrategies(t *testing.T) {
 		if d := cmp.Diff([]v1alpha1.TrafficTarget{tt("current", r(1), 100)}, f.route("web").Status.Traffic); d != "" {
 			t.Error(d)
 		}
-		o, _ := f.store.Get(f.ctx, reconcile.KindService, "default", "web")
+		o, _ := f.store.Get(f.ctx, store.KindService, "default", "web")
 		if c := o.(*v1alpha1.Service).Status.Conditions.Get(v1alpha1.ConditionReady); c == nil || c.Reason != "ExitCode:1" {
 			t.Errorf("service Ready = %+v, want the revision's failure", c)
 		}
