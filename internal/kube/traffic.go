@@ -281,18 +281,15 @@ func (t *Traffic) desired(route *v1alpha1.Route, plan reconcile.TrafficPlan) ([]
 	if err := checkTrafficPlan(plan); err != nil {
 		return nil, err
 	}
-	tags, err := targetsOfHosts(plan)
-	if err != nil {
-		return nil, err
-	}
 	domain, err := t.build(route, "", plan.Domain, domainHTTPRules(plan))
 	if err != nil {
 		return nil, err
 	}
 	out := []desiredHTTPRoute{domain}
 	for _, host := range slices.Sorted(maps.Keys(plan.Hosts)) {
-		d, err := t.build(route, tags[host], host, []*gwac.HTTPRouteRuleApplyConfiguration{
-			catchAllRule(revisionBackendRef(plan.Hosts[host], targetWeight)),
+		target := plan.Hosts[host]
+		d, err := t.build(route, target.Tag, host, []*gwac.HTTPRouteRuleApplyConfiguration{
+			catchAllRule(revisionBackendRef(target.Revision, targetWeight)),
 		})
 		if err != nil {
 			return nil, err
@@ -338,13 +335,27 @@ func checkTrafficPlan(plan reconcile.TrafficPlan) error {
 			return fmt.Errorf("named target %q has no revision", tag)
 		}
 	}
-	for host, rev := range plan.Hosts {
+	// Each host is one HTTPRoute named after its tag, so two hosts with
+	// one tag would write the same object; and a host serves the revision
+	// its tag names on the domain's Elafros-Target rule, or the two ways
+	// to reach a target would disagree.
+	hostOf := make(map[string]string, len(plan.Hosts))
+	for _, host := range slices.Sorted(maps.Keys(plan.Hosts)) {
+		target := plan.Hosts[host]
 		if err := checkRouteHost(host); err != nil {
 			return fmt.Errorf("named target host: %w", err)
 		}
-		if rev == "" {
+		switch rev, ok := plan.Tags[target.Tag]; {
+		case target.Revision == "":
 			return fmt.Errorf("named target host %q has no revision", host)
+		case !ok:
+			return fmt.Errorf("named target host %q serves tag %q, which is not one of the plan's named targets %v", host, target.Tag, slices.Sorted(maps.Keys(plan.Tags)))
+		case rev != target.Revision:
+			return fmt.Errorf("named target host %q serves revision %s as tag %q, but the tag names revision %s", host, target.Revision, target.Tag, rev)
+		case hostOf[target.Tag] != "":
+			return fmt.Errorf("named target hosts %q and %q both serve tag %q; each tag has one host", hostOf[target.Tag], host, target.Tag)
 		}
+		hostOf[target.Tag] = host
 	}
 	return nil
 }
@@ -358,59 +369,6 @@ func checkRouteHost(h string) error {
 		return fmt.Errorf("host %q: %s", h, strings.Join(msgs, "; "))
 	}
 	return nil
-}
-
-// targetsOfHosts pairs each host of plan.Hosts with its named target. A route's
-// named target hosts are all prefix+tag+suffix with the same prefix and
-// suffix (the host template's other parts are the route's own), so the
-// pairing is the one (prefix, suffix) under which every host's middle is
-// a distinct tag of plan.Tags naming the host's revision. Revisions alone
-// cannot tell: two tags may name the same revision.
-func targetsOfHosts(plan reconcile.TrafficPlan) (map[string]string, error) {
-	hosts := slices.Sorted(maps.Keys(plan.Hosts))
-	if len(hosts) == 0 {
-		return nil, nil
-	}
-	first := hosts[0]
-	for _, tag := range slices.Sorted(maps.Keys(plan.Tags)) {
-		if plan.Tags[tag] != plan.Hosts[first] {
-			continue
-		}
-		for i := strings.Index(first, tag); i >= 0; i = indexAfter(first, tag, i) {
-			if m := pairHostsWithTargets(plan, hosts, first[:i], first[i+len(tag):]); m != nil {
-				return m, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("cannot tell which named target each host serves (hosts %v, named targets %v): every host must contain its target's name, the same way", hosts, plan.Tags)
-}
-
-// indexAfter is the index of the next occurrence of sub in s after i, or -1.
-func indexAfter(s, sub string, i int) int {
-	j := strings.Index(s[i+1:], sub)
-	if j < 0 {
-		return -1
-	}
-	return i + 1 + j
-}
-
-// pairHostsWithTargets pairs hosts with tags under prefix and suffix; nil when one
-// does not fit.
-func pairHostsWithTargets(plan reconcile.TrafficPlan, hosts []string, prefix, suffix string) map[string]string {
-	out := make(map[string]string, len(hosts))
-	used := map[string]bool{}
-	for _, h := range hosts {
-		if len(h) < len(prefix)+len(suffix) || !strings.HasPrefix(h, prefix) || !strings.HasSuffix(h, suffix) {
-			return nil
-		}
-		tag := h[len(prefix) : len(h)-len(suffix)]
-		if rev, ok := plan.Tags[tag]; !ok || rev != plan.Hosts[h] || used[tag] {
-			return nil
-		}
-		used[tag] = true
-		out[h] = tag
-	}
-	return out
 }
 
 // domainHTTPRules are the rules of a route's domain: one per named target
@@ -742,7 +700,7 @@ func ReadPlan(ctx context.Context, cfg *rest.Config, namespace, route string) (r
 
 // planOfHTTPRoutes reads a route's HTTPRoutes back into a plan.
 func planOfHTTPRoutes(route string, items []gatewayv1.HTTPRoute) (reconcile.TrafficPlan, error) {
-	p := reconcile.TrafficPlan{Hosts: map[string]string{}, Tags: map[string]string{}}
+	p := reconcile.TrafficPlan{Hosts: map[string]reconcile.NamedTarget{}, Tags: map[string]string{}}
 	for i := range items {
 		hr := &items[i]
 		tag := hr.Labels[TagLabelKey]
@@ -806,7 +764,7 @@ func readHostHTTPRoute(p *reconcile.TrafficPlan, hr *gatewayv1.HTTPRoute) error 
 	if err != nil {
 		return fmt.Errorf("HTTPRoute %s: %w", hr.Name, err)
 	}
-	p.Hosts[string(hr.Spec.Hostnames[0])] = rev
+	p.Hosts[string(hr.Spec.Hostnames[0])] = reconcile.NamedTarget{Tag: hr.Labels[TagLabelKey], Revision: rev}
 	return nil
 }
 

@@ -359,7 +359,7 @@ func revisionReady(rev *v1alpha1.Revision) (bool, string) {
 
 // plan turns a status split into what the traffic layer serves.
 func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarget, revs map[string]*v1alpha1.Revision) TrafficPlan {
-	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]string{}, Tags: map[string]string{}}
+	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]NamedTarget{}, Tags: map[string]string{}}
 	for _, t := range traffic {
 		rev := revs[t.RevisionName]
 		ready := false
@@ -370,7 +370,7 @@ func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarge
 			p.Split = append(p.Split, Backend{Revision: t.RevisionName, Percent: t.Percent, Ready: ready})
 		}
 		if t.Name != "" && ready {
-			p.Hosts[r.opts.TagHost(route, t.Name)] = t.RevisionName
+			p.Hosts[r.opts.TagHost(route, t.Name)] = NamedTarget{Tag: t.Name, Revision: t.RevisionName}
 			p.Tags[t.Name] = t.RevisionName
 		}
 	}

@@ -47,7 +47,7 @@ func TestServiceStrategies(t *testing.T) {
 			t.Errorf("after a new revision (-want +got):\n%s", d)
 		}
 		p, _ := f.tr.Plan("default", "web")
-		if p.Hosts["next.web.default.example.com"] != r(2) || p.Hosts["current.web.default.example.com"] != r(1) {
+		if p.Hosts["next.web.default.example.com"] != (reconcile.NamedTarget{Tag: "next", Revision: r(2)}) || p.Hosts["current.web.default.example.com"] != (reconcile.NamedTarget{Tag: "current", Revision: r(1)}) {
 			t.Errorf("hosts = %v", p.Hosts)
 		}
 	})
@@ -141,7 +141,7 @@ func TestServiceStrategies(t *testing.T) {
 		f.create(service("web", "img:1", v1alpha1.StrategyManual))
 		f.converge()
 		p, _ := f.tr.Plan("default", "web")
-		if p.Hosts["current-web.default.apps.example.org"] != r(1) || p.Domain != "web.default.apps.example.org" {
+		if p.Hosts["current-web.default.apps.example.org"] != (reconcile.NamedTarget{Tag: "current", Revision: r(1)}) || p.Domain != "web.default.apps.example.org" {
 			t.Errorf("plan = %+v", p)
 		}
 	})

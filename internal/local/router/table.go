@@ -133,7 +133,7 @@ func hostsOf(plan reconcile.TrafficPlan) (map[string]string, error) {
 		claimed[d] = ""
 	}
 	for _, h := range slices.Sorted(maps.Keys(plan.Hosts)) {
-		rev := plan.Hosts[h]
+		rev := plan.Hosts[h].Revision
 		ch := canonicalHost(h)
 		if ch == "" || rev == "" {
 			return nil, fmt.Errorf("named target host %q -> revision %q: both must be non-empty", h, rev)

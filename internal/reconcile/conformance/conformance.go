@@ -215,7 +215,11 @@ func (e *env) checkPlan(route string, split []reconcile.Backend, hosts map[strin
 	if hosts == nil {
 		hosts = map[string]string{}
 	}
-	diff(e.t, "addressable hosts", hosts, p.Hosts)
+	served := make(map[string]string, len(p.Hosts))
+	for h, target := range p.Hosts {
+		served[h] = target.Revision
+	}
+	diff(e.t, "addressable hosts", hosts, served)
 }
 
 func (e *env) host(tag, route string) string {
