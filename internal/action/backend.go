@@ -15,13 +15,14 @@ import (
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // backend is where the action deploys: an elafros API (elafros serve, which
 // reconciles by itself) or a cluster, where the action runs the bundled
 // reconciler while it waits, so no controller needs to be installed.
 type backend struct {
-	store reconcile.Store
+	store store.Store
 	// registry is the default image destination (the server's own).
 	registry string
 	// scheme and port make URLs of route domains.

@@ -22,7 +22,7 @@ import (
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/process/processtest"
-	"github.com/elafros/elafros/internal/reconcile"
+	elstore "github.com/elafros/elafros/internal/store"
 )
 
 // TestModesOnCluster runs the action binary against the test cluster
@@ -59,7 +59,7 @@ func TestModesOnCluster(t *testing.T) {
 	if r.outputs["revision"] != "hello-00001" || r.outputs["url"] != "http://hello.default.apps.example.com" || !strings.HasPrefix(r.outputs["image"], registry+"/acme/default/hello@sha256:") {
 		t.Errorf("outputs = %v", r.outputs)
 	}
-	rev, err := store.Get(ctx, reconcile.KindRevision, "default", "hello-00001")
+	rev, err := store.Get(ctx, elstore.KindRevision, "default", "hello-00001")
 	must(t, err)
 	if rev.GetAnnotations()[v1alpha1.GitCommitAnnotationKey] != sha || rev.(*v1alpha1.Revision).Spec.BuildName != "" {
 		t.Errorf("revision: annotations %v, buildName %q (no build runs in the cluster)", rev.GetAnnotations(), rev.(*v1alpha1.Revision).Spec.BuildName)
@@ -81,7 +81,7 @@ func TestModesOnCluster(t *testing.T) {
 	// Dry run: nothing written (every elafros.dev object keeps its resourceVersion).
 	versions := func() map[string]string {
 		out := map[string]string{}
-		for _, k := range []reconcile.Kind{reconcile.KindService, reconcile.KindConfiguration, reconcile.KindRoute, reconcile.KindRevision} {
+		for _, k := range []elstore.Kind{elstore.KindService, elstore.KindConfiguration, elstore.KindRoute, elstore.KindRevision} {
 			objs, err := store.List(ctx, k, "default", labels.Everything())
 			must(t, err)
 			for _, o := range objs {

@@ -28,7 +28,7 @@ import (
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/github/githubtest"
 	"github.com/elafros/elafros/internal/local/serve"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 	"github.com/elafros/elafros/internal/testutil"
 )
 
@@ -60,7 +60,7 @@ type plane struct {
 	api    string // the proxy's URL
 	writes atomic.Int64
 	gh     *githubtest.Server
-	store  reconcile.Store
+	store  store.Store
 }
 
 const repoName = "Codertocat/Hello-World"
@@ -313,7 +313,7 @@ func (p *plane) get(host string) (int, string) {
 }
 
 func (p *plane) route(name string) *v1alpha1.Route {
-	o, err := p.store.Get(context.Background(), reconcile.KindRoute, "default", name)
+	o, err := p.store.Get(context.Background(), store.KindRoute, "default", name)
 	must(p.t, err)
 	return o.(*v1alpha1.Route)
 }
@@ -358,7 +358,7 @@ func TestDeployPreviewRolloutPromote(t *testing.T) {
 	if r.outputs["deployment-id"] != fmt.Sprint(deps[0].ID) {
 		t.Errorf("deployment-id = %q, want %d", r.outputs["deployment-id"], deps[0].ID)
 	}
-	rev, err := p.store.Get(context.Background(), reconcile.KindRevision, "default", "hello-00001")
+	rev, err := p.store.Get(context.Background(), store.KindRevision, "default", "hello-00001")
 	must(t, err)
 	if rev.GetAnnotations()[v1alpha1.GitCommitAnnotationKey] != sha || rev.GetLabels()[v1alpha1.RepositoryLabelKey] != "codertocat.hello-world" {
 		t.Errorf("revision provenance: %v %v", rev.GetAnnotations(), rev.GetLabels())
@@ -385,7 +385,7 @@ func TestDeployPreviewRolloutPromote(t *testing.T) {
 	if got := p.route("hello").Status.Traffic; !equalTraffic(got, want) {
 		t.Errorf("canary traffic = %+v, want %+v", got, want)
 	}
-	rev2, err := p.store.Get(context.Background(), reconcile.KindRevision, "default", "hello-00002")
+	rev2, err := p.store.Get(context.Background(), store.KindRevision, "default", "hello-00002")
 	must(t, err)
 	if got := rev2.GetAnnotations()[v1alpha1.PullRequestAnnotationKey]; got != "5" || !strings.Contains(r.stdout, "merged pull request #5") {
 		t.Errorf("the merged revision's pull request = %q, want 5\n%s", got, r.stdout)

@@ -13,15 +13,15 @@ import (
 	"github.com/elafros/elafros/internal/build"
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/github"
-	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // buildAll builds every object of the manifest that has spec.build from
 // the workspace's commit (a dirty tree is refused), pushes it to the
 // registry, and pins the template's image to the digest. The build section
 // is then dropped: no build runs inside the cluster.
-func (r *run) buildAll(objs []reconcile.Object) (*build.Provenance, error) {
+func (r *run) buildAll(objs []store.Object) (*build.Provenance, error) {
 	prov, err := build.Open(r.ws, false)
 	if err != nil {
 		return nil, err
@@ -372,7 +372,7 @@ func (r *run) tellPullRequest(p deploy.Promotion, table string) {
 	if r.ghc == nil {
 		return
 	}
-	o, err := r.dc.Get(r.ctx, reconcile.KindRevision, p.Revision)
+	o, err := r.dc.Get(r.ctx, store.KindRevision, p.Revision)
 	if err != nil {
 		return
 	}
@@ -409,7 +409,7 @@ func (r *run) rollout() error {
 	if err != nil {
 		return err
 	}
-	before, err := r.dc.Get(r.ctx, reconcile.KindRoute, r.in.Service)
+	before, err := r.dc.Get(r.ctx, store.KindRoute, r.in.Service)
 	if err != nil {
 		return fmt.Errorf("route %s: %w", r.in.Service, err)
 	}

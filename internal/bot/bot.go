@@ -24,12 +24,12 @@ import (
 	"github.com/elafros/elafros/internal/command"
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/github"
-	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // repositoryOf is the repository an object was applied from.
-func repositoryOf(o reconcile.Object) string {
+func repositoryOf(o store.Object) string {
 	if r := o.GetAnnotations()[v1alpha1.RepositoryAnnotationKey]; r != "" {
 		return r
 	}
@@ -523,7 +523,7 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 
 // service picks the repository's service the command is about.
 func (b *Bot) service(ctx context.Context, repo github.Repo, name string) (*v1alpha1.Service, error) {
-	objs, err := b.o.Deploy.List(ctx, reconcile.KindService, labels.Everything())
+	objs, err := b.o.Deploy.List(ctx, store.KindService, labels.Everything())
 	if err != nil {
 		return nil, err
 	}
@@ -582,7 +582,7 @@ func (b *Bot) allowed(ctx context.Context, gh GitHub, repo github.Repo, login st
 }
 
 func (b *Bot) route(ctx context.Context, name string) (*v1alpha1.Route, error) {
-	o, err := b.o.Deploy.Get(ctx, reconcile.KindRoute, name)
+	o, err := b.o.Deploy.Get(ctx, store.KindRoute, name)
 	if apierrors.IsNotFound(err) {
 		return nil, refuse("service %s has no route yet; it is still being deployed", name)
 	}
@@ -601,7 +601,7 @@ func (b *Bot) revisionFor(ctx context.Context, svc *v1alpha1.Service, route *v1a
 		if pr.MergeCommitSHA == "" {
 			return "", refuse("pull request #%d is merged but GitHub gives no merge commit", pr.Number)
 		}
-		objs, err := b.o.Deploy.List(ctx, reconcile.KindRevision, labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: svc.Name}))
+		objs, err := b.o.Deploy.List(ctx, store.KindRevision, labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: svc.Name}))
 		if err != nil {
 			return "", err
 		}
@@ -625,7 +625,7 @@ func (b *Bot) revisionFor(ctx context.Context, svc *v1alpha1.Service, route *v1a
 		return "", refuse("pull request #%d has no preview of `%s` (no %s target); the Action's preview mode deploys one", pr.Number, svc.Name, target)
 	}
 	rev := route.Spec.Rollout.Traffic[i].RevisionName
-	o, err := b.o.Deploy.Get(ctx, reconcile.KindRevision, rev)
+	o, err := b.o.Deploy.Get(ctx, store.KindRevision, rev)
 	if err != nil {
 		return "", err
 	}
@@ -704,7 +704,7 @@ func (b *Bot) closed(ctx context.Context, p payload) string {
 	if err != nil {
 		return "failed"
 	}
-	objs, err := b.o.Deploy.List(ctx, reconcile.KindService, labels.Everything())
+	objs, err := b.o.Deploy.List(ctx, store.KindService, labels.Everything())
 	if err != nil {
 		return "failed"
 	}

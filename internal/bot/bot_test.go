@@ -32,7 +32,7 @@ import (
 	"github.com/elafros/elafros/internal/github/githubtest"
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/local/serve"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 const (
@@ -53,7 +53,7 @@ type env struct {
 	t       testing.TB
 	srv     *serve.Server
 	c       *deploy.Client
-	st      reconcile.Store
+	st      store.Store
 	gh      *githubtest.Server
 	bot     *bot.Bot
 	botURL  string
@@ -146,7 +146,7 @@ func (e *env) fixture() {
 func (e *env) waitReady(rev string) {
 	e.t.Helper()
 	e.waitFor("revision "+rev+" Ready", 90*time.Second, func() bool {
-		o, err := e.st.Get(e.t.Context(), reconcile.KindRevision, ns, rev)
+		o, err := e.st.Get(e.t.Context(), store.KindRevision, ns, rev)
 		return err == nil && o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady)
 	})
 }
@@ -176,7 +176,7 @@ func (e *env) setTraffic(traffic []v1alpha1.TrafficTarget) {
 	e.t.Helper()
 	ctx := e.t.Context()
 	for attempt := 0; ; attempt++ {
-		o, err := e.st.Get(ctx, reconcile.KindRoute, ns, "hello")
+		o, err := e.st.Get(ctx, store.KindRoute, ns, "hello")
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func (e *env) setTraffic(traffic []v1alpha1.TrafficTarget) {
 
 func (e *env) traffic() []v1alpha1.TrafficTarget {
 	e.t.Helper()
-	o, err := e.st.Get(e.t.Context(), reconcile.KindRoute, ns, "hello")
+	o, err := e.st.Get(e.t.Context(), store.KindRoute, ns, "hello")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestBot(t *testing.T) {
 		before := e.traffic()
 		e.gh.SetPermission(repoName, "u-pauser", "write")
 		paused := func() (string, bool) {
-			o, err := e.st.Get(t.Context(), reconcile.KindService, ns, "hello")
+			o, err := e.st.Get(t.Context(), store.KindService, ns, "hello")
 			if err != nil {
 				t.Fatal(err)
 			}

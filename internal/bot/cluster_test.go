@@ -33,7 +33,7 @@ import (
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/process/processtest"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // The package's tests that need a cluster share one, started by the first
@@ -583,7 +583,7 @@ func TestBotsOnCluster(t *testing.T) {
 	ready := func(rev string) {
 		t.Helper()
 		eventually(t, 120*time.Second, "revision "+rev+" Ready (the bot's reconciler)", func() (bool, string) {
-			o, err := admin.Get(ctx, reconcile.KindRevision, svcNS, rev)
+			o, err := admin.Get(ctx, store.KindRevision, svcNS, rev)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -595,7 +595,7 @@ func TestBotsOnCluster(t *testing.T) {
 	ready("hello-pr-7-00001")
 	route := func() *v1alpha1.Route {
 		t.Helper()
-		o, err := admin.Get(ctx, reconcile.KindRoute, svcNS, "hello")
+		o, err := admin.Get(ctx, store.KindRoute, svcNS, "hello")
 		if err != nil {
 			t.Fatal(err)
 		}

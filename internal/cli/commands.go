@@ -18,8 +18,8 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/manifest"
-	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func addClientCommands(root *cobra.Command, s IOStreams, t *target) {
@@ -88,9 +88,9 @@ func newApplyCommand(s IOStreams, t *target) *cobra.Command {
 
 // parseKind reads a kind as kubectl does: its kind, plural, singular or a
 // short name from v1alpha1.Kinds, in any case.
-func parseKind(s string) (reconcile.Kind, error) {
+func parseKind(s string) (store.Kind, error) {
 	if k, ok := v1alpha1.KindNamed(s); ok {
-		return reconcile.Kind(k.Kind), nil
+		return store.Kind(k.Kind), nil
 	}
 	var accepted []string
 	for _, k := range v1alpha1.Kinds {
@@ -114,13 +114,13 @@ func newGetCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var objs []reconcile.Object
+			var objs []store.Object
 			if len(args) == 2 {
 				o, err := st.Get(cmd.Context(), kind, t.namespace, args[1])
 				if err != nil {
 					return t.explain(err)
 				}
-				objs = []reconcile.Object{o}
+				objs = []store.Object{o}
 			} else if objs, err = st.List(cmd.Context(), kind, t.namespace, nil); err != nil {
 				return t.explain(err)
 			}
@@ -131,7 +131,7 @@ func newGetCommand(s IOStreams, t *target) *cobra.Command {
 	return cmd
 }
 
-func printObjects(w io.Writer, output string, kind reconcile.Kind, objs []reconcile.Object, single bool) error {
+func printObjects(w io.Writer, output string, kind store.Kind, objs []store.Object, single bool) error {
 	switch output {
 	case "json", "yaml":
 		var v any = objs
@@ -155,28 +155,28 @@ func printObjects(w io.Writer, output string, kind reconcile.Kind, objs []reconc
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		defer tw.Flush()
 		switch kind {
-		case reconcile.KindService:
+		case store.KindService:
 			fmt.Fprintln(tw, "NAME\tDOMAIN\tSTRATEGY\tLATESTREADY\tREADY\tREASON")
 			for _, o := range objs {
 				x := o.(*v1alpha1.Service)
 				st, reason := condition(x.Status.Conditions, v1alpha1.ConditionReady)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.Name, x.Status.Domain, x.Spec.Rollout.Strategy, x.Status.LatestReadyRevisionName, st, reason)
 			}
-		case reconcile.KindConfiguration:
+		case store.KindConfiguration:
 			fmt.Fprintln(tw, "NAME\tLATESTCREATED\tLATESTREADY\tREADY\tREASON")
 			for _, o := range objs {
 				x := o.(*v1alpha1.Configuration)
 				st, reason := condition(x.Status.Conditions, v1alpha1.ConditionLatestRevisionReady)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Name, x.Status.LatestCreatedRevisionName, x.Status.LatestReadyRevisionName, st, reason)
 			}
-		case reconcile.KindRevision:
+		case store.KindRevision:
 			fmt.Fprintln(tw, "NAME\tCONFIGURATION\tGENERATION\tREADY\tREASON")
 			for _, o := range objs {
 				x := o.(*v1alpha1.Revision)
 				st, reason := condition(x.Status.Conditions, v1alpha1.ConditionReady)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Name, x.Labels[v1alpha1.ConfigurationLabelKey], x.Labels[v1alpha1.ConfigurationGenerationLabelKey], st, reason)
 			}
-		case reconcile.KindRoute:
+		case store.KindRoute:
 			fmt.Fprintln(tw, "NAME\tDOMAIN\tTRAFFIC\tREADY\tREASON")
 			for _, o := range objs {
 				x := o.(*v1alpha1.Route)
@@ -227,7 +227,7 @@ func newDescribeCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return t.explain(err)
 			}
-			if err := printObjects(s.Out, "yaml", kind, []reconcile.Object{o}, true); err != nil {
+			if err := printObjects(s.Out, "yaml", kind, []store.Object{o}, true); err != nil {
 				return err
 			}
 			var cs v1alpha1.Conditions
@@ -421,7 +421,7 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := c.Get(cmd.Context(), reconcile.KindService, service)
+			o, err := c.Get(cmd.Context(), store.KindService, service)
 			if err != nil {
 				return t.explain(err)
 			}

@@ -16,7 +16,7 @@ import (
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/kube"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // DefaultServer is where the CLI finds elafros serve's API.
@@ -41,7 +41,7 @@ func (t *target) flags(cmd *cobra.Command) {
 
 func (t *target) cluster() bool { return t.kubeconfig != "" || t.context != "" }
 
-func (t *target) store() (reconcile.Store, error) {
+func (t *target) store() (store.Store, error) {
 	if t.cluster() {
 		return client.ForKubeconfig(t.kubeconfig, t.context)
 	}

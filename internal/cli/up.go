@@ -24,7 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/local/serve"
 	"github.com/elafros/elafros/internal/manifest"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func newUpCommand(s IOStreams) *cobra.Command {
@@ -115,9 +115,9 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 			deployer = deployer[:i]
 		}
 	}
-	var objs []reconcile.Object
+	var objs []store.Object
 	for _, d := range m.Documents {
-		o := d.Object.(reconcile.Object)
+		o := d.Object.(store.Object)
 		if spec := deploy.ConfigurationSpecOf(o); spec != nil && spec.Build != nil {
 			// What is built is the working tree, so its digest (not only the
 			// commit) decides whether there is a new revision.
@@ -129,7 +129,7 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for _, o := range objs {
-		if k := reconcile.KindOf(o); k == reconcile.KindService || k == reconcile.KindRoute {
+		if k := store.KindOf(o); k == store.KindService || k == store.KindRoute {
 			fmt.Fprintf(s.Out, "  Deploying %s [%s] from %s:\n", strings.ToLower(string(k)), o.GetName(), dir)
 		}
 	}

@@ -1,4 +1,4 @@
-// Package client is the one REST client of elafros: a reconcile.Store over
+// Package client is the one REST client of elafros: a store.Store over
 // the Kubernetes REST dialect, built on client-go's REST client, so the
 // same code talks to elafros serve and to a Kubernetes cluster with the
 // elafros.dev CRDs (through a kubeconfig context). It translates; it holds
@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Scheme knows the elafros.dev types and the meta types of the wire.
@@ -42,7 +42,7 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-// Store is a reconcile.Store over HTTP.
+// Store is a store.Store over HTTP.
 type Store struct {
 	rc *rest.RESTClient
 	// noStrategicMerge: the server answered 415 to a strategic merge
@@ -102,20 +102,20 @@ func Kubeconfig(path, context string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-func plural(k reconcile.Kind) string { return reconcile.Resource(k).Resource }
+func plural(k store.Kind) string { return store.Resource(k).Resource }
 
-func typed(o runtime.Object) (reconcile.Object, error) {
-	ro, ok := o.(reconcile.Object)
+func typed(o runtime.Object) (store.Object, error) {
+	ro, ok := o.(store.Object)
 	if !ok {
 		return nil, fmt.Errorf("unexpected %T from the API", o)
 	}
-	ro.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(ro))))
+	ro.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(store.KindOf(ro))))
 	return ro, nil
 }
 
-// Get implements reconcile.Store.
-func (s *Store) Get(ctx context.Context, kind reconcile.Kind, ns, name string) (reconcile.Object, error) {
-	out, err := reconcile.NewObject(kind)
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, kind store.Kind, ns, name string) (store.Object, error) {
+	out, err := store.NewObject(kind)
 	if err != nil {
 		return nil, err
 	}
@@ -125,38 +125,38 @@ func (s *Store) Get(ctx context.Context, kind reconcile.Kind, ns, name string) (
 	return typed(out)
 }
 
-func newList(kind reconcile.Kind) (runtime.Object, func() []reconcile.Object) {
+func newList(kind store.Kind) (runtime.Object, func() []store.Object) {
 	switch kind {
-	case reconcile.KindConfiguration:
+	case store.KindConfiguration:
 		l := &v1alpha1.ConfigurationList{}
-		return l, func() []reconcile.Object { return items(l.Items) }
-	case reconcile.KindRevision:
+		return l, func() []store.Object { return items(l.Items) }
+	case store.KindRevision:
 		l := &v1alpha1.RevisionList{}
-		return l, func() []reconcile.Object { return items(l.Items) }
-	case reconcile.KindRoute:
+		return l, func() []store.Object { return items(l.Items) }
+	case store.KindRoute:
 		l := &v1alpha1.RouteList{}
-		return l, func() []reconcile.Object { return items(l.Items) }
+		return l, func() []store.Object { return items(l.Items) }
 	default:
 		l := &v1alpha1.ServiceList{}
-		return l, func() []reconcile.Object { return items(l.Items) }
+		return l, func() []store.Object { return items(l.Items) }
 	}
 }
 
 func items[T any, PT interface {
 	*T
-	reconcile.Object
-}](in []T) []reconcile.Object {
-	out := make([]reconcile.Object, len(in))
+	store.Object
+}](in []T) []store.Object {
+	out := make([]store.Object, len(in))
 	for i := range in {
 		o := PT(&in[i])
-		o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+		o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(store.KindOf(o))))
 		out[i] = o
 	}
 	return out
 }
 
-// List implements reconcile.Store.
-func (s *Store) List(ctx context.Context, kind reconcile.Kind, ns string, sel labels.Selector) ([]reconcile.Object, error) {
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, kind store.Kind, ns string, sel labels.Selector) ([]store.Object, error) {
 	l, get := newList(kind)
 	req := s.rc.Get().Namespace(ns).Resource(plural(kind))
 	if sel != nil && !sel.Empty() {
@@ -168,32 +168,32 @@ func (s *Store) List(ctx context.Context, kind reconcile.Kind, ns string, sel la
 	return get(), nil
 }
 
-// Create implements reconcile.Store.
-func (s *Store) Create(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
-	out, _ := reconcile.NewObject(reconcile.KindOf(o))
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, o store.Object) (store.Object, error) {
+	out, _ := store.NewObject(store.KindOf(o))
 	ns := o.GetNamespace()
 	if ns == "" {
 		ns = v1alpha1.DefaultNamespace
 	}
-	if err := s.rc.Post().Namespace(ns).Resource(plural(reconcile.KindOf(o))).Param("fieldValidation", "Strict").Body(o).Do(ctx).Into(out); err != nil {
+	if err := s.rc.Post().Namespace(ns).Resource(plural(store.KindOf(o))).Param("fieldValidation", "Strict").Body(o).Do(ctx).Into(out); err != nil {
 		return nil, err
 	}
 	return typed(out)
 }
 
-// Update implements reconcile.Store.
-func (s *Store) Update(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, o store.Object) (store.Object, error) {
 	return s.put(ctx, o, "")
 }
 
-// UpdateStatus implements reconcile.Store.
-func (s *Store) UpdateStatus(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// UpdateStatus implements store.Store.
+func (s *Store) UpdateStatus(ctx context.Context, o store.Object) (store.Object, error) {
 	return s.put(ctx, o, "status")
 }
 
-func (s *Store) put(ctx context.Context, o reconcile.Object, sub string) (reconcile.Object, error) {
-	kind := reconcile.KindOf(o)
-	out, _ := reconcile.NewObject(kind)
+func (s *Store) put(ctx context.Context, o store.Object, sub string) (store.Object, error) {
+	kind := store.KindOf(o)
+	out, _ := store.NewObject(kind)
 	req := s.rc.Put().Namespace(o.GetNamespace()).Resource(plural(kind)).Name(o.GetName()).Param("fieldValidation", "Strict")
 	if sub != "" {
 		req = req.SubResource(sub)
@@ -204,7 +204,7 @@ func (s *Store) put(ctx context.Context, o reconcile.Object, sub string) (reconc
 	return typed(out)
 }
 
-// Patch implements reconcile.Store. YAML bodies are sent as JSON.
+// Patch implements store.Store. YAML bodies are sent as JSON.
 //
 // A Kubernetes API server refuses strategic merge patches on custom
 // resources (415). For those the patch is merged here, with the same
@@ -213,7 +213,7 @@ func (s *Store) put(ctx context.Context, o reconcile.Object, sub string) (reconc
 // it if anything changed in between, and the merge is done again on the
 // fresh object. Server-side apply (application/apply-patch+yaml) is sent
 // as the "elafros" field manager.
-func (s *Store) Patch(ctx context.Context, kind reconcile.Kind, ns, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
+func (s *Store) Patch(ctx context.Context, kind store.Kind, ns, name string, pt types.PatchType, data []byte) (store.Object, error) {
 	body, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("the patch is not JSON or YAML: %w", err)
@@ -221,7 +221,7 @@ func (s *Store) Patch(ctx context.Context, kind reconcile.Kind, ns, name string,
 	if pt == types.StrategicMergePatchType && s.noStrategicMerge.Load() {
 		return s.mergeHere(ctx, kind, ns, name, body)
 	}
-	out, _ := reconcile.NewObject(kind)
+	out, _ := store.NewObject(kind)
 	// Strict: a Kubernetes API server would otherwise drop unknown fields
 	// (the seed's "Traffic:") with only a warning.
 	req := s.rc.Patch(pt).Namespace(ns).Resource(plural(kind)).Name(name).Param("fieldValidation", "Strict")
@@ -244,14 +244,14 @@ const FieldManager = "elafros"
 
 // mergeHere applies a strategic merge patch client-side onto the current
 // object and updates it optimistically, retrying on conflict.
-func (s *Store) mergeHere(ctx context.Context, kind reconcile.Kind, ns, name string, patch []byte) (reconcile.Object, error) {
-	var out reconcile.Object
+func (s *Store) mergeHere(ctx context.Context, kind store.Kind, ns, name string, patch []byte) (store.Object, error) {
+	var out store.Object
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := s.Get(ctx, kind, ns, name)
 		if err != nil {
 			return err
 		}
-		merged, err := reconcile.ApplyPatch(cur, types.StrategicMergePatchType, patch)
+		merged, err := store.ApplyPatch(cur, types.StrategicMergePatchType, patch)
 		if err != nil {
 			return err
 		}
@@ -262,19 +262,19 @@ func (s *Store) mergeHere(ctx context.Context, kind reconcile.Kind, ns, name str
 	return out, err
 }
 
-// Delete implements reconcile.Store.
-func (s *Store) Delete(ctx context.Context, kind reconcile.Kind, ns, name string) error {
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, kind store.Kind, ns, name string) error {
 	prop := metav1.DeletePropagationBackground
 	return s.rc.Delete().Namespace(ns).Resource(plural(kind)).Name(name).
 		Body(&metav1.DeleteOptions{PropagationPolicy: &prop}).Do(ctx).Error()
 }
 
-// Watch implements reconcile.Store: one watch per kind, merged. The
+// Watch implements store.Store: one watch per kind, merged. The
 // channel closes when any of them ends; the caller lists again.
-func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
+func (s *Store) Watch(ctx context.Context) (<-chan store.Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var ws []watch.Interface
-	for _, k := range reconcile.Kinds {
+	for _, k := range store.Kinds {
 		w, err := s.rc.Get().Resource(plural(k)).Param("watch", "true").Watch(ctx)
 		if err != nil {
 			cancel()
@@ -285,7 +285,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
 		}
 		ws = append(ws, w)
 	}
-	out := make(chan reconcile.Event, 1024)
+	out := make(chan store.Event, 1024)
 	var once sync.Once
 	var wg sync.WaitGroup
 	stop := func() {
@@ -313,7 +313,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
 					return
 				}
 				select {
-				case out <- reconcile.Event{Type: reconcile.EventType(e.Type), Object: o}:
+				case out <- store.Event{Type: store.EventType(e.Type), Object: o}:
 				case <-ctx.Done():
 					return
 				}
@@ -329,7 +329,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
 
 // ListWatch returns a cache.ListerWatcher of kind in namespace ("" for
 // all), for informers over the elafros.dev objects.
-func (s *Store) ListWatch(kind reconcile.Kind, ns string) cache.ListerWatcher {
+func (s *Store) ListWatch(kind store.Kind, ns string) cache.ListerWatcher {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			l, _ := newList(kind)
@@ -355,4 +355,4 @@ func IsUnreachable(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns)
 }
 
-var _ reconcile.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)

@@ -25,13 +25,13 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/manifest"
-	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Client runs the common operations against a Store. Make it with New.
 type Client struct {
-	store     reconcile.Store
+	store     store.Store
 	namespace string
 	poll      time.Duration
 	actor     string
@@ -57,7 +57,7 @@ func WithActor(actor, reason string) Option {
 // (kube.Events), so "kubectl describe route" and event exporters show who
 // moved traffic, beside the Route's own audit history.
 type EventSink interface {
-	Event(ctx context.Context, o reconcile.Object, eventType, reason, message string) error
+	Event(ctx context.Context, o store.Object, eventType, reason, message string) error
 }
 
 // ReasonTrafficMoved is the reason of the event of a traffic move.
@@ -70,7 +70,7 @@ func WithEvents(sink EventSink) Option { return func(c *Client) { c.events = sin
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
 
 // New returns a Client over store, in namespace ("" for default).
-func New(store reconcile.Store, namespace string, opts ...Option) *Client {
+func New(store store.Store, namespace string, opts ...Option) *Client {
 	if namespace == "" {
 		namespace = v1alpha1.DefaultNamespace
 	}
@@ -102,19 +102,19 @@ const (
 // Apply creates or updates each object (already defaulted and validated,
 // as manifest.Load returns them). Objects without a namespace go to the
 // client's.
-func (c *Client) Apply(ctx context.Context, objs []reconcile.Object) ([]Applied, error) {
+func (c *Client) Apply(ctx context.Context, objs []store.Object) ([]Applied, error) {
 	return c.apply(ctx, objs, false)
 }
 
 // Plan says what Apply would do, writing nothing.
-func (c *Client) Plan(ctx context.Context, objs []reconcile.Object) ([]Applied, error) {
+func (c *Client) Plan(ctx context.Context, objs []store.Object) ([]Applied, error) {
 	return c.apply(ctx, objs, true)
 }
 
-func (c *Client) apply(ctx context.Context, objs []reconcile.Object, dryRun bool) ([]Applied, error) {
+func (c *Client) apply(ctx context.Context, objs []store.Object, dryRun bool) ([]Applied, error) {
 	var out []Applied
 	for _, o := range objs {
-		kind := reconcile.KindOf(o)
+		kind := store.KindOf(o)
 		if o.GetNamespace() == "" || o.GetNamespace() == v1alpha1.DefaultNamespace {
 			o.SetNamespace(c.ns())
 		}
@@ -132,9 +132,9 @@ func (c *Client) apply(ctx context.Context, objs []reconcile.Object, dryRun bool
 			if err != nil {
 				return err
 			}
-			next := o.DeepCopyObject().(reconcile.Object)
+			next := o.DeepCopyObject().(store.Object)
 			keepProvenance(cur, next)
-			if equality.Semantic.DeepEqual(reconcile.SpecOf(cur), reconcile.SpecOf(next)) &&
+			if equality.Semantic.DeepEqual(store.SpecOf(cur), store.SpecOf(next)) &&
 				equality.Semantic.DeepEqual(cur.GetLabels(), next.GetLabels()) {
 				a.Action = ActionUnchanged
 				return nil
@@ -160,7 +160,7 @@ func (c *Client) apply(ctx context.Context, objs []reconcile.Object, dryRun bool
 // keepProvenance gives next's revision template the provenance
 // annotations of cur's when nothing else of the template differs, so that
 // a push whose image and configuration are unchanged makes no revision.
-func keepProvenance(cur, next reconcile.Object) {
+func keepProvenance(cur, next store.Object) {
 	ct, nt := templateOf(cur), templateOf(next)
 	if ct == nil || nt == nil {
 		return
@@ -181,7 +181,7 @@ func keepProvenance(cur, next reconcile.Object) {
 	nt.Annotations = maps.Clone(ct.Annotations)
 }
 
-func templateOf(o reconcile.Object) *v1alpha1.RevisionTemplateSpec {
+func templateOf(o store.Object) *v1alpha1.RevisionTemplateSpec {
 	if spec := ConfigurationSpecOf(o); spec != nil {
 		return &spec.RevisionTemplate
 	}
@@ -190,7 +190,7 @@ func templateOf(o reconcile.Object) *v1alpha1.RevisionTemplateSpec {
 
 // ConfigurationSpecOf returns the configuration spec of a Service or a
 // Configuration (nil for other kinds).
-func ConfigurationSpecOf(o reconcile.Object) *v1alpha1.ConfigurationSpec {
+func ConfigurationSpecOf(o store.Object) *v1alpha1.ConfigurationSpec {
 	switch x := o.(type) {
 	case *v1alpha1.Service:
 		return &x.Spec.ConfigurationSpec
@@ -211,10 +211,10 @@ func mergeAnnotations(cur, want map[string]string) map[string]string {
 }
 
 // ObjectsOf returns a loaded manifest's objects in file order.
-func ObjectsOf(m *manifest.Manifest) []reconcile.Object {
-	objs := make([]reconcile.Object, len(m.Documents))
+func ObjectsOf(m *manifest.Manifest) []store.Object {
+	objs := make([]store.Object, len(m.Documents))
 	for i, d := range m.Documents {
-		objs[i] = d.Object.(reconcile.Object)
+		objs[i] = d.Object.(store.Object)
 	}
 	return objs
 }
@@ -240,7 +240,7 @@ func (c *Client) Deploy(ctx context.Context, o Options) (*v1alpha1.Service, erro
 	}
 	var out *v1alpha1.Service
 	err := onConflict(func() error {
-		cur, err := c.store.Get(ctx, reconcile.KindService, c.ns(), o.Service)
+		cur, err := c.store.Get(ctx, store.KindService, c.ns(), o.Service)
 		var svc *v1alpha1.Service
 		switch {
 		case apierrors.IsNotFound(err):
@@ -277,7 +277,7 @@ func (c *Client) Deploy(ctx context.Context, o Options) (*v1alpha1.Service, erro
 		if errs := svc.Validate(); len(errs) > 0 {
 			return apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Service").GroupKind(), o.Service, errs)
 		}
-		var w reconcile.Object
+		var w store.Object
 		if cur == nil {
 			w, err = c.store.Create(ctx, svc)
 		} else {
@@ -328,7 +328,7 @@ func (c *Client) Wait(ctx context.Context, service string, generation int64, don
 			return nil, err
 		}
 		if rev != "" && !started {
-			if r, err := c.store.Get(ctx, reconcile.KindRevision, c.ns(), rev); err == nil {
+			if r, err := c.store.Get(ctx, store.KindRevision, c.ns(), rev); err == nil {
 				rv := r.(*v1alpha1.Revision)
 				if rv.Spec.BuildName != "" && !built {
 					bc := rv.Status.Conditions.Get(v1alpha1.ConditionBuildComplete)
@@ -380,7 +380,7 @@ func promoted(svc *v1alpha1.Service, rev string) bool {
 // progress returns the service and, once its configuration carries the
 // spec of generation and has made its revision, that revision's name.
 func (c *Client) progress(ctx context.Context, service string, generation int64) (*v1alpha1.Service, string, error) {
-	o, err := c.store.Get(ctx, reconcile.KindService, c.ns(), service)
+	o, err := c.store.Get(ctx, store.KindService, c.ns(), service)
 	if err != nil {
 		return nil, "", err
 	}
@@ -388,7 +388,7 @@ func (c *Client) progress(ctx context.Context, service string, generation int64)
 	if svc.Status.ObservedGeneration < generation {
 		return svc, "", nil
 	}
-	co, err := c.store.Get(ctx, reconcile.KindConfiguration, c.ns(), service)
+	co, err := c.store.Get(ctx, store.KindConfiguration, c.ns(), service)
 	if apierrors.IsNotFound(err) {
 		return svc, "", nil
 	}
@@ -405,7 +405,7 @@ func (c *Client) progress(ctx context.Context, service string, generation int64)
 // SetStrategy changes a service's rollout strategy.
 func (c *Client) SetStrategy(ctx context.Context, service string, s v1alpha1.RolloutStrategy) error {
 	return onConflict(func() error {
-		o, err := c.store.Get(ctx, reconcile.KindService, c.ns(), service)
+		o, err := c.store.Get(ctx, store.KindService, c.ns(), service)
 		if err != nil {
 			return err
 		}
@@ -452,7 +452,7 @@ func Promote(steps []int) Op {
 func (c *Client) Rollout(ctx context.Context, route string, op Op) (*v1alpha1.Route, error) {
 	var out *v1alpha1.Route
 	err := onConflict(func() error {
-		o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), route)
+		o, err := c.store.Get(ctx, store.KindRoute, c.ns(), route)
 		if err != nil {
 			return err
 		}
@@ -501,7 +501,7 @@ func (c *Client) event(ctx context.Context, rt *v1alpha1.Route, from, to []v1alp
 // Ready reports revision readiness from the store.
 func (c *Client) Ready(ctx context.Context) rollout.ReadyFunc {
 	return func(name string) (bool, string) {
-		o, err := c.store.Get(ctx, reconcile.KindRevision, c.ns(), name)
+		o, err := c.store.Get(ctx, store.KindRevision, c.ns(), name)
 		if err != nil {
 			return false, fmt.Sprintf("revision %s: %v", name, err)
 		}
@@ -522,12 +522,12 @@ type Row struct {
 // Revisions lists a service's revisions, newest first, with the traffic
 // its route serves them.
 func (c *Client) Revisions(ctx context.Context, service string) ([]Row, error) {
-	revs, err := c.store.List(ctx, reconcile.KindRevision, c.ns(), labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: service}))
+	revs, err := c.store.List(ctx, store.KindRevision, c.ns(), labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: service}))
 	if err != nil {
 		return nil, err
 	}
 	var traffic []v1alpha1.TrafficTarget
-	if o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), service); err == nil {
+	if o, err := c.store.Get(ctx, store.KindRoute, c.ns(), service); err == nil {
 		traffic = o.(*v1alpha1.Route).Status.Traffic
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err
@@ -576,7 +576,7 @@ var backoff = wait.Backoff{Steps: 10, Duration: 10 * time.Millisecond, Factor: 1
 func onConflict(fn func() error) error { return retry.RetryOnConflict(backoff, fn) }
 
 // List lists objects of a kind in the client's namespace (sel nil: all).
-func (c *Client) List(ctx context.Context, kind reconcile.Kind, sel labels.Selector) ([]reconcile.Object, error) {
+func (c *Client) List(ctx context.Context, kind store.Kind, sel labels.Selector) ([]store.Object, error) {
 	if sel == nil {
 		sel = labels.Everything()
 	}
@@ -588,6 +588,6 @@ func (c *Client) List(ctx context.Context, kind reconcile.Kind, sel labels.Selec
 func (c *Client) As(actor, reason string) *Client { return c.withActor(actor, reason) }
 
 // Get reads one object of the client's namespace.
-func (c *Client) Get(ctx context.Context, kind reconcile.Kind, name string) (reconcile.Object, error) {
+func (c *Client) Get(ctx context.Context, kind store.Kind, name string) (store.Object, error) {
 	return c.store.Get(ctx, kind, c.ns(), name)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 	"github.com/elafros/elafros/internal/testutil"
 )
 
@@ -90,7 +91,7 @@ type flakyStore struct {
 	conflicts int // how many were answered
 }
 
-func (s *flakyStore) Update(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+func (s *flakyStore) Update(ctx context.Context, o store.Object) (store.Object, error) {
 	s.mu.Lock()
 	if s.Conflicts > 0 {
 		s.Conflicts--
@@ -110,10 +111,10 @@ func service(name, image string, strategy v1alpha1.RolloutStrategy) *v1alpha1.Se
 	return s
 }
 
-func (f *fixture) ship(c *deploy.Client, o reconcile.Object, p deploy.Provenance) *deploy.Outcome {
+func (f *fixture) ship(c *deploy.Client, o store.Object, p deploy.Provenance) *deploy.Outcome {
 	f.t.Helper()
 	var steps []string
-	out, err := c.Ship(f.ctx, []reconcile.Object{o}, deploy.ShipOptions{Provenance: p, Wait: true,
+	out, err := c.Ship(f.ctx, []store.Object{o}, deploy.ShipOptions{Provenance: p, Wait: true,
 		Progress: func(p deploy.Progress) { steps = append(steps, string(p.Step)) }})
 	if err != nil {
 		f.t.Fatalf("Ship: %v", err)
@@ -128,7 +129,7 @@ func slicesEqual(a, b []string) bool { return cmp.Equal(a, b) }
 
 func (f *fixture) route(name string) *v1alpha1.Route {
 	f.t.Helper()
-	o, err := f.store.Get(f.ctx, reconcile.KindRoute, "default", name)
+	o, err := f.store.Get(f.ctx, store.KindRoute, "default", name)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -146,13 +147,13 @@ func TestShipCreatedConfiguredUnchanged(t *testing.T) {
 
 	out := f.ship(c, service("hello", "registry.example/hello@sha256:1111", v1alpha1.StrategyAutomatic), prov)
 	sh := out.Shipped[0]
-	want := deploy.Shipped{Kind: reconcile.KindService, Name: "hello", Action: deploy.ActionCreated, Domain: "hello.default.example.com",
+	want := deploy.Shipped{Kind: store.KindService, Name: "hello", Action: deploy.ActionCreated, Domain: "hello.default.example.com",
 		Revision: "hello-00001", Image: "registry.example/hello@sha256:1111", NewRevision: true,
 		After: []v1alpha1.TrafficTarget{{RevisionName: "hello-00001", Percent: 100}}}
 	if d := cmp.Diff(want, sh); d != "" {
 		t.Errorf("first deploy (-want +got):\n%s", d)
 	}
-	rev, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", "hello-00001")
+	rev, err := f.store.Get(f.ctx, store.KindRevision, "default", "hello-00001")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +191,7 @@ func TestShipDryRunWritesNothing(t *testing.T) {
 	c := f.client("octocat", "deploy")
 	f.ship(c, service("hello", "img@sha256:1111", v1alpha1.StrategyAutomatic), deploy.Provenance{})
 	writes := f.view.Writes()
-	out, err := c.Ship(f.ctx, []reconcile.Object{service("hello", "img@sha256:2222", v1alpha1.StrategyAutomatic), service("other", "img@sha256:3333", v1alpha1.StrategyAutomatic)},
+	out, err := c.Ship(f.ctx, []store.Object{service("hello", "img@sha256:2222", v1alpha1.StrategyAutomatic), service("other", "img@sha256:3333", v1alpha1.StrategyAutomatic)},
 		deploy.ShipOptions{DryRun: true, Wait: true})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +212,7 @@ func TestShipFailedRevision(t *testing.T) {
 	f := newFixture(t)
 	c := f.client("octocat", "deploy")
 	f.rt.Fail("default", "hello-00001", "ExitCode:3", "panic: no config")
-	_, err := c.Ship(f.ctx, []reconcile.Object{service("hello", "img@sha256:1111", v1alpha1.StrategyAutomatic)}, deploy.ShipOptions{Wait: true})
+	_, err := c.Ship(f.ctx, []store.Object{service("hello", "img@sha256:1111", v1alpha1.StrategyAutomatic)}, deploy.ShipOptions{Wait: true})
 	var failed *deploy.FailedError
 	if !errors.As(err, &failed) {
 		t.Fatalf("Ship: %v, want a FailedError", err)
@@ -227,10 +228,10 @@ type events struct {
 	seen []string
 }
 
-func (e *events) Event(_ context.Context, o reconcile.Object, typ, reason, msg string) error {
+func (e *events) Event(_ context.Context, o store.Object, typ, reason, msg string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.seen = append(e.seen, fmt.Sprintf("%s %s/%s %s: %s", typ, reconcile.KindOf(o), o.GetName(), reason, msg))
+	e.seen = append(e.seen, fmt.Sprintf("%s %s/%s %s: %s", typ, store.KindOf(o), o.GetName(), reason, msg))
 	return nil
 }
 
@@ -315,12 +316,12 @@ func TestRolloutRefusedOnNotReadyRevision(t *testing.T) {
 	c := f.client("octocat", "/rollout")
 	f.ship(c, service("web", "img@sha256:1111", v1alpha1.StrategyManual), deploy.Provenance{})
 	f.rt.Hold("default", "web-00002")
-	if _, err := c.Apply(f.ctx, []reconcile.Object{service("web", "img@sha256:2222", v1alpha1.StrategyManual)}); err != nil {
+	if _, err := c.Apply(f.ctx, []store.Object{service("web", "img@sha256:2222", v1alpha1.StrategyManual)}); err != nil {
 		t.Fatal(err)
 	}
 	// The reconciler makes the revision; it stays Starting.
 	testutil.Eventually(t, 30*time.Second, "web-00002 is created", func() (bool, string) {
-		_, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", "web-00002")
+		_, err := f.store.Get(f.ctx, store.KindRevision, "default", "web-00002")
 		return err == nil, fmt.Sprint(err)
 	})
 	before := f.route("web")
@@ -361,7 +362,7 @@ func TestPreview(t *testing.T) {
 	if d := cmp.Diff([]v1alpha1.TrafficTarget{{ConfigurationName: "web", Percent: 100}}, f.route("web").Spec.Rollout.Traffic); d != "" {
 		t.Errorf("after close (-want +got):\n%s", d)
 	}
-	if _, err := f.store.Get(f.ctx, reconcile.KindConfiguration, "default", "web-pr-42"); !apierrors.IsNotFound(err) {
+	if _, err := f.store.Get(f.ctx, store.KindConfiguration, "default", "web-pr-42"); !apierrors.IsNotFound(err) {
 		t.Errorf("preview configuration after close: %v, want NotFound", err)
 	}
 	if err := c.ClosePreview(f.ctx, "web", 42); err != nil {

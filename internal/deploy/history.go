@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // HistoryLimit is how many moves a Route's audit history keeps (the
@@ -66,7 +66,7 @@ func (c *Client) record(rt *v1alpha1.Route, from, to []v1alpha1.TrafficTarget) e
 
 // RouteHistory reads the audit history of a route by name.
 func (c *Client) RouteHistory(ctx context.Context, route string) ([]Move, error) {
-	o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), route)
+	o, err := c.store.Get(ctx, store.KindRoute, c.ns(), route)
 	if err != nil {
 		return nil, err
 	}

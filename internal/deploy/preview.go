@@ -14,6 +14,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // PreviewTarget is the named target of pull request n: pr-<n>.
@@ -84,7 +85,7 @@ func (c *Client) Preview(ctx context.Context, o PreviewOptions) (*Previewed, err
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Configuration").GroupKind(), name, errs)
 	}
-	if _, err := c.Apply(ctx, []reconcile.Object{cfg}); err != nil {
+	if _, err := c.Apply(ctx, []store.Object{cfg}); err != nil {
 		return nil, err
 	}
 	rev, err := c.waitConfiguration(ctx, name)
@@ -92,7 +93,7 @@ func (c *Client) Preview(ctx context.Context, o PreviewOptions) (*Previewed, err
 		return nil, err
 	}
 	if o.Progress != nil {
-		o.Progress(Progress{Kind: reconcile.KindConfiguration, Name: name, Step: StepStarting})
+		o.Progress(Progress{Kind: store.KindConfiguration, Name: name, Step: StepStarting})
 	}
 	target := PreviewTarget(o.Number)
 	before, _ := c.route(ctx, o.Service)
@@ -110,13 +111,13 @@ func (c *Client) Preview(ctx context.Context, o PreviewOptions) (*Previewed, err
 		return nil, err
 	}
 	if o.Progress != nil {
-		o.Progress(Progress{Kind: reconcile.KindRoute, Name: o.Service, Step: StepPromoting})
+		o.Progress(Progress{Kind: store.KindRoute, Name: o.Service, Step: StepPromoting})
 	}
 	out := &Previewed{Target: target, Revision: rev, Domain: rt.Status.Domain, After: rt.Status.Traffic}
 	if before != nil {
 		out.Before = before.Status.Traffic
 	}
-	if r, err := c.store.Get(ctx, reconcile.KindRevision, c.ns(), rev); err == nil {
+	if r, err := c.store.Get(ctx, store.KindRevision, c.ns(), rev); err == nil {
 		out.Image = ImageOf(r.(*v1alpha1.Revision))
 	}
 	return out, nil
@@ -139,7 +140,7 @@ func (c *Client) ClosePreview(ctx context.Context, service string, n int) error 
 			return err
 		}
 	}
-	err = c.store.Delete(ctx, reconcile.KindConfiguration, c.ns(), PreviewConfiguration(service, n))
+	err = c.store.Delete(ctx, store.KindConfiguration, c.ns(), PreviewConfiguration(service, n))
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -150,7 +151,7 @@ func (c *Client) ClosePreview(ctx context.Context, service string, n int) error 
 // current generation) is Ready, and returns its name.
 func (c *Client) waitConfiguration(ctx context.Context, name string) (string, error) {
 	for {
-		o, err := c.store.Get(ctx, reconcile.KindConfiguration, c.ns(), name)
+		o, err := c.store.Get(ctx, store.KindConfiguration, c.ns(), name)
 		if err != nil {
 			return "", err
 		}

@@ -9,8 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Promotion is what scheduled promotion did (or did not do) to one
@@ -53,7 +53,7 @@ func (c *Client) PromoteDue(ctx context.Context, sel labels.Selector) ([]Promoti
 	if sel == nil {
 		sel = labels.Everything()
 	}
-	svcs, err := c.store.List(ctx, reconcile.KindService, c.ns(), sel)
+	svcs, err := c.store.List(ctx, store.KindService, c.ns(), sel)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func (c *Client) promoteOne(ctx context.Context, svc *v1alpha1.Service, rt *v1al
 	if len(h) == 0 || !equality.Semantic.DeepEqual(h[len(h)-1].To, rt.Spec.Rollout.Traffic) {
 		// A move this history did not see: its interval starts now.
 		err := onConflict(func() error {
-			o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), rt.Name)
+			o, err := c.store.Get(ctx, store.KindRoute, c.ns(), rt.Name)
 			if err != nil {
 				return err
 			}

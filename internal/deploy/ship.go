@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Provenance says where what is applied comes from. Every object gets the
@@ -33,7 +33,7 @@ type Provenance struct {
 }
 
 // Stamp writes p onto o (and its revision template).
-func (p Provenance) Stamp(o reconcile.Object) {
+func (p Provenance) Stamp(o store.Object) {
 	set := func(m map[string]string, k, v string) map[string]string {
 		if v == "" {
 			return m
@@ -81,14 +81,14 @@ type ShipOptions struct {
 
 // Progress is a step of one object's deploy.
 type Progress struct {
-	Kind reconcile.Kind
+	Kind store.Kind
 	Name string
 	Step Step
 }
 
 // Shipped is what Ship did for one Service or Route.
 type Shipped struct {
-	Kind   reconcile.Kind
+	Kind   store.Kind
 	Name   string
 	Action string
 	// Domain is where the route serves (empty until it does).
@@ -116,7 +116,7 @@ type Outcome struct {
 // after with the revision and image. It is the one deploy call of
 // "elafros up", "elafros apply --wait", the Action and the bot. A revision
 // that cannot become Ready is a *FailedError with its reason.
-func (c *Client) Ship(ctx context.Context, objs []reconcile.Object, o ShipOptions) (*Outcome, error) {
+func (c *Client) Ship(ctx context.Context, objs []store.Object, o ShipOptions) (*Outcome, error) {
 	out := &Outcome{}
 	before := map[string]*v1alpha1.Route{}
 	latest := map[string]string{}
@@ -125,8 +125,8 @@ func (c *Client) Ship(ctx context.Context, objs []reconcile.Object, o ShipOption
 		if obj.GetNamespace() == "" {
 			obj.SetNamespace(c.ns())
 		}
-		switch reconcile.KindOf(obj) {
-		case reconcile.KindService, reconcile.KindRoute:
+		switch store.KindOf(obj) {
+		case store.KindService, store.KindRoute:
 			rt, err := c.route(ctx, obj.GetName())
 			if err != nil {
 				return nil, err
@@ -148,7 +148,7 @@ func (c *Client) Ship(ctx context.Context, objs []reconcile.Object, o ShipOption
 	if err != nil {
 		return out, err
 	}
-	progress := func(k reconcile.Kind, name string) func(Step) {
+	progress := func(k store.Kind, name string) func(Step) {
 		return func(s Step) {
 			if o.Progress != nil {
 				o.Progress(Progress{Kind: k, Name: name, Step: s})
@@ -156,8 +156,8 @@ func (c *Client) Ship(ctx context.Context, objs []reconcile.Object, o ShipOption
 		}
 	}
 	for _, a := range out.Applied {
-		k := reconcile.Kind(a.Kind)
-		if k != reconcile.KindService && k != reconcile.KindRoute {
+		k := store.Kind(a.Kind)
+		if k != store.KindService && k != store.KindRoute {
 			continue
 		}
 		sh := Shipped{Kind: k, Name: a.Name, Action: a.Action}
@@ -167,7 +167,7 @@ func (c *Client) Ship(ctx context.Context, objs []reconcile.Object, o ShipOption
 		}
 		if !o.DryRun && o.Wait {
 			switch k {
-			case reconcile.KindService:
+			case store.KindService:
 				svc, err := c.service(ctx, a.Name)
 				if err != nil {
 					return out, err
@@ -179,7 +179,7 @@ func (c *Client) Ship(ctx context.Context, objs []reconcile.Object, o ShipOption
 					out.Shipped = append(out.Shipped, sh)
 					return out, err
 				}
-			case reconcile.KindRoute:
+			case store.KindRoute:
 				if _, err := c.WaitRoute(ctx, a.Name); err != nil {
 					out.Shipped = append(out.Shipped, sh)
 					return out, err
@@ -208,14 +208,14 @@ func (c *Client) fill(ctx context.Context, sh *Shipped, latestBefore string) err
 		sh.Domain = rt.Status.Domain
 	}
 	switch sh.Kind {
-	case reconcile.KindService:
+	case store.KindService:
 		svc, err := c.service(ctx, sh.Name)
 		if err != nil || svc == nil {
 			return err
 		}
 		sh.Revision = svc.Status.LatestReadyRevisionName
 		sh.NewRevision = svc.Status.LatestCreatedRevisionName != "" && svc.Status.LatestCreatedRevisionName != latestBefore
-	case reconcile.KindRoute:
+	case store.KindRoute:
 		best := -1
 		for _, t := range sh.After {
 			if t.Percent > best {
@@ -226,7 +226,7 @@ func (c *Client) fill(ctx context.Context, sh *Shipped, latestBefore string) err
 	if sh.Revision == "" {
 		return nil
 	}
-	o, err := c.store.Get(ctx, reconcile.KindRevision, c.ns(), sh.Revision)
+	o, err := c.store.Get(ctx, store.KindRevision, c.ns(), sh.Revision)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -254,7 +254,7 @@ func ImageOf(rev *v1alpha1.Revision) string {
 }
 
 func (c *Client) route(ctx context.Context, name string) (*v1alpha1.Route, error) {
-	o, err := c.store.Get(ctx, reconcile.KindRoute, c.ns(), name)
+	o, err := c.store.Get(ctx, store.KindRoute, c.ns(), name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -265,7 +265,7 @@ func (c *Client) route(ctx context.Context, name string) (*v1alpha1.Route, error
 }
 
 func (c *Client) service(ctx context.Context, name string) (*v1alpha1.Service, error) {
-	o, err := c.store.Get(ctx, reconcile.KindService, c.ns(), name)
+	o, err := c.store.Get(ctx, store.KindService, c.ns(), name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -306,7 +306,7 @@ func (c *Client) failingTarget(ctx context.Context, rt *v1alpha1.Route) error {
 		if t.ConfigurationName == "" {
 			continue
 		}
-		co, err := c.store.Get(ctx, reconcile.KindConfiguration, c.ns(), t.ConfigurationName)
+		co, err := c.store.Get(ctx, store.KindConfiguration, c.ns(), t.ConfigurationName)
 		if err != nil {
 			continue // a missing configuration is the route's own condition
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/manifest"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // BenchmarkDeploy measures, on the test cluster, the time from a new
@@ -75,7 +75,7 @@ func TestResyncUnchangedMakesNoWrites(t *testing.T) {
 	var n counter
 	cfg := n.wrap(e.action)
 	r := newReconciler(t, ctx, e, cfg)
-	store := r.Store
+	st := r.Store
 	for i := range count {
 		body := fmt.Sprintf(`apiVersion: elafros.dev/v1alpha1
 kind: Service
@@ -92,7 +92,7 @@ spec:
 			t.Fatal(errs)
 		}
 		docs[0].Object.SetDefaults()
-		if _, err := store.Create(ctx, docs[0].Object.(reconcile.Object)); err != nil {
+		if _, err := st.Create(ctx, docs[0].Object.(store.Object)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,7 +103,7 @@ spec:
 		t.Fatal(err)
 	}
 	t.Logf("%d services converged in %v with %d reads and %d writes", count, time.Since(start).Round(time.Millisecond), n.reads.Load(), n.writes.Load())
-	svcs, err := store.List(ctx, reconcile.KindService, "default", nil)
+	svcs, err := st.List(ctx, store.KindService, "default", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

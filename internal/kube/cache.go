@@ -18,10 +18,10 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
-// CachedStore is a reconcile.Store that reads from informers over the
+// CachedStore is a store.Store that reads from informers over the
 // elafros.dev objects and writes through the REST client, so that a
 // resync of an unchanged cluster costs no request at all.
 //
@@ -37,13 +37,13 @@ import (
 //     is refused with a Conflict and retried.
 type CachedStore struct {
 	*client.Store
-	kinds map[reconcile.Kind]*kindCache
+	kinds map[store.Kind]*kindCache
 
 	namespace string
 
 	mu       sync.Mutex
 	overlay  map[overlayKey]overlayEntry
-	watchers map[chan reconcile.Event]struct{}
+	watchers map[chan store.Event]struct{}
 }
 
 type kindCache struct {
@@ -51,7 +51,7 @@ type kindCache struct {
 }
 
 type overlayKey struct {
-	kind      reconcile.Kind
+	kind      store.Kind
 	namespace string
 	name      string
 }
@@ -59,7 +59,7 @@ type overlayKey struct {
 // overlayEntry is a written object, or a deletion (obj nil) of the object
 // at resourceVersion rv.
 type overlayEntry struct {
-	obj reconcile.Object
+	obj store.Object
 	rv  uint64
 	at  time.Time
 }
@@ -73,10 +73,10 @@ const allIndex = "all"
 // all: then the caller needs list and watch on every namespace). Call
 // Start before use.
 func NewCachedStore(s *client.Store, namespace string) *CachedStore {
-	c := &CachedStore{Store: s, namespace: namespace, kinds: map[reconcile.Kind]*kindCache{},
-		overlay: map[overlayKey]overlayEntry{}, watchers: map[chan reconcile.Event]struct{}{}}
-	for _, k := range reconcile.Kinds {
-		obj, _ := reconcile.NewObject(k)
+	c := &CachedStore{Store: s, namespace: namespace, kinds: map[store.Kind]*kindCache{},
+		overlay: map[overlayKey]overlayEntry{}, watchers: map[chan store.Event]struct{}{}}
+	for _, k := range store.Kinds {
+		obj, _ := store.NewObject(k)
 		inf := cache.NewSharedIndexInformer(s.ListWatch(k, namespace), obj, 0, cache.Indexers{
 			cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
 			allIndex:             func(any) ([]string, error) { return []string{""}, nil },
@@ -91,9 +91,9 @@ func NewCachedStore(s *client.Store, namespace string) *CachedStore {
 // Start runs the informers until ctx ends and waits for their first list.
 func (c *CachedStore) Start(ctx context.Context) error {
 	// Fail fast (an informer would retry a forbidden list forever).
-	for _, k := range reconcile.Kinds {
+	for _, k := range store.Kinds {
 		if _, err := c.Store.List(ctx, k, c.namespace, nil); err != nil {
-			return fmt.Errorf("listing %s: %w", reconcile.Resource(k).Resource, err)
+			return fmt.Errorf("listing %s: %w", store.Resource(k).Resource, err)
 		}
 	}
 	var synced []cache.InformerSynced
@@ -117,12 +117,12 @@ func resourceVersion(o any) uint64 {
 }
 
 // typedCopy returns a deep copy of a cached object with its kind set.
-func typedCopy(k reconcile.Kind, o any) (reconcile.Object, error) {
+func typedCopy(k store.Kind, o any) (store.Object, error) {
 	ro, ok := o.(runtime.Object)
 	if !ok {
 		return nil, fmt.Errorf("unexpected %T in the %s cache", o, k)
 	}
-	out, ok := ro.DeepCopyObject().(reconcile.Object)
+	out, ok := ro.DeepCopyObject().(store.Object)
 	if !ok {
 		return nil, fmt.Errorf("unexpected %T in the %s cache", o, k)
 	}
@@ -157,9 +157,9 @@ func (c *CachedStore) resolve(key overlayKey, cached any) (any, bool) {
 	return ov.obj, true
 }
 
-// Get implements reconcile.Store from the cache, or from the API server
+// Get implements store.Store from the cache, or from the API server
 // when neither the cache nor this Store's writes have the object.
-func (c *CachedStore) Get(ctx context.Context, k reconcile.Kind, ns, name string) (reconcile.Object, error) {
+func (c *CachedStore) Get(ctx context.Context, k store.Kind, ns, name string) (store.Object, error) {
 	kc, ok := c.kinds[k]
 	if !ok {
 		return nil, fmt.Errorf("unknown kind %q", k)
@@ -180,13 +180,13 @@ func (c *CachedStore) Get(ctx context.Context, k reconcile.Kind, ns, name string
 	case found:
 		return typedCopy(k, o)
 	case tombstone:
-		return nil, apierrors.NewNotFound(reconcile.Resource(k), name)
+		return nil, apierrors.NewNotFound(store.Resource(k), name)
 	}
 	return c.Store.Get(ctx, k, ns, name)
 }
 
-// List implements reconcile.Store from the cache and this Store's writes.
-func (c *CachedStore) List(_ context.Context, k reconcile.Kind, ns string, sel labels.Selector) ([]reconcile.Object, error) {
+// List implements store.Store from the cache and this Store's writes.
+func (c *CachedStore) List(_ context.Context, k store.Kind, ns string, sel labels.Selector) ([]store.Object, error) {
 	kc, ok := c.kinds[k]
 	if !ok {
 		return nil, fmt.Errorf("unknown kind %q", k)
@@ -215,7 +215,7 @@ func (c *CachedStore) List(_ context.Context, k reconcile.Kind, ns string, sel l
 			}
 		}
 	}
-	out := make([]reconcile.Object, 0, len(byKey))
+	out := make([]store.Object, 0, len(byKey))
 	for key, cached := range byKey {
 		o, found := c.resolve(key, cached)
 		if !found {
@@ -246,12 +246,12 @@ func (c *CachedStore) List(_ context.Context, k reconcile.Kind, ns string, sel l
 	return out, nil
 }
 
-func (c *CachedStore) remember(o reconcile.Object, err error) (reconcile.Object, error) {
+func (c *CachedStore) remember(o store.Object, err error) (store.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := overlayKey{reconcile.KindOf(o), o.GetNamespace(), o.GetName()}
-	cp, _ := o.DeepCopyObject().(reconcile.Object)
+	key := overlayKey{store.KindOf(o), o.GetNamespace(), o.GetName()}
+	cp, _ := o.DeepCopyObject().(store.Object)
 	// As the informers keep it (dropManagedFields): a read must not
 	// depend on whether the overlay or the informer answers it.
 	cp.SetManagedFields(nil)
@@ -261,29 +261,29 @@ func (c *CachedStore) remember(o reconcile.Object, err error) (reconcile.Object,
 	return o, nil
 }
 
-// Create implements reconcile.Store.
-func (c *CachedStore) Create(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// Create implements store.Store.
+func (c *CachedStore) Create(ctx context.Context, o store.Object) (store.Object, error) {
 	return c.remember(c.Store.Create(ctx, o))
 }
 
-// Update implements reconcile.Store.
-func (c *CachedStore) Update(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// Update implements store.Store.
+func (c *CachedStore) Update(ctx context.Context, o store.Object) (store.Object, error) {
 	return c.remember(c.Store.Update(ctx, o))
 }
 
-// UpdateStatus implements reconcile.Store.
-func (c *CachedStore) UpdateStatus(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// UpdateStatus implements store.Store.
+func (c *CachedStore) UpdateStatus(ctx context.Context, o store.Object) (store.Object, error) {
 	return c.remember(c.Store.UpdateStatus(ctx, o))
 }
 
-// Patch implements reconcile.Store.
-func (c *CachedStore) Patch(ctx context.Context, k reconcile.Kind, ns, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
+// Patch implements store.Store.
+func (c *CachedStore) Patch(ctx context.Context, k store.Kind, ns, name string, pt types.PatchType, data []byte) (store.Object, error) {
 	return c.remember(c.Store.Patch(ctx, k, ns, name, pt, data))
 }
 
-// Delete implements reconcile.Store: the object is hidden from reads at
+// Delete implements store.Store: the object is hidden from reads at
 // once (up to the resourceVersion last seen of it).
-func (c *CachedStore) Delete(ctx context.Context, k reconcile.Kind, ns, name string) error {
+func (c *CachedStore) Delete(ctx context.Context, k store.Kind, ns, name string) error {
 	err := c.Store.Delete(ctx, k, ns, name)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
@@ -304,11 +304,11 @@ func (c *CachedStore) Delete(ctx context.Context, k reconcile.Kind, ns, name str
 	return err
 }
 
-// Watch implements reconcile.Store with the informers' events, delivered
+// Watch implements store.Store with the informers' events, delivered
 // after the cache has them. The channel closes when ctx ends or the
 // watcher falls behind (the caller lists again).
-func (c *CachedStore) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
-	ch := make(chan reconcile.Event, 4096)
+func (c *CachedStore) Watch(ctx context.Context) (<-chan store.Event, error) {
+	ch := make(chan store.Event, 4096)
 	c.mu.Lock()
 	c.watchers[ch] = struct{}{}
 	c.mu.Unlock()
@@ -324,8 +324,8 @@ func (c *CachedStore) Watch(ctx context.Context) (<-chan reconcile.Event, error)
 	return ch, nil
 }
 
-func (c *CachedStore) handler(k reconcile.Kind) cache.ResourceEventHandler {
-	emit := func(t reconcile.EventType, o any) {
+func (c *CachedStore) handler(k store.Kind) cache.ResourceEventHandler {
+	emit := func(t store.EventType, o any) {
 		if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 			o = d.Obj
 		}
@@ -337,7 +337,7 @@ func (c *CachedStore) handler(k reconcile.Kind) cache.ResourceEventHandler {
 		defer c.mu.Unlock()
 		for ch := range c.watchers {
 			select {
-			case ch <- reconcile.Event{Type: t, Object: obj}:
+			case ch <- store.Event{Type: t, Object: obj}:
 			default: // fell behind: close, the caller lists again
 				delete(c.watchers, ch)
 				close(ch)
@@ -345,10 +345,10 @@ func (c *CachedStore) handler(k reconcile.Kind) cache.ResourceEventHandler {
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { emit(reconcile.Added, o) },
-		UpdateFunc: func(_, o any) { emit(reconcile.Modified, o) },
-		DeleteFunc: func(o any) { emit(reconcile.Deleted, o) },
+		AddFunc:    func(o any) { emit(store.Added, o) },
+		UpdateFunc: func(_, o any) { emit(store.Modified, o) },
+		DeleteFunc: func(o any) { emit(store.Deleted, o) },
 	}
 }
 
-var _ reconcile.Store = (*CachedStore)(nil)
+var _ store.Store = (*CachedStore)(nil)

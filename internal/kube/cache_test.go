@@ -12,7 +12,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/kube"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // TestCachedStore: reads come from the informers with no request, this
@@ -43,10 +43,10 @@ func TestCachedStore(t *testing.T) {
 	app(t, ctx, cs, "cached")
 	reads := n.reads.Load()
 	for range 3 {
-		if _, err := cs.Get(ctx, reconcile.KindConfiguration, "default", "cached"); err != nil {
+		if _, err := cs.Get(ctx, store.KindConfiguration, "default", "cached"); err != nil {
 			t.Fatalf("own create not seen at once: %v", err)
 		}
-		l, err := cs.List(ctx, reconcile.KindRoute, "default", labels.Everything())
+		l, err := cs.List(ctx, store.KindRoute, "default", labels.Everything())
 		if err != nil || len(l) != 1 || l[0].GetName() != "cached" {
 			t.Fatalf("list after own create: %v %v", l, err)
 		}
@@ -57,7 +57,7 @@ func TestCachedStore(t *testing.T) {
 
 	// Another writer's change arrives through the informer; the event is
 	// not ahead of Get.
-	if _, err := admin.Patch(ctx, reconcile.KindConfiguration, "default", "cached", types.MergePatchType,
+	if _, err := admin.Patch(ctx, store.KindConfiguration, "default", "cached", types.MergePatchType,
 		[]byte(`{"metadata":{"labels":{"touched":"yes"}}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +68,11 @@ func TestCachedStore(t *testing.T) {
 			if !ok {
 				t.Fatal("watch closed")
 			}
-			if ev.Object.GetName() != "cached" || reconcile.KindOf(ev.Object) != reconcile.KindConfiguration || ev.Object.GetLabels()["touched"] != "yes" {
+			if ev.Object.GetName() != "cached" || store.KindOf(ev.Object) != store.KindConfiguration || ev.Object.GetLabels()["touched"] != "yes" {
 				continue
 			}
 			seen = true
-			got, err := cs.Get(ctx, reconcile.KindConfiguration, "default", "cached")
+			got, err := cs.Get(ctx, store.KindConfiguration, "default", "cached")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestCachedStore(t *testing.T) {
 	}
 
 	// Own status write then read: the written status, not the cached one.
-	o, err := cs.Get(ctx, reconcile.KindConfiguration, "default", "cached")
+	o, err := cs.Get(ctx, store.KindConfiguration, "default", "cached")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,19 +96,19 @@ func TestCachedStore(t *testing.T) {
 	if _, err := cs.UpdateStatus(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	o, err = cs.Get(ctx, reconcile.KindConfiguration, "default", "cached")
+	o, err = cs.Get(ctx, store.KindConfiguration, "default", "cached")
 	if err != nil || o.(*v1alpha1.Configuration).Status.LatestCreatedRevisionName != "cached-written" {
 		t.Fatalf("own status write not seen at once: %v %v", o, err)
 	}
 
 	// Own deletion: gone at once from Get and List.
-	if err := cs.Delete(ctx, reconcile.KindRoute, "default", "cached"); err != nil {
+	if err := cs.Delete(ctx, store.KindRoute, "default", "cached"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.Get(ctx, reconcile.KindRoute, "default", "cached"); !apierrors.IsNotFound(err) {
+	if _, err := cs.Get(ctx, store.KindRoute, "default", "cached"); !apierrors.IsNotFound(err) {
 		t.Fatalf("Get after own delete: %v, want NotFound", err)
 	}
-	if l, err := cs.List(ctx, reconcile.KindRoute, "default", nil); err != nil || len(l) != 0 {
+	if l, err := cs.List(ctx, store.KindRoute, "default", nil); err != nil || len(l) != 0 {
 		t.Fatalf("List after own delete: %d objects, %v", len(l), err)
 	}
 	// A stale cached copy cannot overwrite a newer object.

@@ -27,6 +27,7 @@ import (
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/conformance"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // env is a cluster prepared for elafros: CRDs, Gateway API, RBAC, a
@@ -120,7 +121,7 @@ func (e *env) reset(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		left := 0
-		for _, k := range reconcile.Kinds {
+		for _, k := range store.Kinds {
 			objs, err := admin.List(ctx, k, "default", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -174,13 +175,13 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var store reconcile.Store = direct
+		var st store.Store = direct
 		if cached {
 			cs := kube.NewCachedStore(direct, "")
 			if err := cs.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			store = cs
+			st = cs
 		}
 		rt, err := kube.NewRuntime(e.action, kube.RuntimeOptions{Mirrors: map[string]string{"gcr.io": e.registry}})
 		if err != nil {
@@ -199,7 +200,7 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 		b := &behaviors{Runtime: rt, held: map[string]bool{}, failed: map[string][2]string{}}
 		builds := reconciletest.NewBuilder(false)
 		return conformance.Backend{
-			Store: store, Runtime: b, Traffic: &refusable{Traffic: tr, e: e, t: t}, Builder: builds,
+			Store: st, Runtime: b, Traffic: &refusable{Traffic: tr, e: e, t: t}, Builder: builds,
 			Hold:    func(_, name string) { b.set(func() { b.held[name] = true }) },
 			Release: func(_, name string) { b.set(func() { delete(b.held, name) }) },
 			Fail: func(_, name, reason, message string) {
@@ -217,7 +218,7 @@ func conformanceOn(t *testing.T, e *env, cached bool) {
 					t.Fatalf("reading the HTTPRoutes of %s: %v", name, err)
 				}
 				for i := range p.Split {
-					o, err := store.Get(ctx, reconcile.KindRevision, ns, p.Split[i].Revision)
+					o, err := st.Get(ctx, store.KindRevision, ns, p.Split[i].Revision)
 					if err == nil {
 						p.Split[i].Ready = o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady)
 					}

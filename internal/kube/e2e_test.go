@@ -18,6 +18,7 @@ import (
 	"github.com/elafros/elafros/internal/manifest"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // counter counts a client's API requests: reads (GET, including lists and
@@ -52,7 +53,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 // runs it), over cfg's credentials.
 type reconciler struct {
 	r     *reconcile.Reconciler
-	store reconcile.Store
+	store store.Store
 }
 
 func startReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config, resync time.Duration) *reconciler {
@@ -88,7 +89,7 @@ func newReconciler(t testing.TB, ctx context.Context, e *env, cfg *rest.Config) 
 }
 
 // app creates a Configuration and a Route that follows it.
-func app(t testing.TB, ctx context.Context, s reconcile.Store, name string) {
+func app(t testing.TB, ctx context.Context, s store.Store, name string) {
 	t.Helper()
 	body := fmt.Sprintf(`apiVersion: elafros.dev/v1alpha1
 kind: Configuration
@@ -115,24 +116,24 @@ spec:
 	}
 	for _, d := range docs {
 		d.Object.SetDefaults()
-		if _, err := s.Create(ctx, d.Object.(reconcile.Object)); err != nil {
+		if _, err := s.Create(ctx, d.Object.(store.Object)); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
 // setVersion changes a configuration's VERSION env (a new revision).
-func setVersion(ctx context.Context, s reconcile.Store, name string, v int) error {
+func setVersion(ctx context.Context, s store.Store, name string, v int) error {
 	patch := fmt.Sprintf(`{"spec":{"revisionTemplate":{"spec":{"container":{"env":[{"name":"VERSION","value":"%d"}]}}}}}`, v)
-	_, err := s.Patch(ctx, reconcile.KindConfiguration, "default", name, types.StrategicMergePatchType, []byte(patch))
+	_, err := s.Patch(ctx, store.KindConfiguration, "default", name, types.StrategicMergePatchType, []byte(patch))
 	return err
 }
 
 // converged reports whether name's route serves the revision of
 // generation gen at 100%, complete, with the HTTPRoute saying the same,
 // and every revision up to gen carries its own VERSION (no lost update).
-func converged(ctx context.Context, e *env, s reconcile.Store, name string, gen int64) error {
-	o, err := s.Get(ctx, reconcile.KindConfiguration, "default", name)
+func converged(ctx context.Context, e *env, s store.Store, name string, gen int64) error {
+	o, err := s.Get(ctx, store.KindConfiguration, "default", name)
 	if err != nil {
 		return err
 	}
@@ -142,7 +143,7 @@ func converged(ctx context.Context, e *env, s reconcile.Store, name string, gen 
 		return fmt.Errorf("configuration %s: generation %d observed %d latestReady %q, want %d and %s",
 			name, cfg.Generation, cfg.Status.ObservedGeneration, cfg.Status.LatestReadyRevisionName, gen, want)
 	}
-	o, err = s.Get(ctx, reconcile.KindRoute, "default", name)
+	o, err = s.Get(ctx, store.KindRoute, "default", name)
 	if err != nil {
 		return err
 	}
@@ -156,7 +157,7 @@ func converged(ctx context.Context, e *env, s reconcile.Store, name string, gen 
 		return fmt.Errorf("HTTPRoute of %s: %+v (found %v): %w", name, p, found, err)
 	}
 	for g := int64(1); g <= gen; g++ {
-		o, err := s.Get(ctx, reconcile.KindRevision, "default", reconcile.RevisionName(name, g))
+		o, err := s.Get(ctx, store.KindRevision, "default", reconcile.RevisionName(name, g))
 		if err != nil {
 			return fmt.Errorf("revision %d of %s: %w", g, name, err)
 		}
@@ -212,7 +213,7 @@ func TestTwoReconcilers(t *testing.T) {
 				// the reconciler saw the one before replaces it).
 				prev := reconcile.RevisionName(name, int64(v-1))
 				for {
-					if _, err := action.store.Get(ctx, reconcile.KindRevision, "default", prev); err == nil {
+					if _, err := action.store.Get(ctx, store.KindRevision, "default", prev); err == nil {
 						break
 					}
 					time.Sleep(20 * time.Millisecond)
@@ -257,7 +258,7 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	eventually(t, "first revision serving", 60*time.Second, func() error { return converged(ctx, e, r.store, "survivor", 1) })
 	// A gradual rollout, so that it is surely under way when the API
 	// server dies (an immediate one could finish first).
-	if _, err := r.store.Patch(ctx, reconcile.KindRoute, "default", "survivor", types.MergePatchType,
+	if _, err := r.store.Patch(ctx, store.KindRoute, "default", "survivor", types.MergePatchType,
 		[]byte(`{"metadata":{"annotations":{"elafros.dev/rollout-duration":"20s"}}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	}
 	r2 := reconcile.RevisionName("survivor", 2)
 	eventually(t, "rollout under way", 60*time.Second, func() error {
-		o, err := r.store.Get(ctx, reconcile.KindRoute, "default", "survivor")
+		o, err := r.store.Get(ctx, store.KindRoute, "default", "survivor")
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Events writes Kubernetes Events about elafros objects (core/v1, which
@@ -37,8 +37,8 @@ func NewEvents(cfg *rest.Config, component string) (*Events, error) {
 }
 
 // Event records one event on o.
-func (e *Events) Event(ctx context.Context, o reconcile.Object, eventType, reason, message string) error {
-	kind := reconcile.KindOf(o)
+func (e *Events) Event(ctx context.Context, o store.Object, eventType, reason, message string) error {
+	kind := store.KindOf(o)
 	now := metav1.NewTime(e.now())
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: o.GetName() + ".", Namespace: o.GetNamespace()},

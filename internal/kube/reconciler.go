@@ -9,6 +9,7 @@ import (
 
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // ReconcilerOptions wire the bundled reconciler to a cluster.
@@ -46,8 +47,8 @@ func NewReconciler(ctx context.Context, cfg *rest.Config, o ReconcilerOptions) (
 	if err != nil {
 		return nil, err
 	}
-	store := NewCachedStore(direct, o.Namespace)
-	if err := store.Start(ctx); err != nil {
+	cached := NewCachedStore(direct, o.Namespace)
+	if err := cached.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the elafros.dev informers: %w", err)
 	}
 	notify := make(chan reconcile.Key, 1024)
@@ -55,7 +56,7 @@ func NewReconciler(ctx context.Context, cfg *rest.Config, o ReconcilerOptions) (
 	ro.Namespace = o.Namespace
 	ro.OnChange = func(ns, name string) {
 		select {
-		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: ns, Name: name}:
+		case notify <- reconcile.Key{Kind: store.KindRevision, Namespace: ns, Name: name}:
 		default: // the revision's next poll sees it
 		}
 	}
@@ -75,9 +76,9 @@ func NewReconciler(ctx context.Context, cfg *rest.Config, o ReconcilerOptions) (
 	if err := tr.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the traffic informers: %w", err)
 	}
-	r, err := reconcile.New(store, rt, tr, o.Builder, o.Reconcile)
+	r, err := reconcile.New(cached, rt, tr, o.Builder, o.Reconcile)
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{Reconciler: r, Store: store, Notify: notify}, nil
+	return &Reconciler{Reconciler: r, Store: cached, Notify: notify}, nil
 }

@@ -20,15 +20,10 @@ package kube
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,10 +35,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -480,7 +471,7 @@ func (r *Runtime) ensureService(ctx context.Context, rev *v1alpha1.Revision) (re
 	if ws, owned := notOwned("Service", asObject(live), rev); !owned {
 		return ws, false, nil
 	}
-	svc, hash, err := r.desiredService(rev)
+	svc, hash, err := desiredService(rev, r.opts.Port)
 	if err != nil {
 		return reconcile.WorkloadState{}, false, err
 	}
@@ -501,7 +492,7 @@ func (r *Runtime) ensureService(ctx context.Context, rev *v1alpha1.Revision) (re
 // live (nil while a write is not yet in the cache).
 func (r *Runtime) ensureDeployment(ctx context.Context, rev *v1alpha1.Revision, image, pinned string,
 	live *appsv1.Deployment) (*appsv1.Deployment, string, reconcile.WorkloadState, error) {
-	d, hash, err := r.desiredDeployment(rev, image, pinned)
+	d, hash, err := desiredDeployment(rev, image, pinned, r.opts)
 	if err != nil {
 		return nil, "", reconcile.WorkloadState{}, err
 	}
@@ -642,214 +633,14 @@ func (r *Runtime) delete(ctx context.Context, del func(context.Context, string, 
 	return nil
 }
 
-// workloadLabels are the labels of a revision's Deployment, Service and
-// pods: the revision's own, then the revision, its configuration and the
-// managed-by mark.
-func workloadLabels(rev *v1alpha1.Revision) map[string]string {
-	l := make(map[string]string, len(rev.Labels)+3)
-	for k, v := range rev.Labels {
-		l[k] = v
-	}
-	l[RevisionLabelKey] = rev.Name
-	if c, ok := rev.Labels[v1alpha1.ConfigurationLabelKey]; ok {
-		l[v1alpha1.ConfigurationLabelKey] = c
-	}
-	l[ManagedByLabelKey] = ManagedByValue
-	return l
-}
-
-// podAnnotations are the revision's annotations but elafros.dev/* and
-// kubectl.kubernetes.io/* (which change without meaning a new pod), plus
-// the concurrency model and timeout.
-func podAnnotations(rev *v1alpha1.Revision) map[string]string {
-	a := make(map[string]string, len(rev.Annotations)+2)
-	for k, v := range rev.Annotations {
-		if strings.HasPrefix(k, v1alpha1.GroupName+"/") || strings.HasPrefix(k, "kubectl.kubernetes.io/") {
-			continue
-		}
-		a[k] = v
-	}
-	a[ConcurrencyModelAnnotation] = string(rev.Spec.ConcurrencyModel)
-	a[TimeoutSecondsAnnotation] = strconv.FormatInt(*rev.Spec.TimeoutSeconds, 10)
-	return a
-}
-
-func ownerReference(rev *v1alpha1.Revision) *metav1ac.OwnerReferenceApplyConfiguration {
-	return metav1ac.OwnerReference().
-		WithAPIVersion(v1alpha1.APIVersion).WithKind("Revision").
-		WithName(rev.Name).WithUID(rev.UID).
-		WithController(true).WithBlockOwnerDeletion(true)
-}
-
-// desiredService is rev's ClusterIP Service (port 80 "http" to the
-// container port), with its hash annotation.
-func (r *Runtime) desiredService(rev *v1alpha1.Revision) (*corev1ac.ServiceApplyConfiguration, string, error) {
-	svc := corev1ac.Service(ServiceName(rev.Name), rev.Namespace).
-		WithLabels(workloadLabels(rev)).
-		WithOwnerReferences(ownerReference(rev)).
-		WithSpec(corev1ac.ServiceSpec().
-			WithType(corev1.ServiceTypeClusterIP).
-			WithSelector(map[string]string{RevisionLabelKey: rev.Name}).
-			WithPorts(corev1ac.ServicePort().
-				WithName(ContainerPortName).WithProtocol(corev1.ProtocolTCP).
-				WithPort(ServicePort).WithTargetPort(intstr.FromInt32(r.opts.Port))))
-	hash, err := specHash(svc)
-	if err != nil {
-		return nil, "", fmt.Errorf("service %s/%s: %w", rev.Namespace, rev.Name, err)
-	}
-	return svc.WithAnnotations(map[string]string{SpecHashAnnotation: hash}), hash, nil
-}
-
-// desiredDeployment is rev's Deployment running pinned, with its hash
-// annotation.
-func (r *Runtime) desiredDeployment(rev *v1alpha1.Revision, image, pinned string) (*appsv1ac.DeploymentApplyConfiguration, string, error) {
-	c, err := r.container(rev, pinned)
-	if err != nil {
-		return nil, "", fmt.Errorf("revision %s/%s container: %w", rev.Namespace, rev.Name, err)
-	}
-	pod := corev1ac.PodSpec().
-		WithContainers(c).
-		// Requests in flight may take up to the timeout to finish.
-		WithTerminationGracePeriodSeconds(*rev.Spec.TimeoutSeconds).
-		// A Service per revision would give every pod one set of
-		// variables per revision of the namespace (as Knative, off).
-		WithEnableServiceLinks(false)
-	if sa := rev.Spec.ServiceAccountName; sa != "" {
-		pod.WithServiceAccountName(sa)
-	}
-	d := appsv1ac.Deployment(DeploymentName(rev.Name), rev.Namespace).
-		WithLabels(workloadLabels(rev)).
-		WithAnnotations(map[string]string{ImageAnnotation: image}).
-		WithOwnerReferences(ownerReference(rev)).
-		WithSpec(appsv1ac.DeploymentSpec().
-			WithReplicas(r.opts.Replicas).
-			WithSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{RevisionLabelKey: rev.Name})).
-			WithTemplate(corev1ac.PodTemplateSpec().
-				WithLabels(workloadLabels(rev)).
-				WithAnnotations(podAnnotations(rev)).
-				WithSpec(pod)))
-	hash, err := specHash(d)
-	if err != nil {
-		return nil, "", fmt.Errorf("deployment %s/%s: %w", rev.Namespace, rev.Name, err)
-	}
-	return d.WithAnnotations(map[string]string{SpecHashAnnotation: hash}), hash, nil
-}
-
-// container is the revision's container running pinned, with the port,
-// the environment contract of the local runtime, a readiness probe (TCP
-// on the port unless the revision has one) and probes without a port
-// pointed at it.
-func (r *Runtime) container(rev *v1alpha1.Revision, pinned string) (*corev1ac.ContainerApplyConfiguration, error) {
-	c := rev.Spec.Container.DeepCopy()
-	c.Image = pinned
-	c.Ports = []corev1.ContainerPort{{Name: ContainerPortName, ContainerPort: r.opts.Port, Protocol: corev1.ProtocolTCP}}
-	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return slices.Contains(v1alpha1.WorkloadEnvNames, e.Name) })
-	c.Env = append(c.Env, v1alpha1.WorkloadEnv(rev, int(r.opts.Port))...)
-	if c.ReadinessProbe == nil {
-		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{}}}
-	}
-	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
-		defaultProbePort(p, r.opts.Port)
-	}
-	if c.TerminationMessagePolicy == "" {
-		// A crash without a termination log reports its last output.
-		c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
-	}
-	return toApplyConfiguration(c)
-}
-
-// defaultProbePort points a probe without a port at the container port.
-func defaultProbePort(p *corev1.Probe, port int32) {
-	if p == nil {
-		return
-	}
-	zero := intstr.IntOrString{}
-	if h := p.HTTPGet; h != nil && h.Port == zero {
-		h.Port = intstr.FromInt32(port)
-	}
-	if t := p.TCPSocket; t != nil && t.Port == zero {
-		t.Port = intstr.FromInt32(port)
-	}
-	if g := p.GRPC; g != nil && g.Port == 0 {
-		g.Port = port
-	}
-}
-
-// toApplyConfiguration converts a container through JSON (the apply
-// configuration has the same fields), dropping its empty resources.
-func toApplyConfiguration(c *corev1.Container) (*corev1ac.ContainerApplyConfiguration, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	ac := &corev1ac.ContainerApplyConfiguration{}
-	if err := json.Unmarshal(b, ac); err != nil {
-		return nil, err
-	}
-	if ac.Resources != nil && reflect.ValueOf(*ac.Resources).IsZero() {
-		ac.Resources = nil
-	}
-	return ac, nil
-}
-
-// specHash is a short hash of an apply configuration's JSON.
-func specHash(obj any) (string, error) {
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return "", fmt.Errorf("hashing: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16]), nil
-}
-
 // observe is the workload's state from d (the applied or cached
-// Deployment) and the cached pods of the revision.
+// Deployment) and, when it is not Ready, the cached pods of the revision.
 func (r *Runtime) observe(d *appsv1.Deployment, hash, ns, rev, image string) reconcile.WorkloadState {
-	if d == nil {
-		return reconcile.WorkloadState{}
+	var pods []*corev1.Pod
+	if d != nil && !deploymentReady(d, hash) {
+		pods = r.revisionPods(ns, rev)
 	}
-	if deploymentReady(d, hash) {
-		return reconcile.WorkloadState{Ready: true}
-	}
-	if reason, msg := podsFailure(r.revisionPods(ns, rev), image); reason != "" {
-		return reconcile.WorkloadState{Reason: reason, Message: msg}
-	}
-	if reason, msg := deploymentFailure(d); reason != "" {
-		return reconcile.WorkloadState{Reason: reason, Message: msg}
-	}
-	return reconcile.WorkloadState{}
-}
-
-// deploymentReady: d carries hash, its controller has seen its
-// generation, and all its replicas are updated and available, with no
-// old ones left.
-func deploymentReady(d *appsv1.Deployment, hash string) bool {
-	if d.DeletionTimestamp != nil || d.Annotations[SpecHashAnnotation] != hash {
-		return false
-	}
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	return s.ObservedGeneration >= d.Generation &&
-		s.UpdatedReplicas == want && s.AvailableReplicas >= want && s.Replicas == s.UpdatedReplicas
-}
-
-// deploymentFailure is the Deployment's own failure: pods it cannot
-// create (quota, admission), or its progress deadline exceeded.
-func deploymentFailure(d *appsv1.Deployment) (reason, msg string) {
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
-			return c.Reason, c.Message
-		}
-	}
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == v1alpha1.ReasonProgressDeadlineExceeded {
-			return c.Reason, c.Message
-		}
-	}
-	return "", ""
+	return workloadState(d, hash, pods, image)
 }
 
 // revisionPods are the cached live pods of a revision, oldest first.
@@ -873,85 +664,4 @@ func (r *Runtime) revisionPods(ns, rev string) []*corev1.Pod {
 		return strings.Compare(a.Name, b.Name)
 	})
 	return pods
-}
-
-// podsFailure is the first container failure of pods, else the first
-// unschedulable pod.
-func podsFailure(pods []*corev1.Pod, image string) (reason, msg string) {
-	for _, p := range pods {
-		for _, cs := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
-			if reason, msg := containerFailure(cs, image); reason != "" {
-				return reason, msg
-			}
-		}
-	}
-	for _, p := range pods {
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-				return ReasonUnschedulable, c.Message
-			}
-		}
-	}
-	return "", ""
-}
-
-// imagePullReasons are the waiting reasons of an image that cannot be
-// pulled.
-var imagePullReasons = []string{"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-
-// configReasons are the waiting reasons of a container the kubelet cannot
-// create (a missing Secret or ConfigMap in env, …); they are reported as
-// they are.
-var configReasons = []string{"CreateContainerConfigError", "CreateContainerError"}
-
-// containerFailure: a crash (ExitCode:N with the last line of its
-// termination message), an image that cannot be pulled
-// (ContainerMissing) or a container that cannot be created.
-func containerFailure(cs corev1.ContainerStatus, image string) (reason, msg string) {
-	w := cs.State.Waiting
-	term := cs.State.Terminated
-	crashed := term != nil && term.ExitCode != 0
-	if w != nil && w.Reason == "CrashLoopBackOff" {
-		if term = cs.LastTerminationState.Terminated; term == nil {
-			return w.Reason, w.Message
-		}
-		crashed = true
-	}
-	switch {
-	case crashed:
-		return ReasonExitCodePrefix + strconv.Itoa(int(term.ExitCode)), exitMessage(term)
-	case w != nil && slices.Contains(imagePullReasons, w.Reason):
-		m := w.Message
-		if m == "" {
-			m = w.Reason
-		}
-		return v1alpha1.ReasonContainerMissing, fmt.Sprintf("Unable to fetch image '%s': %s", image, m)
-	case w != nil && slices.Contains(configReasons, w.Reason):
-		return w.Reason, w.Message
-	}
-	return "", ""
-}
-
-// exitMessage is "Container failed with: <last non-empty line>" of the
-// termination message, or says the exit code (and a reason such as
-// OOMKilled) when there is none.
-func exitMessage(t *corev1.ContainerStateTerminated) string {
-	if line := lastLine(t.Message); line != "" {
-		return "Container failed with: " + line
-	}
-	msg := fmt.Sprintf("Container exited with code %d", t.ExitCode)
-	if t.Reason != "" && t.Reason != "Error" && t.Reason != "Completed" {
-		msg += " (" + t.Reason + ")"
-	}
-	return msg
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(s, "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := strings.TrimSpace(lines[i]); l != "" {
-			return l
-		}
-	}
-	return ""
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // testNS is the namespace of the test revisions (its default
@@ -148,7 +149,7 @@ func (e *runtimeEnv) testWorkload(t *testing.T) {
 	// Unchanged: no API request, no registry request.
 	e.expectNoRequests(t, rev, tagged, e.appImage)
 	// elafros.dev/routes changes often and must not redeploy.
-	patched, err := e.store.Patch(ctx, reconcile.KindRevision, testNS, rev.Name, types.MergePatchType,
+	patched, err := e.store.Patch(ctx, store.KindRevision, testNS, rev.Name, types.MergePatchType,
 		[]byte(`{"metadata":{"annotations":{"elafros.dev/routes":"hello,hello-canary"}}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -461,7 +462,7 @@ func (e *runtimeEnv) testRetire(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.expectGone(t, rev.Name, 10*time.Second)
-	if _, err := e.store.Get(ctx, reconcile.KindRevision, testNS, rev.Name); err != nil {
+	if _, err := e.store.Get(ctx, store.KindRevision, testNS, rev.Name); err != nil {
 		t.Errorf("the revision after Retire: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -500,7 +501,7 @@ func (e *runtimeEnv) testGarbageCollection(t *testing.T) {
 			t.Fatalf("before deleting the revision: %v", err)
 		}
 	}
-	if err := e.store.Delete(ctx, reconcile.KindRevision, testNS, rev.Name); err != nil {
+	if err := e.store.Delete(ctx, store.KindRevision, testNS, rev.Name); err != nil {
 		t.Fatal(err)
 	}
 	// The garbage collector learns of the CRD's kind by discovery (every

@@ -9,7 +9,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // TestStore checks the Store semantics the reconciler relies on, as the
@@ -27,7 +27,7 @@ func TestStore(t *testing.T) {
 	app(t, ctx, s, "store")
 	get := func() *v1alpha1.Configuration {
 		t.Helper()
-		o, err := s.Get(ctx, reconcile.KindConfiguration, "default", "store")
+		o, err := s.Get(ctx, store.KindConfiguration, "default", "store")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestStore(t *testing.T) {
 	}
 
 	// Strategic merge: env merged by name (the seed's scenario 3).
-	if _, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "store", types.StrategicMergePatchType,
+	if _, err := s.Patch(ctx, store.KindConfiguration, "default", "store", types.StrategicMergePatchType,
 		[]byte(`{"spec":{"revisionTemplate":{"spec":{"container":{"env":[{"name":"HELLO","value":"world"}]}}}}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestStore(t *testing.T) {
 	}
 
 	// Server-side apply: the env list map is merged by the API server.
-	if _, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "store", types.ApplyPatchType, []byte(`apiVersion: elafros.dev/v1alpha1
+	if _, err := s.Patch(ctx, store.KindConfiguration, "default", "store", types.ApplyPatchType, []byte(`apiVersion: elafros.dev/v1alpha1
 kind: Configuration
 metadata: {name: store, namespace: default}
 spec:
@@ -99,7 +99,7 @@ spec:
 	// Unknown fields are refused, by either patch type, and change nothing.
 	before := get()
 	for _, pt := range []types.PatchType{types.MergePatchType, types.StrategicMergePatchType} {
-		_, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "store", pt, []byte(`{"spec":{"revisionTemplate":{"spec":{"Container":{"image":"x"}}}}}`))
+		_, err := s.Patch(ctx, store.KindConfiguration, "default", "store", pt, []byte(`{"spec":{"revisionTemplate":{"spec":{"Container":{"image":"x"}}}}}`))
 		if err == nil {
 			t.Fatalf("%s with an unknown field was accepted", pt)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 const (
@@ -263,9 +264,9 @@ func splitPlan(ns, route string) reconcile.TrafficPlan {
 	return reconcile.TrafficPlan{
 		Domain: domain,
 		Split:  []reconcile.Backend{{Revision: "my-service-00002", Percent: 75, Ready: true}, {Revision: "my-service-00001", Percent: 25}},
-		Hosts: map[string]string{
-			"current." + domain: "my-service-00002",
-			"next." + domain:    "my-service-00003",
+		Hosts: map[string]reconcile.NamedTarget{
+			"current." + domain: {Tag: "current", Revision: "my-service-00002"},
+			"next." + domain:    {Tag: "next", Revision: "my-service-00003"},
 		},
 		Tags: map[string]string{"current": "my-service-00002", "next": "my-service-00003"},
 	}
@@ -281,7 +282,7 @@ func unready(p reconcile.TrafficPlan) reconcile.TrafficPlan {
 	}
 	out.Hosts, out.Tags = maps.Clone(p.Hosts), maps.Clone(p.Tags)
 	if out.Hosts == nil {
-		out.Hosts = map[string]string{}
+		out.Hosts = map[string]reconcile.NamedTarget{}
 	}
 	if out.Tags == nil {
 		out.Tags = map[string]string{}
@@ -429,8 +430,12 @@ func TestTraffic(t *testing.T) {
 		plan := reconcile.TrafficPlan{
 			Domain: domain,
 			Split:  []reconcile.Backend{{Revision: "a", Percent: 34}, {Revision: "b", Percent: 33}, {Revision: "a", Percent: 33}},
-			Hosts:  map[string]string{"current-web.roundtrip.example.com": "a", "latest-web.roundtrip.example.com": "a", "cur-web.roundtrip.example.com": "b"},
-			Tags:   map[string]string{"current": "a", "latest": "a", "cur": "b"},
+			Hosts: map[string]reconcile.NamedTarget{
+				"current-web.roundtrip.example.com": {Tag: "current", Revision: "a"},
+				"latest-web.roundtrip.example.com":  {Tag: "latest", Revision: "a"},
+				"cur-web.roundtrip.example.com":     {Tag: "cur", Revision: "b"},
+			},
+			Tags: map[string]string{"current": "a", "latest": "a", "cur": "b"},
 		}
 		if err := e.tr.Apply(t.Context(), r, plan); err != nil {
 			t.Fatal(err)
@@ -447,7 +452,7 @@ func TestTraffic(t *testing.T) {
 
 		// An empty split keeps the domain's HTTPRoute, with a split rule
 		// that has no backend (the gateway answers an error).
-		empty := reconcile.TrafficPlan{Domain: domain, Hosts: map[string]string{}, Tags: map[string]string{}}
+		empty := reconcile.TrafficPlan{Domain: domain, Hosts: map[string]reconcile.NamedTarget{}, Tags: map[string]string{}}
 		if err := e.tr.Apply(t.Context(), r, empty); err != nil {
 			t.Fatal(err)
 		}
@@ -498,7 +503,7 @@ func TestTraffic(t *testing.T) {
 		owner := e.route(t, ns, "site")
 		stolen := reconcile.TrafficPlan{Domain: "site.foreign.example.com",
 			Split: []reconcile.Backend{{Revision: "a", Percent: 100}},
-			Hosts: map[string]string{"x.site.foreign.example.com": "a"}, Tags: map[string]string{"x": "a"}}
+			Hosts: map[string]reconcile.NamedTarget{"x.site.foreign.example.com": {Tag: "x", Revision: "a"}}, Tags: map[string]string{"x": "a"}}
 		squatted := e.httpRoute(t, ns, "site--x")
 		err = e.tr.Apply(t.Context(), owner, stolen)
 		if !errors.Is(err, kube.ErrForeignHTTPRoute) || !strings.Contains(err.Error(), "foreign/site--x") {
@@ -523,12 +528,12 @@ func TestTraffic(t *testing.T) {
 			}
 			return out
 		}
-		tags := func(n int) (map[string]string, map[string]string) {
-			hosts, tags := map[string]string{}, map[string]string{}
+		tags := func(n int) (map[string]reconcile.NamedTarget, map[string]string) {
+			hosts, tags := map[string]reconcile.NamedTarget{}, map[string]string{}
 			for i := range n {
 				tag := fmt.Sprintf("t%02d", i)
 				tags[tag] = "rev-00"
-				hosts[tag+"."+domain] = "rev-00"
+				hosts[tag+"."+domain] = reconcile.NamedTarget{Tag: tag, Revision: "rev-00"}
 			}
 			return hosts, tags
 		}
@@ -604,7 +609,7 @@ func TestTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 		diff(t, "HTTPRoutes", []string{"web", "web--current", "web--next"}, e.names(t, ns))
-		if err := e.store.Delete(t.Context(), reconcile.KindRoute, ns, "web"); err != nil {
+		if err := e.store.Delete(t.Context(), store.KindRoute, ns, "web"); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(60 * time.Second)

@@ -8,7 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // TestSecondOpenIsRefused: a second process (here a second open of the
@@ -98,7 +98,7 @@ func TestLayout(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
-				if _, err := s2.Get(t.Context(), reconcile.KindConfiguration, "default", "kept"); err != nil {
+				if _, err := s2.Get(t.Context(), store.KindConfiguration, "default", "kept"); err != nil {
 					t.Errorf("the stored configuration: %v", err)
 				}
 				_ = s2.Close()

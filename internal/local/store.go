@@ -24,7 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 var (
@@ -61,7 +61,7 @@ func (e *LayoutError) Error() string {
 // (and must list again).
 const watchBuffer = 8192
 
-// Store is a reconcile.Store in one bbolt file.
+// Store is a store.Store in one bbolt file.
 type Store struct {
 	db  *bolt.DB
 	now func() time.Time
@@ -71,7 +71,7 @@ type Store struct {
 }
 
 type watcher struct {
-	ch     chan reconcile.Event
+	ch     chan store.Event
 	closed bool
 }
 
@@ -119,7 +119,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 				return err
 			}
 		}
-		for _, k := range reconcile.Kinds {
+		for _, k := range store.Kinds {
 			if _, err := tx.CreateBucketIfNotExists(bucketName(k)); err != nil {
 				return err
 			}
@@ -165,12 +165,12 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-func bucketName(k reconcile.Kind) []byte { return []byte("objects/" + string(k)) }
+func bucketName(k store.Kind) []byte { return []byte("objects/" + string(k)) }
 
 func key(namespace, name string) []byte { return []byte(namespace + "/" + name) }
 
-func decode(k reconcile.Kind, data []byte) (reconcile.Object, error) {
-	o, err := reconcile.NewObject(k)
+func decode(k store.Kind, data []byte) (store.Object, error) {
+	o, err := store.NewObject(k)
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +181,9 @@ func decode(k reconcile.Kind, data []byte) (reconcile.Object, error) {
 	return o, nil
 }
 
-// Get implements reconcile.Store.
-func (s *Store) Get(_ context.Context, kind reconcile.Kind, namespace, name string) (reconcile.Object, error) {
-	var out reconcile.Object
+// Get implements store.Store.
+func (s *Store) Get(_ context.Context, kind store.Kind, namespace, name string) (store.Object, error) {
+	var out store.Object
 	err := s.db.View(func(tx *bolt.Tx) error {
 		o, err := get(tx, kind, namespace, name)
 		out = o
@@ -192,21 +192,21 @@ func (s *Store) Get(_ context.Context, kind reconcile.Kind, namespace, name stri
 	return out, err
 }
 
-func get(tx *bolt.Tx, kind reconcile.Kind, namespace, name string) (reconcile.Object, error) {
+func get(tx *bolt.Tx, kind store.Kind, namespace, name string) (store.Object, error) {
 	b := tx.Bucket(bucketName(kind))
 	if b == nil {
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
 	data := b.Get(key(namespace, name))
 	if data == nil {
-		return nil, apierrors.NewNotFound(reconcile.Resource(kind), name)
+		return nil, apierrors.NewNotFound(store.Resource(kind), name)
 	}
 	return decode(kind, data)
 }
 
-// List implements reconcile.Store.
-func (s *Store) List(_ context.Context, kind reconcile.Kind, namespace string, sel labels.Selector) ([]reconcile.Object, error) {
-	var out []reconcile.Object
+// List implements store.Store.
+func (s *Store) List(_ context.Context, kind store.Kind, namespace string, sel labels.Selector) ([]store.Object, error) {
+	var out []store.Object
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName(kind))
 		if b == nil {
@@ -236,10 +236,10 @@ func (s *Store) List(_ context.Context, kind reconcile.Kind, namespace string, s
 	return out, err
 }
 
-// Create implements reconcile.Store. Status is cleared, as a Kubernetes
+// Create implements store.Store. Status is cleared, as a Kubernetes
 // API server with a status subresource does.
-func (s *Store) Create(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
-	kind := reconcile.KindOf(obj)
+func (s *Store) Create(_ context.Context, obj store.Object) (store.Object, error) {
+	kind := store.KindOf(obj)
 	o, err := copyOf(obj)
 	if err != nil {
 		return nil, err
@@ -263,15 +263,15 @@ func (s *Store) Create(_ context.Context, obj reconcile.Object) (reconcile.Objec
 	o.SetCreationTimestamp(metav1.NewTime(s.now().Truncate(time.Second)))
 	o.SetGeneration(1)
 	o.SetDeletionTimestamp(nil)
-	err = s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+	err = s.write(func(tx *bolt.Tx, emit func(store.EventType, store.Object)) error {
 		b := tx.Bucket(bucketName(kind))
 		if b.Get(key(o.GetNamespace(), o.GetName())) != nil {
-			return apierrors.NewAlreadyExists(reconcile.Resource(kind), o.GetName())
+			return apierrors.NewAlreadyExists(store.Resource(kind), o.GetName())
 		}
 		if err := put(tx, o); err != nil {
 			return err
 		}
-		emit(reconcile.Added, o)
+		emit(store.Added, o)
 		return nil
 	})
 	if err != nil {
@@ -280,10 +280,10 @@ func (s *Store) Create(_ context.Context, obj reconcile.Object) (reconcile.Objec
 	return o, nil
 }
 
-// Update implements reconcile.Store.
-func (s *Store) Update(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
-	var out reconcile.Object
-	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+// Update implements store.Store.
+func (s *Store) Update(_ context.Context, obj store.Object) (store.Object, error) {
+	var out store.Object
+	err := s.write(func(tx *bolt.Tx, emit func(store.EventType, store.Object)) error {
 		o, err := s.updateAndEmit(tx, obj, emit)
 		out = o
 		return err
@@ -293,20 +293,20 @@ func (s *Store) Update(_ context.Context, obj reconcile.Object) (reconcile.Objec
 
 // updateAndEmit updates and announces a change (a no-op update announces
 // nothing).
-func (s *Store) updateAndEmit(tx *bolt.Tx, obj reconcile.Object, emit func(reconcile.EventType, reconcile.Object)) (reconcile.Object, error) {
+func (s *Store) updateAndEmit(tx *bolt.Tx, obj store.Object, emit func(store.EventType, store.Object)) (store.Object, error) {
 	o, changed, err := s.update(tx, obj)
 	if err != nil {
 		return nil, err
 	}
 	if changed {
-		emit(reconcile.Modified, o)
+		emit(store.Modified, o)
 	}
 	return o, nil
 }
 
 // update merges obj's metadata and spec over the stored object.
-func (s *Store) update(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, bool, error) {
-	kind := reconcile.KindOf(obj)
+func (s *Store) update(tx *bolt.Tx, obj store.Object) (store.Object, bool, error) {
+	kind := store.KindOf(obj)
 	cur, err := preconditions(tx, obj)
 	if err != nil {
 		return nil, false, err
@@ -322,8 +322,8 @@ func (s *Store) update(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, boo
 	o.SetCreationTimestamp(cur.GetCreationTimestamp())
 	o.SetGeneration(cur.GetGeneration())
 	o.SetResourceVersion(cur.GetResourceVersion())
-	specChanged := !reflect.DeepEqual(normalize(reconcile.SpecOf(o)), normalize(reconcile.SpecOf(cur)))
-	if specChanged && kind == reconcile.KindRevision {
+	specChanged := !reflect.DeepEqual(normalize(store.SpecOf(o)), normalize(store.SpecOf(cur)))
+	if specChanged && kind == store.KindRevision {
 		return nil, false, apierrors.NewInvalid(gk(kind), o.GetName(), field.ErrorList{
 			field.Forbidden(field.NewPath("spec"), "a Revision is immutable; change its Configuration to make a new Revision")})
 	}
@@ -339,10 +339,10 @@ func (s *Store) update(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, boo
 	return o, true, nil
 }
 
-// UpdateStatus implements reconcile.Store.
-func (s *Store) UpdateStatus(_ context.Context, obj reconcile.Object) (reconcile.Object, error) {
-	var out reconcile.Object
-	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+// UpdateStatus implements store.Store.
+func (s *Store) UpdateStatus(_ context.Context, obj store.Object) (store.Object, error) {
+	var out store.Object
+	err := s.write(func(tx *bolt.Tx, emit func(store.EventType, store.Object)) error {
 		cur, err := preconditions(tx, obj)
 		if err != nil {
 			return err
@@ -362,22 +362,22 @@ func (s *Store) UpdateStatus(_ context.Context, obj reconcile.Object) (reconcile
 			return err
 		}
 		out = o
-		emit(reconcile.Modified, o)
+		emit(store.Modified, o)
 		return nil
 	})
 	return out, err
 }
 
-// Patch implements reconcile.Store: the patch and the write happen in one
+// Patch implements store.Store: the patch and the write happen in one
 // transaction, so a patch never loses a concurrent write.
-func (s *Store) Patch(_ context.Context, kind reconcile.Kind, namespace, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
-	var out reconcile.Object
-	err := s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+func (s *Store) Patch(_ context.Context, kind store.Kind, namespace, name string, pt types.PatchType, data []byte) (store.Object, error) {
+	var out store.Object
+	err := s.write(func(tx *bolt.Tx, emit func(store.EventType, store.Object)) error {
 		cur, err := get(tx, kind, namespace, name)
 		if err != nil {
 			return err
 		}
-		patched, err := reconcile.ApplyPatch(cur, pt, data)
+		patched, err := store.ApplyPatch(cur, pt, data)
 		if err != nil {
 			return err
 		}
@@ -394,10 +394,10 @@ func (s *Store) Patch(_ context.Context, kind reconcile.Kind, namespace, name st
 	return out, err
 }
 
-// Delete implements reconcile.Store; dependents (by ownerReference uid)
+// Delete implements store.Store; dependents (by ownerReference uid)
 // are deleted with their owner, as Kubernetes' garbage collector does.
-func (s *Store) Delete(_ context.Context, kind reconcile.Kind, namespace, name string) error {
-	return s.write(func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error {
+func (s *Store) Delete(_ context.Context, kind store.Kind, namespace, name string) error {
+	return s.write(func(tx *bolt.Tx, emit func(store.EventType, store.Object)) error {
 		o, err := get(tx, kind, namespace, name)
 		if err != nil {
 			return err
@@ -406,19 +406,19 @@ func (s *Store) Delete(_ context.Context, kind reconcile.Kind, namespace, name s
 	})
 }
 
-func deleteCascade(tx *bolt.Tx, o reconcile.Object, emit func(reconcile.EventType, reconcile.Object)) error {
-	kind := reconcile.KindOf(o)
+func deleteCascade(tx *bolt.Tx, o store.Object, emit func(store.EventType, store.Object)) error {
+	kind := store.KindOf(o)
 	if err := tx.Bucket(bucketName(kind)).Delete(key(o.GetNamespace(), o.GetName())); err != nil {
 		return err
 	}
 	if err := unindex(tx, o); err != nil {
 		return err
 	}
-	emit(reconcile.Deleted, o)
+	emit(store.Deleted, o)
 	uid := o.GetUID()
-	for _, k := range reconcile.Kinds {
+	for _, k := range store.Kinds {
 		b := tx.Bucket(bucketName(k))
-		var owned []reconcile.Object
+		var owned []store.Object
 		prefix := []byte(o.GetNamespace() + "/")
 		c := b.Cursor()
 		for kk, v := c.Seek(prefix); kk != nil && bytes.HasPrefix(kk, prefix); kk, v = c.Next() {
@@ -442,9 +442,9 @@ func deleteCascade(tx *bolt.Tx, o reconcile.Object, emit func(reconcile.EventTyp
 	return nil
 }
 
-// Watch implements reconcile.Store.
-func (s *Store) Watch(ctx context.Context) (<-chan reconcile.Event, error) {
-	w := &watcher{ch: make(chan reconcile.Event, watchBuffer)}
+// Watch implements store.Store.
+func (s *Store) Watch(ctx context.Context) (<-chan store.Event, error) {
+	w := &watcher{ch: make(chan store.Event, watchBuffer)}
 	s.mu.Lock()
 	s.watchers[w] = struct{}{}
 	s.mu.Unlock()
@@ -467,13 +467,13 @@ func (s *Store) closeWatcher(w *watcher) {
 
 // write runs fn in a write transaction and delivers its events after the
 // commit, in commit order.
-func (s *Store) write(fn func(tx *bolt.Tx, emit func(reconcile.EventType, reconcile.Object)) error) error {
+func (s *Store) write(fn func(tx *bolt.Tx, emit func(store.EventType, store.Object)) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var events []reconcile.Event
+	var events []store.Event
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return fn(tx, func(t reconcile.EventType, o reconcile.Object) {
-			events = append(events, reconcile.Event{Type: t, Object: o})
+		return fn(tx, func(t store.EventType, o store.Object) {
+			events = append(events, store.Event{Type: t, Object: o})
 		})
 	})
 	if err != nil {
@@ -483,7 +483,7 @@ func (s *Store) write(fn func(tx *bolt.Tx, emit func(reconcile.EventType, reconc
 		for w := range s.watchers {
 			// Each watcher gets its own copy: consumers may change what
 			// they receive.
-			ev := reconcile.Event{Type: e.Type, Object: e.Object.DeepCopyObject().(reconcile.Object)}
+			ev := store.Event{Type: e.Type, Object: e.Object.DeepCopyObject().(store.Object)}
 			select {
 			case w.ch <- ev:
 			default:
@@ -495,7 +495,7 @@ func (s *Store) write(fn func(tx *bolt.Tx, emit func(reconcile.EventType, reconc
 }
 
 // put stores o with the next resourceVersion.
-func put(tx *bolt.Tx, o reconcile.Object) error {
+func put(tx *bolt.Tx, o store.Object) error {
 	seq, err := tx.Bucket(metaBucket).NextSequence()
 	if err != nil {
 		return err
@@ -505,10 +505,10 @@ func put(tx *bolt.Tx, o reconcile.Object) error {
 	if err != nil {
 		return err
 	}
-	b := tx.Bucket(bucketName(reconcile.KindOf(o)))
+	b := tx.Bucket(bucketName(store.KindOf(o)))
 	k := key(o.GetNamespace(), o.GetName())
 	if old := b.Get(k); old != nil {
-		prev, err := decode(reconcile.KindOf(o), old)
+		prev, err := decode(store.KindOf(o), old)
 		if err != nil {
 			return err
 		}
@@ -525,24 +525,24 @@ func put(tx *bolt.Tx, o reconcile.Object) error {
 // The label index maps kind, namespace, label and value to object names,
 // so that a selector List (a configuration's revisions) reads only the
 // matching objects instead of the whole namespace.
-func indexKey(kind reconcile.Kind, ns, label, value, name string) []byte {
+func indexKey(kind store.Kind, ns, label, value, name string) []byte {
 	return []byte(string(kind) + "\x00" + ns + "\x00" + label + "=" + value + "\x00" + name)
 }
 
-func index(tx *bolt.Tx, o reconcile.Object) error {
+func index(tx *bolt.Tx, o store.Object) error {
 	ib := tx.Bucket(indexBucket)
 	for lk, lv := range o.GetLabels() {
-		if err := ib.Put(indexKey(reconcile.KindOf(o), o.GetNamespace(), lk, lv, o.GetName()), []byte{}); err != nil {
+		if err := ib.Put(indexKey(store.KindOf(o), o.GetNamespace(), lk, lv, o.GetName()), []byte{}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func unindex(tx *bolt.Tx, o reconcile.Object) error {
+func unindex(tx *bolt.Tx, o store.Object) error {
 	ib := tx.Bucket(indexBucket)
 	for lk, lv := range o.GetLabels() {
-		if err := ib.Delete(indexKey(reconcile.KindOf(o), o.GetNamespace(), lk, lv, o.GetName())); err != nil {
+		if err := ib.Delete(indexKey(store.KindOf(o), o.GetNamespace(), lk, lv, o.GetName())); err != nil {
 			return err
 		}
 	}
@@ -568,7 +568,7 @@ func indexable(sel labels.Selector) (string, string, bool) {
 	return "", "", false
 }
 
-func listIndexed(tx *bolt.Tx, kind reconcile.Kind, ns, lk, lv string, sel labels.Selector, out *[]reconcile.Object) error {
+func listIndexed(tx *bolt.Tx, kind store.Kind, ns, lk, lv string, sel labels.Selector, out *[]store.Object) error {
 	prefix := indexKey(kind, ns, lk, lv, "")
 	b := tx.Bucket(bucketName(kind))
 	c := tx.Bucket(indexBucket).Cursor()
@@ -589,8 +589,8 @@ func listIndexed(tx *bolt.Tx, kind reconcile.Kind, ns, lk, lv string, sel labels
 }
 
 // preconditions loads the stored object and checks obj's resourceVersion.
-func preconditions(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, error) {
-	kind := reconcile.KindOf(obj)
+func preconditions(tx *bolt.Tx, obj store.Object) (store.Object, error) {
+	kind := store.KindOf(obj)
 	cur, err := get(tx, kind, obj.GetNamespace(), obj.GetName())
 	if err != nil {
 		return nil, err
@@ -601,27 +601,27 @@ func preconditions(tx *bolt.Tx, obj reconcile.Object) (reconcile.Object, error) 
 			field.Invalid(field.NewPath("metadata", "resourceVersion"), rv, "must be specified for an update")})
 	}
 	if rv != cur.GetResourceVersion() {
-		return nil, apierrors.NewConflict(reconcile.Resource(kind), obj.GetName(),
+		return nil, apierrors.NewConflict(store.Resource(kind), obj.GetName(),
 			fmt.Errorf("the object has been modified (resourceVersion %s, stored %s); read it again and retry", rv, cur.GetResourceVersion()))
 	}
 	return cur, nil
 }
 
-func gk(k reconcile.Kind) schema.GroupKind {
+func gk(k store.Kind) schema.GroupKind {
 	return schema.GroupKind{Group: v1alpha1.GroupName, Kind: string(k)}
 }
 
-func copyOf(o reconcile.Object) (reconcile.Object, error) {
-	c, ok := o.DeepCopyObject().(reconcile.Object)
+func copyOf(o store.Object) (store.Object, error) {
+	c, ok := o.DeepCopyObject().(store.Object)
 	if !ok {
 		return nil, fmt.Errorf("cannot copy %T", o)
 	}
-	c.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+	c.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(store.KindOf(o))))
 	return c, nil
 }
 
 // setStatus copies from's status into o (a zero status when from is nil).
-func setStatus(o, from reconcile.Object) error {
+func setStatus(o, from store.Object) error {
 	switch x := o.(type) {
 	case *v1alpha1.Configuration:
 		x.Status = v1alpha1.ConfigurationStatus{}
@@ -658,10 +658,10 @@ func normalize(v any) any {
 	return out
 }
 
-func sameJSON(a, b reconcile.Object) bool {
+func sameJSON(a, b store.Object) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)
 }
 
-var _ reconcile.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)

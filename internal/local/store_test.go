@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func open(t *testing.T) (*Store, string) {
@@ -35,7 +35,7 @@ func config(name, image string) *v1alpha1.Configuration {
 	return c
 }
 
-func rv(o reconcile.Object) int {
+func rv(o store.Object) int {
 	n, _ := strconv.Atoi(o.GetResourceVersion())
 	return n
 }
@@ -107,7 +107,7 @@ func TestCreateGetConflictGeneration(t *testing.T) {
 	if _, err := s.Update(ctx, &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "my-service", Namespace: "default"}}); !apierrors.IsInvalid(err) {
 		t.Errorf("update without resourceVersion: %v, want Invalid", err)
 	}
-	if _, err := s.Get(ctx, reconcile.KindConfiguration, "default", "nope"); !apierrors.IsNotFound(err) {
+	if _, err := s.Get(ctx, store.KindConfiguration, "default", "nope"); !apierrors.IsNotFound(err) {
 		t.Errorf("get missing: %v", err)
 	}
 }
@@ -120,7 +120,7 @@ func TestPatchKeepsEnvByName(t *testing.T) {
 	if _, err := s.Create(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	out, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "my-service", types.StrategicMergePatchType,
+	out, err := s.Patch(ctx, store.KindConfiguration, "default", "my-service", types.StrategicMergePatchType,
 		[]byte("spec:\n  revisionTemplate:\n    spec:\n      container:\n        env:\n        - name: HELLO\n          value: blurg\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -132,13 +132,13 @@ func TestPatchKeepsEnvByName(t *testing.T) {
 	if out.GetGeneration() != 2 {
 		t.Errorf("generation = %d, want 2", out.GetGeneration())
 	}
-	if _, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "my-service", types.MergePatchType, []byte(`{"metadata":{"name":"other"}}`)); !apierrors.IsBadRequest(err) {
+	if _, err := s.Patch(ctx, store.KindConfiguration, "default", "my-service", types.MergePatchType, []byte(`{"metadata":{"name":"other"}}`)); !apierrors.IsBadRequest(err) {
 		t.Errorf("renaming patch: %v, want BadRequest", err)
 	}
-	if _, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "my-service", types.MergePatchType, []byte(`{"metadata":{"resourceVersion":"1"}}`)); !apierrors.IsConflict(err) {
+	if _, err := s.Patch(ctx, store.KindConfiguration, "default", "my-service", types.MergePatchType, []byte(`{"metadata":{"resourceVersion":"1"}}`)); !apierrors.IsConflict(err) {
 		t.Errorf("patch with a stale resourceVersion: %v, want Conflict", err)
 	}
-	if _, err := s.Patch(ctx, reconcile.KindConfiguration, "default", "my-service", types.JSONPatchType,
+	if _, err := s.Patch(ctx, store.KindConfiguration, "default", "my-service", types.JSONPatchType,
 		[]byte(`[{"op":"replace","path":"/spec/revisionTemplate/spec/container/image","value":"img:3"}]`)); err != nil {
 		t.Errorf("json patch: %v", err)
 	}
@@ -190,16 +190,16 @@ func TestDeleteCascadesAndWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel := labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: "my-service"})
-	if got, _ := s.List(ctx, reconcile.KindRevision, "default", sel); len(got) != 1 {
+	if got, _ := s.List(ctx, store.KindRevision, "default", sel); len(got) != 1 {
 		t.Errorf("selector list = %d, want 1", len(got))
 	}
-	if err := s.Delete(ctx, reconcile.KindConfiguration, "default", "my-service"); err != nil {
+	if err := s.Delete(ctx, store.KindConfiguration, "default", "my-service"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, reconcile.KindRevision, "default", "my-service-00001"); !apierrors.IsNotFound(err) {
+	if _, err := s.Get(ctx, store.KindRevision, "default", "my-service-00001"); !apierrors.IsNotFound(err) {
 		t.Errorf("owned revision survived its configuration: %v", err)
 	}
-	if _, err := s.Get(ctx, reconcile.KindRevision, "default", "unowned"); err != nil {
+	if _, err := s.Get(ctx, store.KindRevision, "default", "unowned"); err != nil {
 		t.Errorf("unowned revision was deleted: %v", err)
 	}
 	want := []string{"ADDED Configuration my-service", "ADDED Revision my-service-00001", "ADDED Revision unowned",
@@ -208,7 +208,7 @@ func TestDeleteCascadesAndWatch(t *testing.T) {
 	for i, w := range want {
 		select {
 		case e := <-events:
-			if got := string(e.Type) + " " + string(reconcile.KindOf(e.Object)) + " " + e.Object.GetName(); got != w {
+			if got := string(e.Type) + " " + string(store.KindOf(e.Object)) + " " + e.Object.GetName(); got != w {
 				t.Errorf("event %d = %q, want %q", i, got, w)
 			}
 		case <-deadline:
@@ -232,7 +232,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	got, err := s2.Get(ctx, reconcile.KindConfiguration, "default", "my-service")
+	got, err := s2.Get(ctx, store.KindConfiguration, "default", "my-service")
 	if err != nil || got.GetUID() != o.GetUID() {
 		t.Fatalf("after reopen: %v %v", got, err)
 	}
@@ -262,7 +262,7 @@ func TestLabelIndexFollowsChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs, err := s.List(ctx, reconcile.KindRevision, "default", ls)
+		objs, err := s.List(ctx, store.KindRevision, "default", ls)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +282,7 @@ func TestLabelIndexFollowsChanges(t *testing.T) {
 	check("elafros.dev/configuration=a,tier=web", "a-00001", "a-00002")
 	check("elafros.dev/configuration in (b)", "b-00001")
 	check("tier!=web")
-	o, _ := s.Get(ctx, reconcile.KindRevision, "default", "a-00002")
+	o, _ := s.Get(ctx, store.KindRevision, "default", "a-00002")
 	c := o.(*v1alpha1.Revision).DeepCopy()
 	c.Labels[v1alpha1.ConfigurationLabelKey] = "b"
 	if _, err := s.Update(ctx, c); err != nil {
@@ -290,7 +290,7 @@ func TestLabelIndexFollowsChanges(t *testing.T) {
 	}
 	check("elafros.dev/configuration=a", "a-00001")
 	check("elafros.dev/configuration=b", "a-00002", "b-00001")
-	if err := s.Delete(ctx, reconcile.KindRevision, "default", "b-00001"); err != nil {
+	if err := s.Delete(ctx, store.KindRevision, "default", "b-00001"); err != nil {
 		t.Fatal(err)
 	}
 	check("elafros.dev/configuration=b", "a-00002")

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Annotations the garbage collector keeps on revisions.
@@ -32,12 +33,12 @@ const (
 const ConditionActive v1alpha1.ConditionType = "Active"
 
 func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string) (Result, error) {
-	cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, ns, name)
+	cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, store.KindConfiguration, ns, name)
 	if err != nil || cfg == nil {
 		return Result{}, err
 	}
 	revName := RevisionName(cfg.Name, cfg.Generation)
-	rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, revName)
+	rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, revName)
 	if err != nil {
 		return Result{}, err
 	}
@@ -91,7 +92,7 @@ func (r *Reconciler) reconcileConfiguration(ctx context.Context, ns, name string
 			Reason: v1alpha1.ReasonDeploying, Message: fmt.Sprintf("Revision %q is starting.", revName)}, r.now())
 	}
 	if lr := st.LatestReadyRevisionName; lr != "" && lr != revName {
-		prev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, lr)
+		prev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, lr)
 		if err != nil {
 			return Result{}, err
 		}
@@ -116,7 +117,7 @@ func (r *Reconciler) createRevision(ctx context.Context, cfg *v1alpha1.Configura
 			Namespace:       cfg.Namespace,
 			Labels:          maps.Clone(tmpl.Labels),
 			Annotations:     maps.Clone(tmpl.Annotations),
-			OwnerReferences: []metav1.OwnerReference{ownerRef(cfg, KindConfiguration)},
+			OwnerReferences: []metav1.OwnerReference{ownerRef(cfg, store.KindConfiguration)},
 		},
 		Spec: *tmpl.Spec.DeepCopy(),
 	}
@@ -130,7 +131,7 @@ func (r *Reconciler) createRevision(ctx context.Context, cfg *v1alpha1.Configura
 	}
 	created, err := r.store.Create(ctx, rev)
 	if apierrors.IsAlreadyExists(err) {
-		return getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, cfg.Namespace, name)
+		return getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, cfg.Namespace, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating revision %s: %w", name, err)
@@ -157,11 +158,11 @@ func (r *Reconciler) setConfigStatus(ctx context.Context, cfg *v1alpha1.Configur
 // the revisions they reference (RoutesAnnotation); each name is checked
 // against the route, so a deleted or changed route stops protecting.
 func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configuration) (Result, error) {
-	revs, err := r.store.List(ctx, KindRevision, cfg.Namespace, labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: cfg.Name}))
+	revs, err := r.store.List(ctx, store.KindRevision, cfg.Namespace, labels.SelectorFromSet(labels.Set{v1alpha1.ConfigurationLabelKey: cfg.Name}))
 	if err != nil {
 		return Result{}, err
 	}
-	cur, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, cfg.Namespace, cfg.Name)
+	cur, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, store.KindConfiguration, cfg.Namespace, cfg.Name)
 	if err != nil || cur == nil {
 		return Result{}, err
 	}
@@ -169,7 +170,7 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 	references := func(routeName, rev string) (bool, error) {
 		rt, seen := routes[routeName]
 		if !seen {
-			if rt, err = getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, cfg.Namespace, routeName); err != nil {
+			if rt, err = getOrNil[*v1alpha1.Route](ctx, r.store, store.KindRoute, cfg.Namespace, routeName); err != nil {
 				return false, err
 			}
 			routes[routeName] = rt
@@ -194,7 +195,7 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 	}
 	now := r.opts.Now()
 	var res Result
-	var deletable []Object
+	var deletable []store.Object
 	for _, o := range revs {
 		rev := o.(*v1alpha1.Revision)
 		ann := maps.Clone(rev.Annotations)
@@ -240,7 +241,7 @@ func (r *Reconciler) collectGarbage(ctx context.Context, cfg *v1alpha1.Configura
 	}
 	excess := len(revs) - r.opts.MaxRevisions
 	for i := len(deletable) - 1; i >= 0 && excess > 0; i-- { // oldest first
-		if err := r.store.Delete(ctx, KindRevision, cfg.Namespace, deletable[i].GetName()); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.store.Delete(ctx, store.KindRevision, cfg.Namespace, deletable[i].GetName()); err != nil && !apierrors.IsNotFound(err) {
 			return res, err
 		}
 		excess--
@@ -277,7 +278,7 @@ func cond(cs v1alpha1.Conditions, t v1alpha1.ConditionType) string {
 	return ""
 }
 
-func generationOf(o Object) int64 {
+func generationOf(o store.Object) int64 {
 	g, _ := strconv.ParseInt(o.GetLabels()[v1alpha1.ConfigurationGenerationLabelKey], 10, 64)
 	return g
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Converge reconciles every object of namespace ("" for all) in passes
@@ -47,7 +48,7 @@ func (r *Reconciler) Converge(ctx context.Context, namespace string) error {
 
 // Pass reconciles every object once, owners before what they own.
 func (r *Reconciler) Pass(ctx context.Context, namespace string) (inProgress bool, errs []error) {
-	for _, k := range []Kind{KindService, KindConfiguration, KindRevision, KindConfiguration, KindRoute, KindService} {
+	for _, k := range []store.Kind{store.KindService, store.KindConfiguration, store.KindRevision, store.KindConfiguration, store.KindRoute, store.KindService} {
 		objs, err := r.store.List(ctx, k, namespace, nil)
 		if err != nil {
 			return true, []error{err}
@@ -161,7 +162,7 @@ func (r *Reconciler) Run(ctx context.Context, o RunOptions) error {
 }
 
 func (r *Reconciler) enqueueAll(ctx context.Context, q workqueue.TypedInterface[Key]) {
-	for _, k := range Kinds {
+	for _, k := range store.Kinds {
 		objs, err := r.store.List(ctx, k, "", nil)
 		if err != nil {
 			continue
@@ -173,13 +174,13 @@ func (r *Reconciler) enqueueAll(ctx context.Context, q workqueue.TypedInterface[
 }
 
 // affected lists the objects whose reconcile reads the changed object.
-func (r *Reconciler) affected(ctx context.Context, e Event) []Key {
+func (r *Reconciler) affected(ctx context.Context, e store.Event) []Key {
 	o := e.Object
 	ns := o.GetNamespace()
-	k := KindOf(o)
+	k := store.KindOf(o)
 	keys := []Key{{Kind: k, Namespace: ns, Name: o.GetName()}}
 	for _, ref := range o.GetOwnerReferences() {
-		keys = append(keys, Key{Kind: Kind(ref.Kind), Namespace: ns, Name: ref.Name})
+		keys = append(keys, Key{Kind: store.Kind(ref.Kind), Namespace: ns, Name: ref.Name})
 	}
 	switch x := o.(type) {
 	case *v1alpha1.Revision:
@@ -193,13 +194,13 @@ func (r *Reconciler) affected(ctx context.Context, e Event) []Key {
 		for _, t := range append(append([]v1alpha1.TrafficTarget{}, x.Spec.Rollout.Traffic...), x.Status.Traffic...) {
 			c := t.ConfigurationName
 			if c == "" && t.RevisionName != "" {
-				if rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, t.RevisionName); err == nil && rev != nil {
+				if rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, t.RevisionName); err == nil && rev != nil {
 					c = rev.Labels[v1alpha1.ConfigurationLabelKey]
 				}
 			}
 			if c != "" && !seen[c] {
 				seen[c] = true
-				keys = append(keys, Key{Kind: KindConfiguration, Namespace: ns, Name: c})
+				keys = append(keys, Key{Kind: store.KindConfiguration, Namespace: ns, Name: c})
 			}
 		}
 	}
@@ -207,13 +208,13 @@ func (r *Reconciler) affected(ctx context.Context, e Event) []Key {
 }
 
 func (r *Reconciler) routesIn(ctx context.Context, ns string) []Key {
-	routes, err := r.store.List(ctx, KindRoute, ns, nil)
+	routes, err := r.store.List(ctx, store.KindRoute, ns, nil)
 	if err != nil {
 		return nil
 	}
 	keys := make([]Key, len(routes))
 	for i, rt := range routes {
-		keys[i] = Key{Kind: KindRoute, Namespace: ns, Name: rt.GetName()}
+		keys[i] = Key{Kind: store.KindRoute, Namespace: ns, Name: rt.GetName()}
 	}
 	return keys
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/elafros/elafros/internal/local"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
+	"github.com/elafros/elafros/internal/store"
 )
 
 type fixture struct {
@@ -46,7 +47,7 @@ func newFixture(t testing.TB, opts reconcile.Options) *fixture {
 	return f
 }
 
-func (f *fixture) newReconciler(s reconcile.Store) *reconcile.Reconciler {
+func (f *fixture) newReconciler(s store.Store) *reconcile.Reconciler {
 	r, err := reconcile.New(s, f.rt, f.tr, f.b, f.opts)
 	if err != nil {
 		f.t.Fatal(err)
@@ -71,7 +72,7 @@ func service(name, image string, strategy v1alpha1.RolloutStrategy) *v1alpha1.Se
 	return s
 }
 
-func (f *fixture) create(o reconcile.Object) {
+func (f *fixture) create(o store.Object) {
 	f.t.Helper()
 	if _, err := f.store.Create(f.ctx, o); err != nil {
 		f.t.Fatal(err)
@@ -81,7 +82,7 @@ func (f *fixture) create(o reconcile.Object) {
 // setImage changes a service's image (a new revision).
 func (f *fixture) setImage(name, image string) {
 	f.t.Helper()
-	o, err := f.store.Get(f.ctx, reconcile.KindService, "default", name)
+	o, err := f.store.Get(f.ctx, store.KindService, "default", name)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func (f *fixture) setImage(name, image string) {
 
 func (f *fixture) route(name string) *v1alpha1.Route {
 	f.t.Helper()
-	o, err := f.store.Get(f.ctx, reconcile.KindRoute, "default", name)
+	o, err := f.store.Get(f.ctx, store.KindRoute, "default", name)
 	if err != nil {
 		f.t.Fatal(err)
 	}

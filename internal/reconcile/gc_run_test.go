@@ -13,6 +13,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 	"github.com/elafros/elafros/internal/testutil"
 )
 
@@ -66,7 +67,7 @@ func TestGarbageCollection(t *testing.T) {
 	f.converge()
 
 	rev := func(n int) (*v1alpha1.Revision, bool) {
-		o, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", reconcile.RevisionName("web", int64(n)))
+		o, err := f.store.Get(f.ctx, store.KindRevision, "default", reconcile.RevisionName("web", int64(n)))
 		if apierrors.IsNotFound(err) {
 			return nil, false
 		}
@@ -129,7 +130,7 @@ func TestRunReactsToChanges(t *testing.T) {
 	}
 	serving := func(rev string) func() bool {
 		return func() bool {
-			o, err := f.store.Get(f.ctx, reconcile.KindRoute, "default", "web")
+			o, err := f.store.Get(f.ctx, store.KindRoute, "default", "web")
 			if err != nil {
 				return false
 			}
@@ -140,7 +141,7 @@ func TestRunReactsToChanges(t *testing.T) {
 	}
 	f.create(service("web", "img:1", v1alpha1.StrategyAutomatic))
 	waitFor("the first revision to serve", serving(reconcile.RevisionName("web", 1)))
-	if _, err := f.store.Patch(f.ctx, reconcile.KindService, "default", "web", types.MergePatchType,
+	if _, err := f.store.Patch(f.ctx, store.KindService, "default", "web", types.MergePatchType,
 		[]byte(`{"spec":{"revisionTemplate":{"spec":{"container":{"image":"img:2"}}}}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +149,12 @@ func TestRunReactsToChanges(t *testing.T) {
 	// A held revision becomes Ready later: the driver requeues and notices.
 	r3 := reconcile.RevisionName("web", 3)
 	f.rt.Hold("default", r3)
-	if _, err := f.store.Patch(f.ctx, reconcile.KindService, "default", "web", types.MergePatchType,
+	if _, err := f.store.Patch(f.ctx, store.KindService, "default", "web", types.MergePatchType,
 		[]byte(`{"spec":{"revisionTemplate":{"spec":{"container":{"image":"img:3"}}}}}`)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("the third revision to exist", func() bool {
-		_, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", r3)
+		_, err := f.store.Get(f.ctx, store.KindRevision, "default", r3)
 		return err == nil
 	})
 	f.rt.Release("default", r3)

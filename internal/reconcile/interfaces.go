@@ -65,12 +65,21 @@ type TrafficPlan struct {
 	Domain string
 	// Split lists the revisions with their percent (>0), in status order.
 	Split []Backend
-	// Hosts maps each named target's host to its revision; only Ready
-	// revisions are addressable.
-	Hosts map[string]string
+	// Hosts maps each named target's host to the target it serves, with
+	// its tag, so that a backend never has to work out which tag a host
+	// belongs to (two tags may name one revision, and the host template
+	// is the operator's); only Ready revisions are addressable.
+	Hosts map[string]NamedTarget
 	// Tags maps each named target to its revision (the same Ready ones),
 	// for reaching a target through the main host (Elafros-Target: next).
 	Tags map[string]string
+}
+
+// NamedTarget is a named traffic target as a host serves it: the target's
+// name (its tag, as in spec.traffic[].name) and its revision.
+type NamedTarget struct {
+	Tag      string
+	Revision string
 }
 
 // Backend is one revision of a split.

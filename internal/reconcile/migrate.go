@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // migration is one configuration target's gradual move under way.
@@ -119,7 +120,7 @@ func (r *Reconciler) sharedWith(ctx context.Context, route *v1alpha1.Route, spec
 		}) {
 			continue
 		}
-		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, p.RevisionName)
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, p.RevisionName)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // pass runs one pass at the fixture's clock and returns the route.
@@ -77,7 +78,7 @@ func TestServiceRolloutDuration(t *testing.T) {
 	}
 
 	// Without the duration, the annotation goes and moves are at once.
-	o, _ := f.store.Get(f.ctx, reconcile.KindService, "default", "web")
+	o, _ := f.store.Get(f.ctx, store.KindService, "default", "web")
 	s := o.(*v1alpha1.Service).DeepCopy()
 	s.Spec.Rollout.Duration = nil
 	if _, err := f.store.Update(f.ctx, s); err != nil {

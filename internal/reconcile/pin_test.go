@@ -8,6 +8,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // TestRevisionPinnedOnce: a revision's first resolved digest goes into
@@ -60,7 +61,7 @@ func TestRevisionPinnedOnce(t *testing.T) {
 
 func (f *fixture) revision(name string) *v1alpha1.Revision {
 	f.t.Helper()
-	o, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", name)
+	o, err := f.store.Get(f.ctx, store.KindRevision, "default", name)
 	if err != nil {
 		f.t.Fatal(err)
 	}

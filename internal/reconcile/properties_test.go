@@ -17,6 +17,7 @@ import (
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // world builds a few services of each strategy with a couple of revisions
@@ -51,13 +52,13 @@ func TestUnchangedWorldWritesNothing(t *testing.T) {
 func snapshot(t *testing.T, f *fixture) string {
 	t.Helper()
 	var out []string
-	for _, k := range reconcile.Kinds {
+	for _, k := range store.Kinds {
 		objs, err := f.store.List(f.ctx, k, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range objs {
-			c := o.DeepCopyObject().(reconcile.Object)
+			c := o.DeepCopyObject().(store.Object)
 			c.SetUID("")
 			c.SetResourceVersion("")
 			c.SetCreationTimestamp(metaZero)
@@ -191,7 +192,7 @@ func TestRouteInvariantsProperty(t *testing.T) {
 				if p <= was[rev] || rev == v1alpha1.NotFoundRevisionName {
 					continue // "Not found" serves nothing: that share is dropped, and said so
 				}
-				o, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", rev)
+				o, err := f.store.Get(f.ctx, store.KindRevision, "default", rev)
 				if err != nil || !o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady) {
 					t.Fatalf("seed %d: route %s moved traffic onto %s (%d%% -> %d%%), which is not Ready: %+v -> %+v",
 						seed, new.Name, rev, was[rev], p, old.Status.Traffic, new.Status.Traffic)
@@ -232,13 +233,13 @@ func TestRouteInvariantsProperty(t *testing.T) {
 					f.rt.Hold("default", name)
 				}
 			case 3, 4: // a rollout command, as the CLI and the bot issue them
-				o, err := f.store.Get(f.ctx, reconcile.KindRoute, "default", "web")
+				o, err := f.store.Get(f.ctx, store.KindRoute, "default", "web")
 				if err != nil {
 					continue // not created yet
 				}
 				cur := o.(*v1alpha1.Route).Spec.Rollout.Traffic
 				ready := func(rev string) (bool, string) {
-					o, err := f.store.Get(f.ctx, reconcile.KindRevision, "default", rev)
+					o, err := f.store.Get(f.ctx, store.KindRevision, "default", rev)
 					if err != nil {
 						return false, "missing"
 					}
@@ -259,13 +260,13 @@ func TestRouteInvariantsProperty(t *testing.T) {
 					f.setRouteTraffic("web", next)
 				}
 			case 5: // a hand-written route edit pinning some revision
-				if _, err := f.store.Get(f.ctx, reconcile.KindRoute, "default", "web"); err != nil {
+				if _, err := f.store.Get(f.ctx, store.KindRoute, "default", "web"); err != nil {
 					continue
 				}
 				rev := reconcile.RevisionName("web", int64(1+rnd.IntN(gen)))
 				f.setRouteTraffic("web", []v1alpha1.TrafficTarget{tt("current", rev, 100)})
 			case 6: // switch strategy
-				o, _ := f.store.Get(f.ctx, reconcile.KindService, "default", "web")
+				o, _ := f.store.Get(f.ctx, store.KindService, "default", "web")
 				s := o.(*v1alpha1.Service).DeepCopy()
 				s.Spec.Rollout.Strategy = strategies[rnd.IntN(3)]
 				s.Spec.Rollout.SetDefaults()

@@ -11,11 +11,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Key names one object.
 type Key struct {
-	Kind      Kind
+	Kind      store.Kind
 	Namespace string
 	Name      string
 }
@@ -41,15 +42,15 @@ type Reconciler struct {
 
 // New returns a Reconciler. builder may be nil when no Configuration
 // builds from source (a revision with a buildName then fails clearly).
-func New(store Store, runtime Runtime, traffic Traffic, builder Builder, opts Options) (*Reconciler, error) {
+func New(s store.Store, runtime Runtime, traffic Traffic, builder Builder, opts Options) (*Reconciler, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if store == nil || runtime == nil || traffic == nil {
+	if s == nil || runtime == nil || traffic == nil {
 		return nil, errors.New("reconcile.New: store, runtime and traffic are required")
 	}
-	return &Reconciler{store: &countingStore{Store: store}, runtime: runtime, builder: builder, traffic: traffic, opts: o}, nil
+	return &Reconciler{store: &countingStore{Store: s}, runtime: runtime, builder: builder, traffic: traffic, opts: o}, nil
 }
 
 // Options returns the effective options (with defaults).
@@ -61,13 +62,13 @@ func (r *Reconciler) Writes() int64 { return r.store.writes.Load() }
 // Reconcile converges one object.
 func (r *Reconciler) Reconcile(ctx context.Context, k Key) (Result, error) {
 	switch k.Kind {
-	case KindConfiguration:
+	case store.KindConfiguration:
 		return r.reconcileConfiguration(ctx, k.Namespace, k.Name)
-	case KindRevision:
+	case store.KindRevision:
 		return r.reconcileRevision(ctx, k.Namespace, k.Name)
-	case KindRoute:
+	case store.KindRoute:
 		return r.reconcileRoute(ctx, k.Namespace, k.Name)
-	case KindService:
+	case store.KindService:
 		return r.reconcileService(ctx, k.Namespace, k.Name)
 	}
 	return Result{}, fmt.Errorf("unknown kind %q", k.Kind)
@@ -78,32 +79,32 @@ func (r *Reconciler) now() metav1.Time { return metav1.NewTime(r.opts.Now().Trun
 // countingStore counts writes, so that drivers know whether a pass
 // changed anything.
 type countingStore struct {
-	Store
+	store.Store
 	writes atomic.Int64
 }
 
-func (c *countingStore) Create(ctx context.Context, o Object) (Object, error) {
+func (c *countingStore) Create(ctx context.Context, o store.Object) (store.Object, error) {
 	c.writes.Add(1)
 	return c.Store.Create(ctx, o)
 }
 
-func (c *countingStore) Update(ctx context.Context, o Object) (Object, error) {
+func (c *countingStore) Update(ctx context.Context, o store.Object) (store.Object, error) {
 	c.writes.Add(1)
 	return c.Store.Update(ctx, o)
 }
 
-func (c *countingStore) UpdateStatus(ctx context.Context, o Object) (Object, error) {
+func (c *countingStore) UpdateStatus(ctx context.Context, o store.Object) (store.Object, error) {
 	c.writes.Add(1)
 	return c.Store.UpdateStatus(ctx, o)
 }
 
-func (c *countingStore) Delete(ctx context.Context, k Kind, ns, name string) error {
+func (c *countingStore) Delete(ctx context.Context, k store.Kind, ns, name string) error {
 	c.writes.Add(1)
 	return c.Store.Delete(ctx, k, ns, name)
 }
 
 // getOrNil returns nil (and no error) for a missing object.
-func getOrNil[T Object](ctx context.Context, s Store, k Kind, ns, name string) (T, error) {
+func getOrNil[T store.Object](ctx context.Context, s store.Store, k store.Kind, ns, name string) (T, error) {
 	var zero T
 	o, err := s.Get(ctx, k, ns, name)
 	if apierrors.IsNotFound(err) {
@@ -119,7 +120,7 @@ func getOrNil[T Object](ctx context.Context, s Store, k Kind, ns, name string) (
 	return t, nil
 }
 
-func ownerRef(o Object, kind Kind) metav1.OwnerReference {
+func ownerRef(o store.Object, kind store.Kind) metav1.OwnerReference {
 	t := true
 	return metav1.OwnerReference{
 		APIVersion:         v1alpha1.APIVersion,
@@ -131,7 +132,7 @@ func ownerRef(o Object, kind Kind) metav1.OwnerReference {
 	}
 }
 
-func ownedBy(o Object, owner Object) bool {
+func ownedBy(o store.Object, owner store.Object) bool {
 	for _, ref := range o.GetOwnerReferences() {
 		if ref.UID == owner.GetUID() {
 			return true

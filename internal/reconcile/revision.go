@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // pollInterval is how soon a revision that is starting or building is
@@ -16,7 +17,7 @@ import (
 const pollInterval = time.Second
 
 func (r *Reconciler) reconcileRevision(ctx context.Context, ns, name string) (Result, error) {
-	rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, name)
+	rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, name)
 	if err != nil || rev == nil {
 		return Result{}, err
 	}

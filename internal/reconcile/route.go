@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // resolvedTarget is a spec target dereferenced to a revision.
@@ -24,7 +27,7 @@ type resolvedTarget struct {
 }
 
 func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Result, error) {
-	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, ns, name)
+	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, store.KindRoute, ns, name)
 	if err != nil {
 		return Result{}, err
 	}
@@ -44,7 +47,6 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 	st.ObservedGeneration = route.Generation
 	st.Domain = r.opts.Domain(route)
 	now := r.now()
-	var res Result
 
 	// A share may only move onto a Ready revision. While a target that
 	// should carry traffic is not Ready, the previous split is held.
@@ -74,9 +76,9 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		held, st.Rollouts, returned = revert(held, st.Rollouts, waiting)
 		for i := range held {
 			if _, ok := revs[held[i].RevisionName]; !ok && held[i].RevisionName != v1alpha1.NotFoundRevisionName {
-				rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, held[i].RevisionName)
+				rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, held[i].RevisionName)
 				if err != nil {
-					return res, err
+					return Result{}, err
 				}
 				if rv == nil {
 					held[i].RevisionName = v1alpha1.NotFoundRevisionName
@@ -102,18 +104,73 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 	if len(waiting) == 0 {
 		next, rollouts, m, err := r.migrate(ctx, route, targets, desired, duration)
 		if err != nil {
-			return res, err
+			return Result{}, err
 		}
 		st.Traffic, st.Rollouts, moving = next, rollouts, m
 	} else {
 		st.Traffic = held
-		res.RequeueAfter = pollInterval
-		res.InProgress = !waiting[0].failed
 	}
 
+	res := routeConditions(st, routeOutcome{targets: targets, waiting: waiting, moving: moving, returned: returned},
+		now, r.opts.Now(), r.opts.ProgressDeadline)
+
+	for _, x := range st.Traffic { // revisions held or moved from are served too
+		if _, ok := revs[x.RevisionName]; !ok && x.RevisionName != v1alpha1.NotFoundRevisionName {
+			rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, x.RevisionName)
+			if err != nil {
+				return res, err
+			}
+			if rv != nil {
+				revs[rv.Name] = rv
+			}
+		}
+	}
+	if err := r.recordReferences(ctx, route, targets, st.Traffic, revs); err != nil {
+		return res, err
+	}
+	if err := r.traffic.Apply(ctx, route, r.plan(route, st.Traffic, revs)); err != nil {
+		return res, r.trafficNotApplied(ctx, route, err)
+	}
+	st.Conditions.Remove(ConditionTrafficApplied)
+	if !equality.Semantic.DeepEqual(*st, route.Status) {
+		c := route.DeepCopy()
+		c.Status = *st
+		if _, err := r.store.UpdateStatus(ctx, c); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// routeOutcome is what reconcileRoute decided for a route's traffic, from
+// which its conditions follow.
+type routeOutcome struct {
+	// targets are the spec's targets, resolved.
+	targets []resolvedTarget
+	// waiting are the targets with a share whose revision is not Ready
+	// (or is missing), for which the previous split is held; the first
+	// one is reported.
+	waiting []resolvedTarget
+	// moving is the gradual migration under way, if any.
+	moving *migration
+	// returned names the revisions a share that stopped being Ready
+	// went back to.
+	returned string
+}
+
+// routeConditions computes the status conditions of a route from what
+// reconcileRoute decided, without reading or writing anything, and says
+// when to look again. now stamps the conditions; at is the clock, which
+// deadline is measured against since RolloutInProgress became True.
+func routeConditions(st *v1alpha1.RouteStatus, o routeOutcome, now metav1.Time, at time.Time, deadline time.Duration) Result {
 	// Conditions: TrafficDropped when a target is missing; RolloutComplete
 	// when status serves spec with every revision Ready; RolloutInProgress
 	// True while traffic moves or is held back, False otherwise.
+	targets, waiting, moving, returned := o.targets, o.waiting, o.moving, o.returned
+	var res Result
+	if len(waiting) > 0 {
+		res.RequeueAfter, res.InProgress = pollInterval, !waiting[0].failed
+	}
 	var missing *resolvedTarget
 	for i := range targets {
 		if targets[i].missingReason != "" {
@@ -155,9 +212,9 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 		}
 		ip := st.Conditions.Get(v1alpha1.ConditionRolloutInProgress)
 		if ip != nil && ip.Status == corev1.ConditionTrue && ip.LastTransitionTime != nil &&
-			r.opts.Now().Sub(ip.LastTransitionTime.Time) > r.opts.ProgressDeadline {
+			at.Sub(ip.LastTransitionTime.Time) > deadline {
 			reason = v1alpha1.ReasonProgressDeadlineExceeded
-			msg = fmt.Sprintf(v1alpha1.MessageTrafficSplitStuck+" %s", int(r.opts.ProgressDeadline.Seconds()), msg)
+			msg = fmt.Sprintf(v1alpha1.MessageTrafficSplitStuck+" %s", int(deadline.Seconds()), msg)
 		}
 		inProgress(reason, msg)
 	case moving != nil:
@@ -185,33 +242,7 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 			st.Conditions.Set(v1alpha1.Condition{Type: v1alpha1.ConditionRolloutComplete, Status: corev1.ConditionTrue}, now)
 		}
 	}
-
-	for _, x := range st.Traffic { // revisions held or moved from are served too
-		if _, ok := revs[x.RevisionName]; !ok && x.RevisionName != v1alpha1.NotFoundRevisionName {
-			rv, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, x.RevisionName)
-			if err != nil {
-				return res, err
-			}
-			if rv != nil {
-				revs[rv.Name] = rv
-			}
-		}
-	}
-	if err := r.recordReferences(ctx, route, targets, st.Traffic, revs); err != nil {
-		return res, err
-	}
-	if err := r.traffic.Apply(ctx, route, r.plan(route, st.Traffic, revs)); err != nil {
-		return res, r.trafficNotApplied(ctx, route, err)
-	}
-	st.Conditions.Remove(ConditionTrafficApplied)
-	if !equality.Semantic.DeepEqual(*st, route.Status) {
-		c := route.DeepCopy()
-		c.Status = *st
-		if _, err := r.store.UpdateStatus(ctx, c); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return res
 }
 
 // ConditionTrafficApplied is False on a Route while its split cannot be
@@ -259,7 +290,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		rt := resolvedTarget{TrafficTarget: v1alpha1.TrafficTarget{Name: t.Name, Percent: t.Percent}}
 		revName := t.RevisionName
 		if t.ConfigurationName != "" {
-			cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, route.Namespace, t.ConfigurationName)
+			cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, store.KindConfiguration, route.Namespace, t.ConfigurationName)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -301,7 +332,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 		rev := revs[revName]
 		if rev == nil {
 			var err error
-			if rev, err = getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, revName); err != nil {
+			if rev, err = getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, revName); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -330,7 +361,7 @@ func (r *Reconciler) goneRevision(ctx context.Context, route *v1alpha1.Route, na
 		if x.Name != name || x.RevisionName == v1alpha1.NotFoundRevisionName {
 			continue
 		}
-		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, x.RevisionName)
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, x.RevisionName)
 		if err != nil {
 			return "", err
 		}
@@ -358,7 +389,7 @@ func revisionReady(rev *v1alpha1.Revision) (bool, string) {
 
 // plan turns a status split into what the traffic layer serves.
 func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarget, revs map[string]*v1alpha1.Revision) TrafficPlan {
-	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]string{}, Tags: map[string]string{}}
+	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]NamedTarget{}, Tags: map[string]string{}}
 	for _, t := range traffic {
 		rev := revs[t.RevisionName]
 		ready := false
@@ -369,7 +400,7 @@ func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarge
 			p.Split = append(p.Split, Backend{Revision: t.RevisionName, Percent: t.Percent, Ready: ready})
 		}
 		if t.Name != "" && ready {
-			p.Hosts[r.opts.TagHost(route, t.Name)] = t.RevisionName
+			p.Hosts[r.opts.TagHost(route, t.Name)] = NamedTarget{Tag: t.Name, Revision: t.RevisionName}
 			p.Tags[t.Name] = t.RevisionName
 		}
 	}
@@ -423,7 +454,7 @@ func (r *Reconciler) rejectRoute(ctx context.Context, route *v1alpha1.Route, err
 		Reason: "InvalidSpec", Message: "The route's spec is invalid and was not applied; the previous split keeps serving. " + strings.Join(msgs, "; ")}, r.now())
 	revs := map[string]*v1alpha1.Revision{}
 	for _, t := range st.Traffic {
-		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, route.Namespace, t.RevisionName)
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, route.Namespace, t.RevisionName)
 		if err != nil {
 			return Result{}, err
 		}

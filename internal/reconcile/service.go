@@ -11,10 +11,11 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func (r *Reconciler) reconcileService(ctx context.Context, ns, name string) (Result, error) {
-	svc, err := getOrNil[*v1alpha1.Service](ctx, r.store, KindService, ns, name)
+	svc, err := getOrNil[*v1alpha1.Service](ctx, r.store, store.KindService, ns, name)
 	if err != nil || svc == nil {
 		return Result{}, err
 	}
@@ -77,7 +78,7 @@ func (r *Reconciler) reconcileService(ctx context.Context, ns, name string) (Res
 // ensureConfiguration makes the Service's Configuration match its spec.
 // It returns nil when a Configuration of that name belongs to someone else.
 func (r *Reconciler) ensureConfiguration(ctx context.Context, svc *v1alpha1.Service) (*v1alpha1.Configuration, error) {
-	cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, KindConfiguration, svc.Namespace, svc.Name)
+	cfg, err := getOrNil[*v1alpha1.Configuration](ctx, r.store, store.KindConfiguration, svc.Namespace, svc.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (r *Reconciler) ensureConfiguration(ctx context.Context, svc *v1alpha1.Serv
 // ensureRoute creates the Service's Route, and moves it when a new
 // revision becomes ready, as the strategy says.
 func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg *v1alpha1.Configuration) (*v1alpha1.Route, error) {
-	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, KindRoute, svc.Namespace, svc.Name)
+	route, err := getOrNil[*v1alpha1.Route](ctx, r.store, store.KindRoute, svc.Namespace, svc.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +224,7 @@ func (r *Reconciler) desiredTraffic(ctx context.Context, svc *v1alpha1.Service, 
 // readyFunc reports revision readiness from the store, for rollout checks.
 func (r *Reconciler) readyFunc(ctx context.Context, ns string) rollout.ReadyFunc {
 	return func(name string) (bool, string) {
-		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, KindRevision, ns, name)
+		rev, err := getOrNil[*v1alpha1.Revision](ctx, r.store, store.KindRevision, ns, name)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -244,6 +245,6 @@ func childMeta(svc *v1alpha1.Service) metav1.ObjectMeta {
 		Name:            svc.Name,
 		Namespace:       svc.Namespace,
 		Labels:          lbl,
-		OwnerReferences: []metav1.OwnerReference{ownerRef(svc, KindService)},
+		OwnerReferences: []metav1.OwnerReference{ownerRef(svc, store.KindService)},
 	}
 }

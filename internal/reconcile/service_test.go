@@ -9,6 +9,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func TestServiceStrategies(t *testing.T) {
@@ -26,7 +27,7 @@ func TestServiceStrategies(t *testing.T) {
 		if d := cmp.Diff([]v1alpha1.TrafficTarget{tt("", r(2), 100)}, rt.Status.Traffic); d != "" {
 			t.Error(d)
 		}
-		o, _ := f.store.Get(f.ctx, reconcile.KindService, "default", "web")
+		o, _ := f.store.Get(f.ctx, store.KindService, "default", "web")
 		svc := o.(*v1alpha1.Service)
 		if svc.Status.LatestReadyRevisionName != r(2) || svc.Status.Domain != "web.default.example.com" || !svc.Status.Conditions.IsTrue(v1alpha1.ConditionReady) {
 			t.Errorf("service status = %+v", svc.Status)
@@ -46,7 +47,7 @@ func TestServiceStrategies(t *testing.T) {
 			t.Errorf("after a new revision (-want +got):\n%s", d)
 		}
 		p, _ := f.tr.Plan("default", "web")
-		if p.Hosts["next.web.default.example.com"] != r(2) || p.Hosts["current.web.default.example.com"] != r(1) {
+		if p.Hosts["next.web.default.example.com"] != (reconcile.NamedTarget{Tag: "next", Revision: r(2)}) || p.Hosts["current.web.default.example.com"] != (reconcile.NamedTarget{Tag: "current", Revision: r(1)}) {
 			t.Errorf("hosts = %v", p.Hosts)
 		}
 	})
@@ -130,7 +131,7 @@ func TestServiceStrategies(t *testing.T) {
 		if d := cmp.Diff([]v1alpha1.TrafficTarget{tt("current", r(1), 100)}, f.route("web").Status.Traffic); d != "" {
 			t.Error(d)
 		}
-		o, _ := f.store.Get(f.ctx, reconcile.KindService, "default", "web")
+		o, _ := f.store.Get(f.ctx, store.KindService, "default", "web")
 		if c := o.(*v1alpha1.Service).Status.Conditions.Get(v1alpha1.ConditionReady); c == nil || c.Reason != "ExitCode:1" {
 			t.Errorf("service Ready = %+v, want the revision's failure", c)
 		}
@@ -140,7 +141,7 @@ func TestServiceStrategies(t *testing.T) {
 		f.create(service("web", "img:1", v1alpha1.StrategyManual))
 		f.converge()
 		p, _ := f.tr.Plan("default", "web")
-		if p.Hosts["current-web.default.apps.example.org"] != r(1) || p.Domain != "web.default.apps.example.org" {
+		if p.Hosts["current-web.default.apps.example.org"] != (reconcile.NamedTarget{Tag: "current", Revision: r(1)}) || p.Domain != "web.default.apps.example.org" {
 			t.Errorf("plan = %+v", p)
 		}
 	})

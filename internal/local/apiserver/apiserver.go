@@ -29,7 +29,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/manifest"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // maxBody bounds a request body.
@@ -37,7 +37,7 @@ const maxBody = 4 << 20
 
 // Server is the API's http.Handler.
 type Server struct {
-	store  reconcile.Store
+	store  store.Store
 	logger *slog.Logger
 	mux    *http.ServeMux
 	info   map[string]string
@@ -54,7 +54,7 @@ func (s *Server) SetLogs(src LogSource) { s.logs = src }
 
 func (s *Server) revisionLog(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if _, err := s.store.Get(r.Context(), reconcile.KindRevision, ns, name); err != nil {
+	if _, err := s.store.Get(r.Context(), store.KindRevision, ns, name); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -78,7 +78,7 @@ func (s *Server) SetInfo(key, value string) { s.info[key] = value }
 
 // New returns an API server over store. extra handlers (such as /metrics)
 // may be mounted on the returned server's Handle.
-func New(store reconcile.Store, logger *slog.Logger) *Server {
+func New(store store.Store, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -106,12 +106,12 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-func kindFor(w http.ResponseWriter, r *http.Request) (reconcile.Kind, bool) {
+func kindFor(w http.ResponseWriter, r *http.Request) (store.Kind, bool) {
 	k, ok := v1alpha1.KindForPlural(r.PathValue("resource"))
 	if !ok {
 		writeError(w, r, apierrors.NewNotFound(v1alpha1.Resource(r.PathValue("resource")), ""))
 	}
-	return reconcile.Kind(k.Kind), ok
+	return store.Kind(k.Kind), ok
 }
 
 func (s *Server) collection(w http.ResponseWriter, r *http.Request) {
@@ -129,12 +129,12 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request) {
 		s.list(w, r, kind, ns)
 	case http.MethodPost:
 		if ns == "" {
-			writeError(w, r, apierrors.NewMethodNotSupported(reconcile.Resource(kind), "POST without a namespace"))
+			writeError(w, r, apierrors.NewMethodNotSupported(store.Resource(kind), "POST without a namespace"))
 			return
 		}
 		s.create(w, r, kind, ns)
 	default:
-		writeError(w, r, apierrors.NewMethodNotSupported(reconcile.Resource(kind), r.Method))
+		writeError(w, r, apierrors.NewMethodNotSupported(store.Resource(kind), r.Method))
 	}
 }
 
@@ -156,7 +156,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, status bool
 			writeError(w, r, err)
 			return
 		}
-		if !status && writeTable(w, r, kind, o.GetResourceVersion(), []reconcile.Object{o}) {
+		if !status && writeTable(w, r, kind, o.GetResourceVersion(), []store.Object{o}) {
 			return
 		}
 		writeObject(w, r, http.StatusOK, o)
@@ -170,13 +170,13 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, status bool
 			return
 		}
 		writeJSON(w, http.StatusOK, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-			Status: metav1.StatusSuccess, Details: &metav1.StatusDetails{Name: name, Group: v1alpha1.GroupName, Kind: reconcile.Resource(kind).Resource}})
+			Status: metav1.StatusSuccess, Details: &metav1.StatusDetails{Name: name, Group: v1alpha1.GroupName, Kind: store.Resource(kind).Resource}})
 	default:
-		writeError(w, r, apierrors.NewMethodNotSupported(reconcile.Resource(kind), r.Method))
+		writeError(w, r, apierrors.NewMethodNotSupported(store.Resource(kind), r.Method))
 	}
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, kind reconcile.Kind, ns string) {
+func (s *Server) list(w http.ResponseWriter, r *http.Request, kind store.Kind, ns string) {
 	sel, err := selector(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -247,7 +247,7 @@ type watchEvent struct {
 // watch streams events as client-go expects them: {"type","object"}
 // JSON documents. Without a resourceVersion (or with "0") it first sends
 // every current object as ADDED; with one, the objects changed since.
-func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Kind, ns string) {
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind store.Kind, ns string) {
 	sel, err := selector(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -281,8 +281,8 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 		writeError(w, r, err)
 		return
 	}
-	matches := func(o reconcile.Object) bool {
-		return reconcile.KindOf(o) == kind && (ns == "" || o.GetNamespace() == ns) &&
+	matches := func(o store.Object) bool {
+		return store.KindOf(o) == kind && (ns == "" || o.GetNamespace() == ns) &&
 			(sel == nil || sel.Matches(labels.Set(o.GetLabels()))) && fsel.matches(o)
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -290,12 +290,12 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	send := func(t string, o reconcile.Object) bool {
-		o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+	send := func(t string, o store.Object) bool {
+		o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(store.KindOf(o))))
 		var v any = o
 		if tableV != "" {
 			// kubectl get -w: each event carries a one-row Table.
-			tbl, err := table(kind, tableV, includeObject, o.GetResourceVersion(), []reconcile.Object{o})
+			tbl, err := table(kind, tableV, includeObject, o.GetResourceVersion(), []store.Object{o})
 			if err != nil {
 				return false
 			}
@@ -325,11 +325,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 		n, _ := strconv.Atoi(o.GetResourceVersion())
 		switch {
 		case since == 0:
-			if !send(string(reconcile.Added), o) {
+			if !send(string(store.Added), o) {
 				return
 			}
 		case n > since:
-			if !send(string(reconcile.Modified), o) {
+			if !send(string(store.Modified), o) {
 				return
 			}
 		}
@@ -351,7 +351,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 
 // decodeBody reads and strictly decodes a JSON or YAML body into a new
 // object of kind; errors carry line:column in the body.
-func decodeBody(r *http.Request, kind reconcile.Kind) (reconcile.Object, error) {
+func decodeBody(r *http.Request, kind store.Kind) (store.Object, error) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		return nil, apierrors.NewBadRequest("reading the request body: " + err.Error())
@@ -359,7 +359,7 @@ func decodeBody(r *http.Request, kind reconcile.Kind) (reconcile.Object, error) 
 	if len(data) > maxBody {
 		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the body is larger than %d bytes", maxBody))
 	}
-	o, err := reconcile.NewObject(kind)
+	o, err := store.NewObject(kind)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +393,7 @@ func badBody(errs manifest.Errors) error {
 
 // admit defaults and validates an object about to be written, and applies
 // the rules of who may write what.
-func admit(o reconcile.Object, kind reconcile.Kind, ns, name string) error {
+func admit(o store.Object, kind store.Kind, ns, name string) error {
 	if o.GetNamespace() == "" {
 		o.SetNamespace(ns)
 	}
@@ -403,8 +403,8 @@ func admit(o reconcile.Object, kind reconcile.Kind, ns, name string) error {
 	if name != "" && o.GetName() != name {
 		return apierrors.NewBadRequest(fmt.Sprintf("metadata.name %q does not match the name of the path %q", o.GetName(), name))
 	}
-	if kind == reconcile.KindRevision && !controlledByConfiguration(o) {
-		return apierrors.NewForbidden(reconcile.Resource(kind), o.GetName(),
+	if kind == store.KindRevision && !controlledByConfiguration(o) {
+		return apierrors.NewForbidden(store.Resource(kind), o.GetName(),
 			errors.New("revisions are created by configurations and are immutable: change the Configuration (or Service) instead"))
 	}
 	v, ok := o.(interface {
@@ -433,16 +433,16 @@ func admit(o reconcile.Object, kind reconcile.Kind, ns, name string) error {
 	return nil
 }
 
-func controlledByConfiguration(o reconcile.Object) bool {
+func controlledByConfiguration(o store.Object) bool {
 	for _, ref := range o.GetOwnerReferences() {
-		if ref.Kind == string(reconcile.KindConfiguration) && ref.Controller != nil && *ref.Controller {
+		if ref.Kind == string(store.KindConfiguration) && ref.Controller != nil && *ref.Controller {
 			return true
 		}
 	}
 	return false
 }
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request, kind reconcile.Kind, ns string) {
+func (s *Server) create(w http.ResponseWriter, r *http.Request, kind store.Kind, ns string) {
 	o, err := decodeBody(r, kind)
 	if err == nil {
 		err = admit(o, kind, ns, "")
@@ -459,13 +459,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, kind reconcile.K
 	writeObject(w, r, http.StatusCreated, created)
 }
 
-func (s *Server) update(w http.ResponseWriter, r *http.Request, kind reconcile.Kind, ns, name string, status bool) {
+func (s *Server) update(w http.ResponseWriter, r *http.Request, kind store.Kind, ns, name string, status bool) {
 	o, err := decodeBody(r, kind)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	var out reconcile.Object
+	var out store.Object
 	if status {
 		if o.GetNamespace() == "" {
 			o.SetNamespace(ns)
@@ -476,7 +476,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, kind reconcile.K
 		}
 		out, err = s.store.UpdateStatus(r.Context(), o)
 	} else {
-		if kind == reconcile.KindRevision {
+		if kind == store.KindRevision {
 			if cur, gerr := s.store.Get(r.Context(), kind, ns, name); gerr == nil && !controlledByConfiguration(o) {
 				o.SetOwnerReferences(cur.GetOwnerReferences()) // metadata edits keep the owner
 			}
@@ -495,7 +495,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, kind reconcile.K
 // patch applies a merge, JSON or strategic-merge patch, then admits the
 // result like any other write; the update carries the resourceVersion
 // that was patched, so a concurrent write is never lost (it retries).
-func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind reconcile.Kind, ns, name string, status bool) {
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind store.Kind, ns, name string, status bool) {
 	pt := types.PatchType(strings.TrimSpace(strings.Split(r.Header.Get("Content-Type"), ";")[0]))
 	switch pt {
 	case types.MergePatchType, types.JSONPatchType, types.StrategicMergePatchType:
@@ -518,17 +518,17 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 			writeError(w, r, err)
 			return
 		}
-		patched, err := reconcile.ApplyPatch(cur, pt, data)
+		patched, err := store.ApplyPatch(cur, pt, data)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
 		if rv := patched.GetResourceVersion(); rv != cur.GetResourceVersion() && rv != "" {
-			writeError(w, r, apierrors.NewConflict(reconcile.Resource(kind), name, fmt.Errorf("the patch names resourceVersion %s, the object is at %s", rv, cur.GetResourceVersion())))
+			writeError(w, r, apierrors.NewConflict(store.Resource(kind), name, fmt.Errorf("the patch names resourceVersion %s, the object is at %s", rv, cur.GetResourceVersion())))
 			return
 		}
 		patched.SetResourceVersion(cur.GetResourceVersion())
-		var out reconcile.Object
+		var out store.Object
 		if status {
 			out, err = s.store.UpdateStatus(r.Context(), patched)
 		} else {
@@ -548,8 +548,8 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind reconcile.Ki
 	}
 }
 
-func writeObject(w http.ResponseWriter, r *http.Request, code int, o reconcile.Object) {
-	o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+func writeObject(w http.ResponseWriter, r *http.Request, code int, o store.Object) {
+	o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(store.KindOf(o))))
 	writeValue(w, r, code, o)
 }
 
@@ -596,7 +596,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 // fieldSel is a parsed fieldSelector; nil matches everything.
 type fieldSel struct{ sel fields.Selector }
 
-func (f fieldSel) matches(o reconcile.Object) bool {
+func (f fieldSel) matches(o store.Object) bool {
 	return f.sel == nil || f.sel.Matches(fields.Set{"metadata.name": o.GetName(), "metadata.namespace": o.GetNamespace()})
 }
 

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/util/jsonpath"
 
 	"github.com/elafros/elafros/api/v1alpha1"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // The Table format (Accept: application/json;as=Table;g=meta.k8s.io;v=v1)
@@ -85,7 +85,7 @@ func tableVersion(r *http.Request) string {
 // table renders objects of kind as a Table. includeObject is the query's
 // includeObject: None, Object, or Metadata (the default), what each row
 // carries besides its cells.
-func table(kind reconcile.Kind, version, includeObject, resourceVersion string, objs []reconcile.Object) (*metav1.Table, error) {
+func table(kind store.Kind, version, includeObject, resourceVersion string, objs []store.Object) (*metav1.Table, error) {
 	all, err := columns()
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func table(kind reconcile.Kind, version, includeObject, resourceVersion string, 
 		switch includeObject {
 		case string(metav1.IncludeNone):
 		case string(metav1.IncludeObject):
-			o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(reconcile.KindOf(o))))
+			o.GetObjectKind().SetGroupVersionKind(v1alpha1.SchemeGroupVersion.WithKind(string(store.KindOf(o))))
 			row.Object = runtime.RawExtension{Object: o}
 		default:
 			m := &metav1.PartialObjectMetadata{
@@ -151,7 +151,7 @@ func table(kind reconcile.Kind, version, includeObject, resourceVersion string, 
 
 // unstructuredContent is an object as JSON values, which the JSONPaths
 // read (numbers as json.Number, as in a cluster's unstructured objects).
-func unstructuredContent(o reconcile.Object) (map[string]any, error) {
+func unstructuredContent(o store.Object) (map[string]any, error) {
 	b, err := json.Marshal(o)
 	if err != nil {
 		return nil, err
@@ -197,7 +197,7 @@ func cell(typ string, value any) any {
 
 // writeTable answers a request for a Table, or returns false when the
 // request did not ask for one.
-func writeTable(w http.ResponseWriter, r *http.Request, kind reconcile.Kind, resourceVersion string, objs []reconcile.Object) bool {
+func writeTable(w http.ResponseWriter, r *http.Request, kind store.Kind, resourceVersion string, objs []store.Object) bool {
 	v := tableVersion(r)
 	if v == "" {
 		return false

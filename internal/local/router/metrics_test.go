@@ -17,7 +17,7 @@ func TestMetricsAcrossPlans(t *testing.T) {
 	e := newEnv(t)
 	e.serve("a", nil, Backend{})
 	e.serve("b", nil, Backend{})
-	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100), Hosts: map[string]string{"b." + domain: "b"}})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100), Hosts: map[string]reconcile.NamedTarget{"b." + domain: {Tag: "b", Revision: "b"}}})
 	for range 4 {
 		e.get(domain, nil)
 	}

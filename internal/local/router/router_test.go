@@ -186,7 +186,7 @@ func TestHostMatching(t *testing.T) {
 	e.apply(reconcile.TrafficPlan{
 		Domain: domain,
 		Split:  split("a", 100),
-		Hosts:  map[string]string{"next.svc.default.localhost": "b"},
+		Hosts:  map[string]reconcile.NamedTarget{"next.svc.default.localhost": {Tag: "next", Revision: "b"}},
 		Tags:   map[string]string{"next": "b"},
 	})
 	for _, tc := range []struct {
@@ -241,7 +241,7 @@ func TestForget(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.serve("a", nil, Backend{})
-	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100), Hosts: map[string]string{"cur.svc.default.localhost": "a"}})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100), Hosts: map[string]reconcile.NamedTarget{"cur.svc.default.localhost": {Tag: "cur", Revision: "a"}}})
 	if w := e.get(domain, nil); w.Code != http.StatusOK {
 		t.Fatalf("before Forget: %d %s", w.Code, w.Body)
 	}
@@ -299,9 +299,9 @@ func TestApply(t *testing.T) {
 		{"nil route", nil, reconcile.TrafficPlan{}, "route is nil", nil},
 		{"domain of another route", route(ns, "other"), reconcile.TrafficPlan{Domain: "SVC.default.localhost"},
 			`router: apply route default/other: host "svc.default.localhost": host is already served by another route (default/svc)`, ErrHostConflict},
-		{"named host is the domain", route(ns, "other"), reconcile.TrafficPlan{Domain: "o.localhost", Hosts: map[string]string{"o.localhost": "a"}},
+		{"named host is the domain", route(ns, "other"), reconcile.TrafficPlan{Domain: "o.localhost", Hosts: map[string]reconcile.NamedTarget{"o.localhost": {Tag: "o", Revision: "a"}}},
 			"is also the route's domain", nil},
-		{"empty named host", route(ns, "other"), reconcile.TrafficPlan{Hosts: map[string]string{"": "a"}}, "must be non-empty", nil},
+		{"empty named host", route(ns, "other"), reconcile.TrafficPlan{Hosts: map[string]reconcile.NamedTarget{"": {Tag: "x", Revision: "a"}}}, "must be non-empty", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := e.rt.Apply(context.Background(), tc.route, tc.plan)
@@ -674,7 +674,7 @@ func TestHitless(t *testing.T) {
 		{Domain: domain, Split: split("a", 100)},
 		{Domain: domain, Split: split("a", 95, "b", 5)},
 		{Domain: domain, Split: split("a", 50, "b", 50)},
-		{Domain: domain, Split: split("b", 100), Hosts: map[string]string{"prev.svc.default.localhost": "a"}},
+		{Domain: domain, Split: split("b", 100), Hosts: map[string]reconcile.NamedTarget{"prev.svc.default.localhost": {Tag: "prev", Revision: "a"}}},
 		{Domain: domain, Split: split("a", 100)}, // abort
 	}
 	e.apply(plans[0])

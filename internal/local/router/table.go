@@ -77,8 +77,8 @@ func (t *table) withMetrics(m *metrics) *table {
 	for _, e := range t.split {
 		add(e.revision)
 	}
-	for _, rev := range t.plan.Hosts {
-		add(rev)
+	for _, h := range t.plan.Hosts {
+		add(h.Revision)
 	}
 	for _, rev := range t.plan.Tags {
 		add(rev)
@@ -156,7 +156,7 @@ func hostsOf(plan reconcile.TrafficPlan) (map[string]string, error) {
 		claimed[d] = ""
 	}
 	for _, h := range slices.Sorted(maps.Keys(plan.Hosts)) {
-		rev := plan.Hosts[h]
+		rev := plan.Hosts[h].Revision
 		ch := canonicalHost(h)
 		if ch == "" || rev == "" {
 			return nil, fmt.Errorf("named target host %q -> revision %q: both must be non-empty", h, rev)

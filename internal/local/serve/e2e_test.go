@@ -24,6 +24,7 @@ import (
 	"github.com/elafros/elafros/internal/local/serve"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/store"
 	"github.com/elafros/elafros/internal/testutil"
 )
 
@@ -31,7 +32,7 @@ type env struct {
 	t     *testing.T
 	srv   *serve.Server
 	c     *deploy.Client
-	st    reconcile.Store
+	st    store.Store
 	image string
 	http  *http.Client
 }
@@ -64,10 +65,10 @@ func start(t *testing.T) *env {
 func (e *env) configuration(name, message string, mutate func(*v1alpha1.RevisionSpec)) string {
 	e.t.Helper()
 	ctx := e.t.Context()
-	var w reconcile.Object
+	var w store.Object
 	for attempt := 0; ; attempt++ { // the reconciler writes status too: retry on conflict, as clients do
 		cfg := &v1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
-		o, err := e.st.Get(ctx, reconcile.KindConfiguration, "default", name)
+		o, err := e.st.Get(ctx, store.KindConfiguration, "default", name)
 		if err == nil {
 			cfg = o.(*v1alpha1.Configuration).DeepCopy()
 		}
@@ -93,7 +94,7 @@ func (e *env) configuration(name, message string, mutate func(*v1alpha1.Revision
 	}
 	rev := reconcile.RevisionName(name, w.GetGeneration())
 	e.waitFor("revision "+rev+" Ready", 60*time.Second, func() bool {
-		o, err := e.st.Get(ctx, reconcile.KindRevision, "default", rev)
+		o, err := e.st.Get(ctx, store.KindRevision, "default", rev)
 		return err == nil && o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady)
 	})
 	return rev
@@ -104,7 +105,7 @@ func (e *env) route(name string, traffic []v1alpha1.TrafficTarget) {
 	e.t.Helper()
 	ctx := e.t.Context()
 	for attempt := 0; ; attempt++ {
-		o, err := e.st.Get(ctx, reconcile.KindRoute, "default", name)
+		o, err := e.st.Get(ctx, store.KindRoute, "default", name)
 		if err != nil {
 			_, err = e.st.Create(ctx, &v1alpha1.Route{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 				Spec: v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: traffic}}})
@@ -128,7 +129,7 @@ func (e *env) route(name string, traffic []v1alpha1.TrafficTarget) {
 func (e *env) waitServed(name string) {
 	e.t.Helper()
 	e.waitFor("route "+name+" to serve its spec", 30*time.Second, func() bool {
-		o, err := e.st.Get(e.t.Context(), reconcile.KindRoute, "default", name)
+		o, err := e.st.Get(e.t.Context(), store.KindRoute, "default", name)
 		if err != nil {
 			return false
 		}

@@ -27,7 +27,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/local/process/processtest"
-	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 	"github.com/elafros/elafros/internal/testutil"
 )
 
@@ -237,7 +237,7 @@ func (p *plane) deploy(n int) {
 	// Every revision pinned its digest.
 	p.imageDigestOf = map[string]string{}
 	for _, svc := range p.services {
-		o, err := st.Get(p.t.Context(), reconcile.KindRevision, "default", svc+"-00001")
+		o, err := st.Get(p.t.Context(), store.KindRevision, "default", svc+"-00001")
 		if err != nil {
 			p.t.Fatal(err)
 		}
@@ -352,7 +352,7 @@ func restartScenario(t *testing.T, stop func(p *plane)) {
 		t.Fatal(err)
 	}
 	for _, svc := range p.services {
-		o, err := st.Get(t.Context(), reconcile.KindRevision, "default", svc+"-00001")
+		o, err := st.Get(t.Context(), store.KindRevision, "default", svc+"-00001")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,7 +456,7 @@ func TestDataDirectorySafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := st.List(t.Context(), reconcile.KindService, "default", nil)
+	objs, err := st.List(t.Context(), store.KindService, "default", nil)
 	if err != nil || len(objs) != 0 {
 		t.Errorf("after --reset --yes: %d services (err %v), want none", len(objs), err)
 	}
@@ -552,7 +552,7 @@ func main() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := st.Get(t.Context(), reconcile.KindRevision, "default", "hello-00001")
+	o, err := st.Get(t.Context(), store.KindRevision, "default", "hello-00001")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/elafros/elafros/internal/local/registry"
 	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Documented loopback defaults.
@@ -174,7 +175,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	ro := runtimeOptions(o.DataDir, o.Logger)
 	ro.OnChange = func(namespace, revision string) {
 		select {
-		case notify <- reconcile.Key{Kind: reconcile.KindRevision, Namespace: namespace, Name: revision}:
+		case notify <- reconcile.Key{Kind: store.KindRevision, Namespace: namespace, Name: revision}:
 		default: // full: the poll catches up
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/local/serve"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // TestGradualShift: a route with elafros.dev/rollout-duration moves onto
@@ -59,7 +60,7 @@ func TestGradualShift(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor("the first revision serving", 30*time.Second, func() bool { return e.routeTraffic("shift") == "["+r1+" 100]" })
-	o, err := st.Get(ctx, reconcile.KindRevision, "default", r1)
+	o, err := st.Get(ctx, store.KindRevision, "default", r1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +70,10 @@ func TestGradualShift(t *testing.T) {
 
 	r2 := e.configuration("shift", "two", nil)
 	e.waitFor("the move to "+r2+" to begin", 30*time.Second, func() bool {
-		o, err := st.Get(ctx, reconcile.KindRoute, "default", "shift")
+		o, err := st.Get(ctx, store.KindRoute, "default", "shift")
 		return err == nil && len(o.(*v1alpha1.Route).Status.Rollouts) == 1
 	})
-	o, err = st.Get(ctx, reconcile.KindRoute, "default", "shift")
+	o, err = st.Get(ctx, store.KindRoute, "default", "shift")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestGradualShift(t *testing.T) {
 			t.Errorf("%s into the shift: revisions answering %v, want only %v", step.at, counts, step.want)
 		}
 	}
-	o, err = st.Get(ctx, reconcile.KindRoute, "default", "shift")
+	o, err = st.Get(ctx, store.KindRoute, "default", "shift")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestGradualShift(t *testing.T) {
 
 // routeTraffic is a route's status.traffic as "[rev pct ...]".
 func (e *env) routeTraffic(name string) string {
-	o, err := e.st.Get(e.t.Context(), reconcile.KindRoute, "default", name)
+	o, err := e.st.Get(e.t.Context(), store.KindRoute, "default", name)
 	if err != nil {
 		return err.Error()
 	}

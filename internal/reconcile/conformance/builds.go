@@ -13,6 +13,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // RunBuilds runs scenarios 4 and 5 with the backend's real Builder (not
@@ -81,7 +82,7 @@ func (e *env) untilBuilt(name string) {
 		if _, errs := e.r.Pass(e.ctx, ns); len(errs) > 0 {
 			e.t.Fatal(errs)
 		}
-		o, err := e.b.Store.Get(e.ctx, reconcile.KindRevision, ns, name)
+		o, err := e.b.Store.Get(e.ctx, store.KindRevision, ns, name)
 		if err == nil {
 			c := o.(*v1alpha1.Revision).Status.Conditions
 			if b := c.Get(v1alpha1.ConditionBuildComplete); b != nil && b.Status != "Unknown" && c.Get(v1alpha1.ConditionReady).Reason != v1alpha1.ReasonDeploying {

@@ -42,6 +42,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/manifest"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Backend is what the suite drives. Hold and Release control when a
@@ -49,7 +50,7 @@ import (
 // ("Starting Instances") can be observed; CompleteBuild and FailBuild
 // finish builds; Fail makes a workload fail at startup.
 type Backend struct {
-	Store         reconcile.Store
+	Store         store.Store
 	Runtime       reconcile.Runtime
 	Traffic       reconcile.Traffic
 	Builder       reconcile.Builder
@@ -140,19 +141,19 @@ func (e *env) create(body string) {
 	if fe := o.Validate(); len(fe) > 0 {
 		e.t.Fatalf("body does not validate: %v", fe)
 	}
-	if _, err := e.b.Store.Create(e.ctx, o.(reconcile.Object)); err != nil {
+	if _, err := e.b.Store.Create(e.ctx, o.(store.Object)); err != nil {
 		e.t.Fatalf("create: %v", err)
 	}
 }
 
-func (e *env) patch(kind reconcile.Kind, name string, pt types.PatchType, body string) error {
+func (e *env) patch(kind store.Kind, name string, pt types.PatchType, body string) error {
 	_, err := e.b.Store.Patch(e.ctx, kind, ns, name, pt, []byte(body))
 	return err
 }
 
 func (e *env) config(name string) *v1alpha1.Configuration {
 	e.t.Helper()
-	o, err := e.b.Store.Get(e.ctx, reconcile.KindConfiguration, ns, name)
+	o, err := e.b.Store.Get(e.ctx, store.KindConfiguration, ns, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func (e *env) config(name string) *v1alpha1.Configuration {
 
 func (e *env) revision(name string) *v1alpha1.Revision {
 	e.t.Helper()
-	o, err := e.b.Store.Get(e.ctx, reconcile.KindRevision, ns, name)
+	o, err := e.b.Store.Get(e.ctx, store.KindRevision, ns, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func (e *env) revision(name string) *v1alpha1.Revision {
 
 func (e *env) route(name string) *v1alpha1.Route {
 	e.t.Helper()
-	o, err := e.b.Store.Get(e.ctx, reconcile.KindRoute, ns, name)
+	o, err := e.b.Store.Get(e.ctx, store.KindRoute, ns, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -214,7 +215,11 @@ func (e *env) checkPlan(route string, split []reconcile.Backend, hosts map[strin
 	if hosts == nil {
 		hosts = map[string]string{}
 	}
-	diff(e.t, "addressable hosts", hosts, p.Hosts)
+	served := make(map[string]string, len(p.Hosts))
+	for h, target := range p.Hosts {
+		served[h] = target.Revision
+	}
+	diff(e.t, "addressable hosts", hosts, served)
 }
 
 func (e *env) host(tag, route string) string {

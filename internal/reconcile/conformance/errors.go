@@ -10,6 +10,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // errorScenarios follow the seed's errors.md.
@@ -62,7 +63,7 @@ spec:
 		e.converge()
 		r2 := rev("my-service", 2)
 		e.b.Fail(ns, r2, "ExitCode:127", "Container failed with: SyntaxError: Unexpected identifier")
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
 			t.Fatal(err)
 		}
 		e.converge()
@@ -81,7 +82,7 @@ spec:
 		e.create(seedConfigPOST)
 		e.converge()
 		e.b.Hold(ns, r1) // when it is created again, it starts and waits
-		if err := e.b.Store.Delete(e.ctx, reconcile.KindRevision, ns, r1); err != nil {
+		if err := e.b.Store.Delete(e.ctx, store.KindRevision, ns, r1); err != nil {
 			t.Fatal(err)
 		}
 		e.settle()
@@ -116,11 +117,11 @@ spec:
 		e.converge()
 		r2 := rev("my-service", 2)
 		e.b.Hold(ns, r2)
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
 			t.Fatal(err)
 		}
 		e.settle()
-		if err := e.b.Store.Delete(e.ctx, reconcile.KindRevision, ns, rev("my-service", 1)); err != nil {
+		if err := e.b.Store.Delete(e.ctx, store.KindRevision, ns, rev("my-service", 1)); err != nil {
 			t.Fatal(err)
 		}
 		e.settle()
@@ -202,7 +203,7 @@ spec:
 		e.create(seedConfigPOST)
 		e.converge()
 		br.Break(errors.New("gateway refused the route"))
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
 			t.Fatal(err)
 		}
 		// Once the new revision is Ready, its split is refused.
@@ -273,7 +274,7 @@ func (e *env) passes(n int) {
 
 // readyReason is a revision's Ready reason, "" while it does not exist.
 func (e *env) readyReason(name string) string {
-	o, err := e.b.Store.Get(e.ctx, reconcile.KindRevision, ns, name)
+	o, err := e.b.Store.Get(e.ctx, store.KindRevision, ns, name)
 	if err != nil {
 		return ""
 	}

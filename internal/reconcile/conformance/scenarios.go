@@ -12,6 +12,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 // Bodies from the seed. Complete ones are verbatim; the elided ones
@@ -267,7 +268,7 @@ func scenarios213(t *testing.T, nb NewBackend) {
 
 	t.Run("1/PATCH configuration with a new image", func(t *testing.T) {
 		e.b.Hold(ns, r2)
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
 			t.Fatal(err)
 		}
 		e.settle()
@@ -293,14 +294,14 @@ func scenarios213(t *testing.T, nb NewBackend) {
 	})
 
 	t.Run("3/PATCH route: pin the current revision", func(t *testing.T) {
-		if err := e.patch(reconcile.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHPin); err != nil {
+		if err := e.patch(store.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHPin); err != nil {
 			t.Fatal(err)
 		}
 		e.converge()
 		diff(t, "traffic", []v1alpha1.TrafficTarget{target(r2, "", 100)}, e.route("my-service").Status.Traffic)
 	})
 	t.Run("3/PATCH configuration env: FOO kept, HELLO changed", func(t *testing.T) {
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.StrategicMergePatchType, seedConfigPATCHEnv); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.StrategicMergePatchType, seedConfigPATCHEnv); err != nil {
 			t.Fatal(err)
 		}
 		e.converge()
@@ -312,7 +313,7 @@ func scenarios213(t *testing.T, nb NewBackend) {
 		diff(t, "latestReady", r3, e.config("my-service").Status.LatestReadyRevisionName)
 	})
 	t.Run("3/PATCH route: current and next, next at 0%", func(t *testing.T) {
-		if err := e.patch(reconcile.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHNext); err != nil {
+		if err := e.patch(store.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHNext); err != nil {
 			t.Fatal(err)
 		}
 		e.converge()
@@ -324,7 +325,7 @@ func scenarios213(t *testing.T, nb NewBackend) {
 	})
 	t.Run("3/PATCH route with Traffic: is refused and changes nothing", func(t *testing.T) {
 		before := e.route("my-service")
-		err := e.patch(reconcile.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHTypo)
+		err := e.patch(store.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHTypo)
 		// Every backend refuses it naming the field; elafros serve also
 		// suggests "traffic" (checked in the apiserver's own tests).
 		if err == nil || !strings.Contains(err.Error(), "unknown field") || !strings.Contains(err.Error(), "Traffic") {
@@ -338,7 +339,7 @@ func scenarios213(t *testing.T, nb NewBackend) {
 		diff(t, "route generation", before.Generation, after.Generation)
 	})
 	t.Run("3/PATCH route: next at 100%", func(t *testing.T) {
-		if err := e.patch(reconcile.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHAll); err != nil {
+		if err := e.patch(store.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHAll); err != nil {
 			t.Fatal(err)
 		}
 		e.converge()
@@ -347,7 +348,7 @@ func scenarios213(t *testing.T, nb NewBackend) {
 		diff(t, "RolloutComplete", "True", cond(rt.Status.Conditions, v1alpha1.ConditionRolloutComplete)[0])
 	})
 	t.Run("3/PATCH route: current = next", func(t *testing.T) {
-		if err := e.patch(reconcile.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHFinish); err != nil {
+		if err := e.patch(store.KindRoute, "my-service", types.MergePatchType, seedRoutePATCHFinish); err != nil {
 			t.Fatal(err)
 		}
 		e.converge()
@@ -395,7 +396,7 @@ func scenario1Gradual(t *testing.T, nb NewBackend) {
 		diff(t, "RolloutComplete, RolloutInProgress", [4]string{"True", "False", "", ""}, rollout(rt))
 	})
 	t.Run("1/PATCH configuration: the move begins once the new revision is Ready", func(t *testing.T) {
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.MergePatchType, seedConfigPATCHImage); err != nil {
 			t.Fatal(err)
 		}
 		rt := e.until("the route moving to "+r2, func(rt *v1alpha1.Route) bool { return len(rt.Status.Rollouts) == 1 })
@@ -419,7 +420,7 @@ func scenario1Gradual(t *testing.T, nb NewBackend) {
 		diff(t, "traffic", []v1alpha1.TrafficTarget{target(r1, "", 50), target(r2, "", 50)}, e.route("my-service").Status.Traffic)
 	})
 	t.Run("a newer ready revision restarts the move towards it", func(t *testing.T) {
-		if err := e.patch(reconcile.KindConfiguration, "my-service", types.StrategicMergePatchType, seedConfigPATCHEnv); err != nil {
+		if err := e.patch(store.KindConfiguration, "my-service", types.StrategicMergePatchType, seedConfigPATCHEnv); err != nil {
 			t.Fatal(err)
 		}
 		rt := e.until("the route moving to "+r3, func(rt *v1alpha1.Route) bool {
@@ -504,7 +505,7 @@ func scenario4(t *testing.T, nb NewBackend) {
 		diff(t, "latestReady", r1, e.config("my-built").Status.LatestReadyRevisionName)
 	})
 	t.Run("a failed build never becomes latestReady", func(t *testing.T) {
-		if err := e.patch(reconcile.KindConfiguration, "my-built", types.StrategicMergePatchType,
+		if err := e.patch(store.KindConfiguration, "my-built", types.StrategicMergePatchType,
 			`{"spec":{"revisionTemplate":{"spec":{"container":{"env":[{"name":"HELLO","value":"again"}]}}}}}`); err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/store"
 )
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -284,7 +285,7 @@ var ErrKilled = errors.New("reconciler stopped by the test")
 // Route status written (old and new), and with Budget >= 0 fails every
 // write after that many, as if the process died there.
 type Recorder struct {
-	reconcile.Store
+	store.Store
 	mu            sync.Mutex
 	writes        int
 	Budget        int
@@ -292,7 +293,7 @@ type Recorder struct {
 }
 
 // NewRecorder wraps s with no write budget.
-func NewRecorder(s reconcile.Store) *Recorder { return &Recorder{Store: s, Budget: -1} }
+func NewRecorder(s store.Store) *Recorder { return &Recorder{Store: s, Budget: -1} }
 
 // Writes is how many writes went through.
 func (r *Recorder) Writes() int {
@@ -311,30 +312,30 @@ func (r *Recorder) spend() error {
 	return nil
 }
 
-// Create implements reconcile.Store.
-func (r *Recorder) Create(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// Create implements store.Store.
+func (r *Recorder) Create(ctx context.Context, o store.Object) (store.Object, error) {
 	if err := r.spend(); err != nil {
 		return nil, err
 	}
 	return r.Store.Create(ctx, o)
 }
 
-// Update implements reconcile.Store.
-func (r *Recorder) Update(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// Update implements store.Store.
+func (r *Recorder) Update(ctx context.Context, o store.Object) (store.Object, error) {
 	if err := r.spend(); err != nil {
 		return nil, err
 	}
 	return r.Store.Update(ctx, o)
 }
 
-// UpdateStatus implements reconcile.Store.
-func (r *Recorder) UpdateStatus(ctx context.Context, o reconcile.Object) (reconcile.Object, error) {
+// UpdateStatus implements store.Store.
+func (r *Recorder) UpdateStatus(ctx context.Context, o store.Object) (store.Object, error) {
 	if err := r.spend(); err != nil {
 		return nil, err
 	}
 	var old *v1alpha1.Route
 	if rt, ok := o.(*v1alpha1.Route); ok && r.OnRouteStatus != nil {
-		if cur, err := r.Store.Get(ctx, reconcile.KindRoute, rt.Namespace, rt.Name); err == nil {
+		if cur, err := r.Store.Get(ctx, store.KindRoute, rt.Namespace, rt.Name); err == nil {
 			old = cur.(*v1alpha1.Route)
 		}
 	}
@@ -345,16 +346,16 @@ func (r *Recorder) UpdateStatus(ctx context.Context, o reconcile.Object) (reconc
 	return out, err
 }
 
-// Patch implements reconcile.Store.
-func (r *Recorder) Patch(ctx context.Context, k reconcile.Kind, ns, name string, pt types.PatchType, data []byte) (reconcile.Object, error) {
+// Patch implements store.Store.
+func (r *Recorder) Patch(ctx context.Context, k store.Kind, ns, name string, pt types.PatchType, data []byte) (store.Object, error) {
 	if err := r.spend(); err != nil {
 		return nil, err
 	}
 	return r.Store.Patch(ctx, k, ns, name, pt, data)
 }
 
-// Delete implements reconcile.Store.
-func (r *Recorder) Delete(ctx context.Context, k reconcile.Kind, ns, name string) error {
+// Delete implements store.Store.
+func (r *Recorder) Delete(ctx context.Context, k store.Kind, ns, name string) error {
 	if err := r.spend(); err != nil {
 		return err
 	}
