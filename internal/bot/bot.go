@@ -83,19 +83,90 @@ type Bot struct {
 	work    chan Entry
 	wg      sync.WaitGroup
 	running sync.Map // delivery → struct{}: in the hands of a worker
-	routes  sync.Map // route name → *sync.Mutex
+	seq     *sequencer
 }
 
-// rollout moves one route's traffic. Commands on the same route take
-// turns: concurrent writers of one object would only conflict and retry
-// (and could run out of retries), and turns apply them in the order they
-// got here.
-func (b *Bot) rollout(ctx context.Context, actor, reason, route string, op deploy.Op) (*v1alpha1.Route, error) {
-	m, _ := b.routes.LoadOrStore(route, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
-	return b.o.Deploy.As(actor, reason).Rollout(ctx, route, op)
+// rollout moves one route's traffic when it is t's turn: after the
+// commands accepted before it that write the same service, before those
+// accepted after it. Only this write takes turns; the reads before it and
+// the answers after it run concurrently with other commands. It returns
+// the route after, and the traffic op found (the route just before).
+func (b *Bot) rollout(ctx context.Context, t *ticket, actor, reason, route string, op deploy.Op) (*v1alpha1.Route, []v1alpha1.TrafficTarget, error) {
+	res := b.seq.write(ctx, &write{t: t, route: route, op: op, actor: actor, reason: reason}, b.applyWrites)
+	return res.after, res.before, res.err
+}
+
+// applyWrites writes a batch of one route's writes, in ticket order, in one
+// read-modify-write of the route through deploy (with its conflict retry):
+// each op is applied to the traffic the one before it left, and a refused
+// op leaves it as it was. The route's audit history gets one move, naming
+// every person and command in it.
+func (b *Bot) applyWrites(ctx context.Context, batch []*write) {
+	var actors, reasons []string
+	for _, w := range batch {
+		if !slices.Contains(actors, w.actor) {
+			actors = append(actors, w.actor)
+		}
+		reasons = append(reasons, w.reason)
+	}
+	type step struct {
+		before, after rollout.Traffic
+		err           error
+	}
+	steps := make([]step, len(batch))
+	after, err := b.o.Deploy.As(strings.Join(actors, ", "), strings.Join(reasons, "; ")).Rollout(ctx, batch[0].route,
+		func(tr rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+			ready = memoReady(ready)
+			cur := tr
+			for i, w := range batch {
+				out, err := w.op(slices.Clone(cur), ready)
+				steps[i] = step{before: slices.Clone(cur), after: out, err: err}
+				if err == nil {
+					cur = out
+				}
+			}
+			return cur, nil
+		})
+	for i, w := range batch {
+		switch {
+		case err != nil:
+			w.res = writeResult{err: err}
+		case steps[i].err != nil:
+			w.res = writeResult{err: steps[i].err}
+		default:
+			rt := after.DeepCopy()
+			rt.Spec.Rollout.Traffic = steps[i].after
+			w.res = writeResult{after: rt, before: steps[i].before}
+		}
+	}
+}
+
+// memoReady asks ready once per revision: within one try of one write,
+// the ops of a batch ask about the same few revisions again and again,
+// each a read of the store.
+func memoReady(ready rollout.ReadyFunc) rollout.ReadyFunc {
+	if ready == nil {
+		return nil
+	}
+	type answer struct {
+		ok  bool
+		why string
+	}
+	seen := map[string]answer{}
+	return func(rev string) (bool, string) {
+		if a, ok := seen[rev]; ok {
+			return a.ok, a.why
+		}
+		ok, why := ready(rev)
+		seen[rev] = answer{ok, why}
+		return ok, why
+	}
+}
+
+// queued says whether a delivery is in the work queue or a worker's hands.
+func (b *Bot) queued(delivery string) bool {
+	_, ok := b.running.Load(delivery)
+	return ok
 }
 
 type metrics struct {
@@ -132,7 +203,7 @@ func New(o Options) (*Bot, error) {
 	if o.URL == nil {
 		o.URL = func(host string) string { return "http://" + host }
 	}
-	b := &Bot{o: o, log: o.Logger, reg: o.Registry, work: make(chan Entry, 1024)}
+	b := &Bot{o: o, log: o.Logger, reg: o.Registry, work: make(chan Entry, 1024), seq: newSequencer()}
 	b.m = metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "elafros_bot_deliveries_total",
 			Help: "Webhook deliveries by event and outcome (accepted, duplicate, ignored, refused)."}, []string{"event", "outcome"}),
@@ -265,8 +336,13 @@ func (b *Bot) webhook(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, "refused", "no X-GitHub-Delivery header")
 		return
 	}
-	e := Entry{Delivery: wh.Delivery, Event: wh.Event, Payload: wh.Body, ReceivedAt: time.Now()}
+	e := Entry{Delivery: wh.Delivery, Event: wh.Event, Payload: wh.Body}
+	// The ticket is the delivery's place in the order its command's write
+	// takes; it is stamped with the time received under the same lock, so
+	// the journal's order (by that time) is the order writes are applied.
+	tk := b.seq.accept(e.Delivery, func() { e.ReceivedAt = time.Now() })
 	isNew, err := b.o.Journal.Record(e)
+	b.seq.recorded(tk, e, err == nil && isNew, b.enqueue, b.queued)
 	if err != nil {
 		// Not recorded: answer 5xx so the delivery shows as failed and
 		// is redelivered, rather than acknowledging what could be lost.
@@ -278,7 +354,6 @@ func (b *Bot) webhook(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusOK, "duplicate", "delivery "+wh.Delivery+" was accepted before; it is applied once")
 		return
 	}
-	b.enqueue(e)
 	answer(http.StatusAccepted, "accepted", "accepted")
 }
 
@@ -396,14 +471,18 @@ func (b *Bot) Recover(ctx context.Context) error {
 func (b *Bot) handle(ctx context.Context, e Entry) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	// Its place in the order of writes, given up at the latest here, so
+	// that a command that ends early never holds up the next.
+	tk := b.seq.claim(e.Delivery)
+	defer b.seq.release(tk)
 	var p payload
 	outcome := "failed"
 	if err := json.Unmarshal(e.Payload, &p); err == nil {
 		switch e.Event {
 		case "issue_comment":
-			outcome = b.comment(ctx, p)
+			outcome = b.comment(ctx, tk, p)
 		case "pull_request":
-			outcome = b.closed(ctx, p)
+			outcome = b.closed(ctx, tk, p)
 		}
 	}
 	b.m.commands.WithLabelValues(outcome).Inc()
@@ -424,7 +503,7 @@ func (r *refusal) Error() string { return r.reason }
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
 // comment carries out a /rollout comment and answers it.
-func (b *Bot) comment(ctx context.Context, p payload) string {
+func (b *Bot) comment(ctx context.Context, tk *ticket, p payload) string {
 	repo, err := github.ParseRepo(p.Repository.FullName)
 	if err != nil {
 		return "failed"
@@ -447,11 +526,15 @@ func (b *Bot) comment(ctx context.Context, p payload) string {
 	defer func() { <-eyes }()
 	cmd, perr := command.Parse(p.Comment.Body)
 	if perr != nil {
+		b.seq.release(tk)
 		reply(fmt.Sprintf("@%s, I could not read that command: %s", p.Comment.User.Login, perr))
 		react(github.ReactionConfused)
 		return "malformed"
 	}
-	outcome, body, err := b.run(ctx, gh, repo, p, *cmd)
+	res, err := b.run(ctx, tk, gh, repo, p, *cmd)
+	// Whatever happened, this command writes nothing more: the next one
+	// on its service need not wait for its answers.
+	b.seq.release(tk)
 	if err != nil {
 		var rf *refusal
 		if errors.As(err, &rf) || rollout.IsRefused(err) {
@@ -465,30 +548,55 @@ func (b *Bot) comment(ctx context.Context, p payload) string {
 		react(github.ReactionConfused)
 		return "failed"
 	}
-	reply(body)
+	// The deployment status goes beside the reply; the final reaction
+	// goes last, as it tells the person (and the tests) it is over.
+	var wg sync.WaitGroup
+	if res.deployment != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); res.deployment() }()
+	}
+	reply(res.body)
+	wg.Wait()
 	react(github.ReactionRocket)
-	log.Info("done", "command", cmd.String(), "outcome", outcome)
-	return outcome
+	log.Info("done", "command", cmd.String(), "outcome", res.outcome)
+	return res.outcome
 }
 
-// run decides and applies a parsed command; the body is the reply.
-func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, cmd command.Command) (string, string, error) {
+// result is what a command did: its outcome, the reply, and the GitHub
+// Deployment status to post (nil: none), all sent after its write.
+type result struct {
+	outcome, body string
+	deployment    func()
+}
+
+// run decides and applies a parsed command. The reads (the service and
+// route from the store; the permission, the pull request and its checks
+// from GitHub) run concurrently with other commands; only the write takes
+// its turn (tk).
+func (b *Bot) run(ctx context.Context, tk *ticket, gh GitHub, repo github.Repo, p payload, cmd command.Command) (result, error) {
 	if cmd.Verb == command.Help {
-		return "answered", command.Usage, nil
+		return result{outcome: "answered", body: command.Usage}, nil
 	}
 	svc, err := b.service(ctx, repo, cmd.Service)
 	if err != nil {
-		return "", "", err
+		return result{}, err
+	}
+	moves := cmd.Verb == command.SetPercent || cmd.Verb == command.Finish || cmd.Verb == command.Abort
+	if moves || cmd.Verb == command.Pause || cmd.Verb == command.Resume {
+		// Known early, so that commands on other services never wait for
+		// this one's GitHub round trips.
+		b.seq.key(tk, svc.Name)
+	} else {
+		b.seq.release(tk)
 	}
 	login := p.Comment.User.Login
 	// The pull request is fetched while the permission is checked: both
-	// are GitHub round trips, and a traffic command needs both.
+	// are GitHub round trips, and a move needs both.
 	type prResult struct {
 		pr  *github.PullRequest
 		err error
 	}
 	prc := make(chan prResult, 1)
-	moves := cmd.Verb == command.SetPercent || cmd.Verb == command.Finish || cmd.Verb == command.Abort
 	if moves {
 		go func() {
 			pr, err := gh.PullRequest(ctx, repo, p.Issue.Number)
@@ -499,49 +607,55 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 		if moves {
 			<-prc
 		}
-		return "", "", err
+		return result{}, err
 	}
 	route, err := b.route(ctx, svc.Name)
 	if err != nil {
 		if moves {
 			<-prc
 		}
-		return "", "", err
+		return result{}, err
 	}
 	switch cmd.Verb {
 	case command.Status:
-		return "answered", b.describe(svc.Name, route, nil, "Status of"), nil
+		return result{outcome: "answered", body: b.describe(svc.Name, route, nil, "Status of")}, nil
 	case command.Pause, command.Resume:
 		paused := cmd.Verb == command.Pause
+		if err := b.seq.turn(ctx, tk); err != nil {
+			return result{}, err
+		}
 		if err := b.o.Deploy.As(login, "bot: "+cmd.String()).SetPaused(ctx, svc.Name, paused); err != nil {
-			return "", "", err
+			return result{}, err
 		}
 		what := "paused: scheduled promotion leaves its canary where it is until `/rollout resume`"
 		if !paused {
 			what = "resumed: scheduled promotion moves its canary again, one step per interval"
 		}
-		return "answered", fmt.Sprintf("@%s `%s` %s. Traffic did not move.", login, svc.Name, what), nil
+		return result{outcome: "answered", body: fmt.Sprintf("@%s `%s` %s. Traffic did not move.", login, svc.Name, what)}, nil
 	}
 	got := <-prc
 	if got.err != nil {
-		return "", "", got.err
+		return result{}, got.err
 	}
 	pr := got.pr
 	rev, err := b.revisionFor(ctx, svc, route, pr, p.Comment.CreatedAt)
 	if err != nil {
-		return "", "", err
+		return result{}, err
 	}
 	op, err := Plan(cmd, pr.Number, rev)
 	if err != nil {
-		return "", "", err
+		return result{}, err
 	}
-	after, err := b.rollout(ctx, p.Comment.User.Login, fmt.Sprintf("bot: %s on #%d", cmd.String(), pr.Number), svc.Name, op)
+	after, before, err := b.rollout(ctx, tk, login, fmt.Sprintf("bot: %s on #%d", cmd.String(), pr.Number), svc.Name, op)
 	if err != nil {
-		return "", "", err
+		return result{}, err
 	}
-	b.deploymentStatus(ctx, gh, repo, pr, svc.Name, rev, after, fmt.Sprintf("`%s` by @%s", cmd.String(), login))
-	return "moved", b.describe(svc.Name, after, route.Spec.Rollout.Traffic,
-		fmt.Sprintf("@%s moved traffic with `%s` on", login, cmd.String())), nil
+	b.seq.release(tk)
+	why := fmt.Sprintf("`%s` by @%s", cmd.String(), login)
+	return result{outcome: "moved",
+		body:       b.describe(svc.Name, after, before, fmt.Sprintf("@%s moved traffic with `%s` on", login, cmd.String())),
+		deployment: func() { b.deploymentStatus(ctx, gh, repo, pr, svc.Name, rev, after, why) },
+	}, nil
 }
 
 // service picks the repository's service the command is about.
@@ -722,7 +836,7 @@ func (b *Bot) deploymentStatus(ctx context.Context, gh GitHub, repo github.Repo,
 
 // closed removes a closed pull request's preview target from the
 // repository's routes.
-func (b *Bot) closed(ctx context.Context, p payload) string {
+func (b *Bot) closed(ctx context.Context, tk *ticket, p payload) string {
 	repo, err := github.ParseRepo(p.Repository.FullName)
 	if err != nil {
 		return "failed"
@@ -731,16 +845,19 @@ func (b *Bot) closed(ctx context.Context, p payload) string {
 	if err != nil {
 		return "failed"
 	}
+	objs = slices.DeleteFunc(objs, func(o reconcile.Object) bool { return repositoryOf(o) != repo.String() })
+	names := make([]string, 0, len(objs))
+	for _, o := range objs {
+		names = append(names, o.GetName())
+	}
+	b.seq.key(tk, names...)
 	target := PreviewTarget(p.Number)
 	outcome := "answered"
 	for _, o := range objs {
-		if repositoryOf(o) != repo.String() {
-			continue
-		}
 		if rt, err := b.route(ctx, o.GetName()); err != nil || rollout.Find(rt.Spec.Rollout.Traffic, target) < 0 {
 			continue
 		}
-		_, err := b.rollout(ctx, "elafros-bot", fmt.Sprintf("bot: pull request #%d closed", p.Number), o.GetName(), func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+		_, _, err := b.rollout(ctx, tk, "elafros-bot", fmt.Sprintf("bot: pull request #%d closed", p.Number), o.GetName(), func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
 			return rollout.Unstage(t, target, ready)
 		})
 		switch {
