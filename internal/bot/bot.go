@@ -84,6 +84,9 @@ type Bot struct {
 	wg      sync.WaitGroup
 	running sync.Map // delivery → struct{}: in the hands of a worker
 	seq     *sequencer
+	// answering bounds the commands whose answers are being sent after
+	// their worker moved on.
+	answering chan struct{}
 }
 
 // rollout moves one route's traffic when it is t's turn: after the
@@ -203,7 +206,8 @@ func New(o Options) (*Bot, error) {
 	if o.URL == nil {
 		o.URL = func(host string) string { return "http://" + host }
 	}
-	b := &Bot{o: o, log: o.Logger, reg: o.Registry, work: make(chan Entry, 1024), seq: newSequencer()}
+	b := &Bot{o: o, log: o.Logger, reg: o.Registry, work: make(chan Entry, 1024), seq: newSequencer(),
+		answering: make(chan struct{}, 256)}
 	b.m = metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "elafros_bot_deliveries_total",
 			Help: "Webhook deliveries by event and outcome (accepted, duplicate, ignored, refused)."}, []string{"event", "outcome"}),
@@ -470,29 +474,48 @@ func (b *Bot) Recover(ctx context.Context) error {
 // handle carries out one accepted delivery and marks it done.
 func (b *Bot) handle(ctx context.Context, e Entry) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	// Its place in the order of writes, given up at the latest here, so
 	// that a command that ends early never holds up the next.
 	tk := b.seq.claim(e.Delivery)
-	defer b.seq.release(tk)
 	var p payload
-	outcome := "failed"
+	outcome, answer := "failed", func(context.Context) {}
 	if err := json.Unmarshal(e.Payload, &p); err == nil {
 		switch e.Event {
 		case "issue_comment":
-			outcome = b.comment(ctx, tk, p)
+			outcome, answer = b.comment(ctx, tk, p)
 		case "pull_request":
 			outcome = b.closed(ctx, tk, p)
 		}
 	}
-	b.m.commands.WithLabelValues(outcome).Inc()
-	b.m.latency.WithLabelValues(outcome).Observe(time.Since(e.ReceivedAt).Seconds())
-	if ctx.Err() != nil && outcome == "failed" {
-		return // shutting down: stays pending, replayed at start
+	b.seq.release(tk)
+	finish := func() {
+		defer cancel()
+		answer(ctx)
+		b.m.commands.WithLabelValues(outcome).Inc()
+		b.m.latency.WithLabelValues(outcome).Observe(time.Since(e.ReceivedAt).Seconds())
+		if ctx.Err() != nil && outcome == "failed" {
+			return // shutting down: stays pending, replayed at start
+		}
+		if err := b.o.Journal.Finish(e.Delivery, outcome); err != nil {
+			b.log.Error("journal", "delivery", e.Delivery, "err", err)
+		}
 	}
-	if err := b.o.Journal.Finish(e.Delivery, outcome); err != nil {
-		b.log.Error("journal", "delivery", e.Delivery, "err", err)
+	// The answers are GitHub round trips (the reply, the deployment
+	// status, the final reaction): they go on without the worker, which
+	// takes the next command, up to a bound; Run waits for them (b.wg)
+	// before the journal is closed.
+	select {
+	case b.answering <- struct{}{}:
+	case <-ctx.Done():
+		finish()
+		return
 	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() { <-b.answering }()
+		finish()
+	}()
 }
 
 // refusal is an answer to the person that moves nothing.
@@ -502,64 +525,59 @@ func (r *refusal) Error() string { return r.reason }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
-// comment carries out a /rollout comment and answers it.
-func (b *Bot) comment(ctx context.Context, tk *ticket, p payload) string {
+// comment carries out a /rollout comment; answer sends its answers (a
+// reply, the final reaction, the deployment status), after its write.
+func (b *Bot) comment(ctx context.Context, tk *ticket, p payload) (outcome string, answer func(context.Context)) {
 	repo, err := github.ParseRepo(p.Repository.FullName)
 	if err != nil {
-		return "failed"
+		return "failed", func(context.Context) {}
 	}
 	gh := b.o.GitHub(p.Installation.ID)
 	log := b.log.With("repo", repo.String(), "pr", p.Issue.Number, "comment", p.Comment.ID, "user", p.Comment.User.Login)
-	react := func(r github.Reaction) {
+	react := func(ctx context.Context, r github.Reaction) {
 		if err := gh.React(ctx, repo, p.Comment.ID, r); err != nil {
 			log.Warn("reaction", "reaction", r, "err", err)
 		}
 	}
-	reply := func(body string) {
+	reply := func(ctx context.Context, body string) {
 		if _, err := gh.Reply(ctx, repo, p.Issue.Number, body); err != nil {
 			log.Warn("reply", "err", err)
 		}
 	}
 	// 👀 says "seen" while the command runs; it need not hold it up.
 	eyes := make(chan struct{})
-	go func() { defer close(eyes); react(github.ReactionEyes) }()
-	defer func() { <-eyes }()
+	go func() { defer close(eyes); react(ctx, github.ReactionEyes) }()
+	// say answers with body and a final reaction, which goes last: it
+	// tells the person (and the tests) that the command is over.
+	say := func(body string, final github.Reaction, beside func()) func(context.Context) {
+		return func(ctx context.Context) {
+			var wg sync.WaitGroup
+			if beside != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); beside() }()
+			}
+			reply(ctx, body)
+			wg.Wait()
+			<-eyes
+			react(ctx, final)
+		}
+	}
 	cmd, perr := command.Parse(p.Comment.Body)
 	if perr != nil {
-		b.seq.release(tk)
-		reply(fmt.Sprintf("@%s, I could not read that command: %s", p.Comment.User.Login, perr))
-		react(github.ReactionConfused)
-		return "malformed"
+		return "malformed", say(fmt.Sprintf("@%s, I could not read that command: %s", p.Comment.User.Login, perr), github.ReactionConfused, nil)
 	}
 	res, err := b.run(ctx, tk, gh, repo, p, *cmd)
-	// Whatever happened, this command writes nothing more: the next one
-	// on its service need not wait for its answers.
-	b.seq.release(tk)
 	if err != nil {
 		var rf *refusal
 		if errors.As(err, &rf) || rollout.IsRefused(err) {
-			reply(fmt.Sprintf("@%s, nothing moved: %s", p.Comment.User.Login, err))
-			react(github.ReactionConfused)
 			log.Info("refused", "command", cmd.String(), "reason", err)
-			return "refused"
+			return "refused", say(fmt.Sprintf("@%s, nothing moved: %s", p.Comment.User.Login, err), github.ReactionConfused, nil)
 		}
 		log.Error("command failed", "command", cmd.String(), "err", err)
-		reply(fmt.Sprintf("@%s, `%s` failed: %v\n\nNothing was changed unless the table in a later comment says so; try again, or ask whoever runs the bot to look at its log.", p.Comment.User.Login, cmd.String(), err))
-		react(github.ReactionConfused)
-		return "failed"
+		return "failed", say(fmt.Sprintf("@%s, `%s` failed: %v\n\nNothing was changed unless the table in a later comment says so; try again, or ask whoever runs the bot to look at its log.", p.Comment.User.Login, cmd.String(), err), github.ReactionConfused, nil)
 	}
-	// The deployment status goes beside the reply; the final reaction
-	// goes last, as it tells the person (and the tests) it is over.
-	var wg sync.WaitGroup
-	if res.deployment != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); res.deployment() }()
-	}
-	reply(res.body)
-	wg.Wait()
-	react(github.ReactionRocket)
 	log.Info("done", "command", cmd.String(), "outcome", res.outcome)
-	return res.outcome
+	return res.outcome, say(res.body, github.ReactionRocket, res.deployment)
 }
 
 // result is what a command did: its outcome, the reply, and the GitHub
