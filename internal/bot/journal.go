@@ -132,6 +132,24 @@ func (j *BoltJournal) Pending() ([]Entry, error) {
 	return out, err
 }
 
+// Entries are all the entries, done or not, oldest first (what the
+// journal holds, for tests and inspection).
+func (j *BoltJournal) Entries() ([]Entry, error) {
+	var out []Entry
+	err := j.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	sortEntries(out)
+	return out, err
+}
+
 // Seen implements Journal.
 func (j *BoltJournal) Seen(delivery string) (bool, error) {
 	seen := false
