@@ -43,6 +43,7 @@ type GitHub interface {
 	Permission(ctx context.Context, repo github.Repo, login string) (github.Permission, error)
 	IsTeamMember(ctx context.Context, team, login string) (bool, error)
 	PullRequest(ctx context.Context, repo github.Repo, number int) (*github.PullRequest, error)
+	ChecksGreen(ctx context.Context, repo github.Repo, sha string, required []string) (github.Checks, error)
 	LatestDeployment(ctx context.Context, repo github.Repo, environment, sha string) (int64, bool, error)
 	SetDeploymentStatus(ctx context.Context, repo github.Repo, id int64, st github.DeploymentStatus) error
 }
@@ -608,8 +609,9 @@ func (b *Bot) run(ctx context.Context, tk *ticket, gh GitHub, repo github.Repo, 
 		b.seq.release(tk)
 	}
 	login := p.Comment.User.Login
-	// The pull request is fetched while the permission is checked: both
-	// are GitHub round trips, and a move needs both.
+	// The pull request (and then, if the policy requires them, its
+	// commit's checks) is fetched while the permission is checked: all are
+	// GitHub round trips a move needs.
 	type prResult struct {
 		pr  *github.PullRequest
 		err error
@@ -618,6 +620,9 @@ func (b *Bot) run(ctx context.Context, tk *ticket, gh GitHub, repo github.Repo, 
 	if moves {
 		go func() {
 			pr, err := gh.PullRequest(ctx, repo, p.Issue.Number)
+			if err == nil && cmd.Verb != command.Abort { // going back never waits for checks
+				err = b.checksGreen(ctx, gh, repo, svc, pr)
+			}
 			prc <- prResult{pr, err}
 		}()
 	}
@@ -674,6 +679,53 @@ func (b *Bot) run(ctx context.Context, tk *ticket, gh GitHub, repo github.Repo, 
 		body:       b.describe(svc.Name, after, before, fmt.Sprintf("@%s moved traffic with `%s` on", login, cmd.String())),
 		deployment: func() { b.deploymentStatus(ctx, gh, repo, pr, svc.Name, rev, after, why) },
 	}, nil
+}
+
+// checksGreen refuses a move when the service's policy requires checks
+// (requireChecks) and the commit's are not all green: the PR's head for an
+// open PR (its preview is of that commit), the merge commit for a merged
+// one. A check with no result is not green.
+func (b *Bot) checksGreen(ctx context.Context, gh GitHub, repo github.Repo, svc *v1alpha1.Service, pr *github.PullRequest) error {
+	req := svc.Spec.Rollout.RequireChecks
+	if !req.Required() {
+		return nil
+	}
+	sha := pr.HeadSHA
+	if pr.Merged {
+		sha = pr.MergeCommitSHA
+	}
+	var names []string
+	if !req.All {
+		names = req.Names
+	}
+	c, err := gh.ChecksGreen(ctx, repo, sha, names)
+	if err != nil {
+		return err
+	}
+	if c.Green {
+		return nil
+	}
+	if req.All && len(c.Passed)+len(c.Pending)+len(c.Failed) == 0 {
+		return refuse("`%s` requires the checks of commit %s to be green (requireChecks: true), and none has reported on it yet. Wait for them to pass and comment again", svc.Name, short(sha))
+	}
+	var not []string
+	list := func(what string, names []string) {
+		if len(names) > 0 {
+			not = append(not, what+" "+quoteAll(names))
+		}
+	}
+	list("failing:", c.Failed)
+	list("still running:", c.Pending)
+	list("missing (no result):", c.Missing)
+	return refuse("`%s` requires the checks of commit %s to be green (requireChecks), and they are not: %s. Wait for them to pass and comment again", svc.Name, short(sha), strings.Join(not, "; "))
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = "`" + n + "`"
+	}
+	return strings.Join(q, ", ")
 }
 
 // service picks the repository's service the command is about.

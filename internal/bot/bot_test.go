@@ -195,6 +195,28 @@ func (e *env) setTraffic(traffic []v1alpha1.TrafficTarget) {
 	}
 }
 
+// requireChecks sets the service's requireChecks policy (nil: none).
+func (e *env) requireChecks(r *v1alpha1.RequiredChecks) {
+	e.t.Helper()
+	ctx := e.t.Context()
+	for attempt := 0; ; attempt++ {
+		o, err := e.st.Get(ctx, reconcile.KindService, ns, "hello")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		svc := o.(*v1alpha1.Service).DeepCopy()
+		svc.Spec.Rollout.RequireChecks = r
+		_, err = e.st.Update(ctx, svc)
+		if apierrors.IsConflict(err) && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
+}
+
 func (e *env) traffic() []v1alpha1.TrafficTarget {
 	e.t.Helper()
 	o, err := e.st.Get(e.t.Context(), reconcile.KindRoute, ns, "hello")
@@ -542,6 +564,68 @@ func TestBot(t *testing.T) {
 		}
 		if diff := cmp.Diff(base(), e.traffic()); diff != "" {
 			t.Errorf("traffic moved (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("requireChecks", func(t *testing.T) {
+		e.reset()
+		defer e.requireChecks(nil)
+		for _, step := range []struct {
+			name    string
+			require *v1alpha1.RequiredChecks
+			set     func()
+			pr      int
+			cmd     string
+			want    string // the final reaction
+			says    []string
+		}{
+			{name: "true, nothing reported", require: &v1alpha1.RequiredChecks{All: true}, pr: 7, cmd: "/rollout 30",
+				want: "confused", says: []string{"none has reported", "7777777"}},
+			{name: "true, a check still running", pr: 7, cmd: "/rollout 30",
+				set:  func() { e.gh.SetCheckRun(repoName, head7, githubtest.CheckRun{Name: "test", Status: "in_progress"}) },
+				want: "confused", says: []string{"still running: `test`"}},
+			{name: "true, a status failing", pr: 7, cmd: "/rollout 30",
+				set: func() {
+					e.gh.SetCheckRun(repoName, head7, githubtest.CheckRun{Name: "test", Status: "completed", Conclusion: "success"})
+					e.gh.SetCommitStatus(repoName, head7, githubtest.CommitStatus{Context: "ci/lint", State: "failure"})
+				},
+				want: "confused", says: []string{"failing: `ci/lint`"}},
+			{name: "names, one missing", require: &v1alpha1.RequiredChecks{Names: []string{"test", "deploy"}}, pr: 7, cmd: "/rollout 30",
+				want: "confused", says: []string{"missing (no result): `deploy`"}},
+			{name: "names, all passed (a failing one not named)", pr: 7, cmd: "/rollout 30",
+				set: func() {
+					e.gh.SetCommitStatus(repoName, head7, githubtest.CommitStatus{Context: "deploy", State: "success"})
+				},
+				want: "rocket", says: []string{"| `" + e.pr[7] + "` | next, pr-7 | 0% | 30% |"}},
+			{name: "merged PR: the merge commit's checks", require: &v1alpha1.RequiredChecks{Names: []string{"test"}}, pr: 10, cmd: "/rollout 25",
+				want: "confused", says: []string{"commit 1010101", "missing (no result): `test`"}},
+			{name: "abort takes no checks", require: &v1alpha1.RequiredChecks{All: true}, pr: 7, cmd: "/rollout abort",
+				want: "rocket", says: []string{"| `" + e.pr[7] + "` | next, pr-7 | 30% | 0% |"}},
+		} {
+			if step.require != nil {
+				e.requireChecks(step.require)
+			}
+			if step.set != nil {
+				step.set()
+			}
+			before := e.traffic()
+			got, reply := e.command(step.pr, "writer", step.cmd)
+			if got != step.want {
+				t.Errorf("%s: %s %q, want %s", step.name, got, reply, step.want)
+			}
+			for _, s := range step.says {
+				if !strings.Contains(reply, s) {
+					t.Errorf("%s: the reply lacks %q:\n%s", step.name, s, reply)
+				}
+			}
+			if step.want == "confused" {
+				if diff := cmp.Diff(before, e.traffic()); diff != "" {
+					t.Errorf("%s: refused, yet traffic moved (-before +after):\n%s", step.name, diff)
+				}
+			}
+		}
+		if diff := cmp.Diff(with(tt("next", e.pr[7], 0)), e.traffic()); diff != "" {
+			t.Errorf("after the move and the abort (-want +got):\n%s", diff)
 		}
 	})
 
