@@ -105,6 +105,7 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	// (the same percent comes back 99 commands, about 2 s, later).
 	n := b.N
 	pct := func(i int) int { return 1 + i%99 }
+	cpuStart := cpuTime(b, cmd.Process.Pid)
 	sent := make([]time.Time, n)
 	b.ResetTimer()
 	tick := time.NewTicker(20 * time.Millisecond) // 50 a second
@@ -135,6 +136,7 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	}
 	b.StopTimer()
 	stopWatch()
+	cpu := cpuTime(b, cmd.Process.Pid) - cpuStart
 
 	mu.Lock()
 	lat, own := applied(seen, sent, pct)
@@ -175,6 +177,9 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 		}
 	}
 	resp.Body.Close()
+	// The bot's own CPU time per command (user and system, until the last
+	// split was served): what the machine's load changes least.
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n), "bot-cpu-ms/cmd")
 	b.ReportMetric(float64(rest)/1024, "rss-rest-MB")
 	b.ReportMetric(float64(peak)/1024, "rss-peak-MB")
 }
@@ -189,21 +194,26 @@ type seenAt struct {
 // a route are applied in order, and those that come in together are
 // written together, so a command can be overtaken by a later one in the
 // same write: its effect is then that the later one's split is served).
-// own counts the commands whose own split was seen.
+// The splits seen are an in-order subsequence of the commands' (writes
+// follow acceptance order), so each new split is the next command with
+// its percent: no guessing by time, however far behind the bot runs. own
+// counts the splits seen.
 func applied(events []seenAt, sent []time.Time, pct func(int) int) (lat []time.Duration, own int) {
-	covered := 0 // commands [0, covered) are applied
+	covered, last := 0, -1 // commands [0, covered) are applied
 	for _, ev := range events {
-		// The command this split is: the latest with its percent sent
-		// before it was seen.
+		if ev.pct == last {
+			continue // the same split, seen again (a status update)
+		}
+		last = ev.pct
 		j := -1
-		for i := len(sent) - 1; i >= covered; i-- {
-			if pct(i) == ev.pct && !sent[i].IsZero() && sent[i].Before(ev.at) {
+		for i := covered; i < len(sent) && i < covered+99; i++ {
+			if pct(i) == ev.pct {
 				j = i
 				break
 			}
 		}
-		if j < covered {
-			continue
+		if j < 0 || sent[j].IsZero() || !sent[j].Before(ev.at) {
+			continue // not a command's split (the fixture's)
 		}
 		own++
 		for ; covered <= j; covered++ {
@@ -235,6 +245,21 @@ func routerShare(b *testing.B, e *env, rev string) int {
 		}
 	}
 	return n
+}
+
+// cpuTime is a process's user and system CPU time (/proc/PID/stat).
+func cpuTime(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command's closing parenthesis: state is the 3rd
+	// field of stat, utime and stime the 14th and 15th.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
 }
 
 // memKB reads a VmRSS/VmHWM line of /proc/PID/status.
