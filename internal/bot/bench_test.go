@@ -40,9 +40,14 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	e.reset()
 	e.gh.SetLatency(20 * time.Millisecond)
 
-	bin := filepath.Join(b.TempDir(), "bot")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/elafros/elafros/cmd/bot").CombinedOutput(); err != nil {
-		b.Fatalf("go build ./cmd/bot: %v\n%s", err, out)
+	// BOT_BIN measures another build of the bot (an earlier commit's, for
+	// a before/after on the same machine at the same time).
+	bin := os.Getenv("BOT_BIN")
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "bot")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/elafros/elafros/cmd/bot").CombinedOutput(); err != nil {
+			b.Fatalf("go build ./cmd/bot: %v\n%s", err, out)
+		}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,12 +163,6 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	b.ReportMetric(q(wlat, 0.99), "written-p99-ms")
 	b.ReportMetric(float64(n-len(lat)), "not-applied")
 	b.ReportMetric(float64(own), "own-split-served")
-	// The router serves the last split: over any 100 requests its
-	// smooth weighted round-robin picks each revision exactly its percent
-	// of the time, so 100 requests in a row show the split exactly.
-	if got := routerShare(b, e, e.pr[7]); got != pct(n-1) {
-		b.Errorf("the router serves %d%% to %s after the last command, want %d%%", got, e.pr[7], pct(n-1))
-	}
 	resp, err := http.Get(e.botURL + "/metrics")
 	if err != nil {
 		b.Fatal(err)
@@ -182,6 +181,15 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n), "bot-cpu-ms/cmd")
 	b.ReportMetric(float64(rest)/1024, "rss-rest-MB")
 	b.ReportMetric(float64(peak)/1024, "rss-peak-MB")
+	b.Logf("p50 %.0f ms, p99 %.0f ms, %d not applied, bot CPU %.1f ms a command, RSS %.1f MB at rest, %.1f MB at peak",
+		q(lat, 0.5), q(lat, 0.99), n-len(lat), float64(cpu.Microseconds())/1000/float64(n), float64(rest)/1024, float64(peak)/1024)
+	// Last (a failed benchmark prints the line above, not its metrics):
+	// the router serves the last split: over any 100 requests its
+	// smooth weighted round-robin picks each revision exactly its percent
+	// of the time, so 100 requests in a row show the split exactly.
+	if got := routerShare(b, e, e.pr[7]); got != pct(n-1) {
+		b.Errorf("the router serves %d%% to %s after the last command, want %d%%", got, e.pr[7], pct(n-1))
+	}
 }
 
 type seenAt struct {

@@ -331,7 +331,9 @@ func (e *env) command(pr int, login, body string) (string, string) {
 func (e *env) answer(pr int, id int64) (string, string) {
 	e.t.Helper()
 	var final string
-	e.waitFor(fmt.Sprintf("the bot's answer to comment %d", id), 30*time.Second, func() bool {
+	// A guard against a hang, not a measure: 110 commands at once under
+	// -race on a loaded machine took over 30 s to be answered.
+	e.waitFor(fmt.Sprintf("the bot's answer to comment %d", id), 120*time.Second, func() bool {
 		c, _ := e.gh.Comment(id)
 		for _, r := range c.Reactions {
 			if r.Content == "rocket" || r.Content == "confused" {

@@ -139,10 +139,13 @@ func (s *sequencer) recorded(t *ticket, e Entry, ok bool, enqueue func(Entry), q
 		enqueue(h.entry)
 		if !queuedOK(h.delivery) {
 			s.finish(h)
+			s.wake() // a ticket done may let a write go
 		}
 		h.entry = Entry{} // the worker has its own copy
 	}
-	s.wake()
+	// Recording and queueing let no write go (an earlier ticket being
+	// recorded or queued holds up as much as one claimed), so the waiting
+	// writes are not woken for them: only keys and releases wake them.
 }
 
 // claim is a worker taking delivery; a delivery without a ticket (a
@@ -156,8 +159,7 @@ func (s *sequencer) claim(delivery string) *ticket {
 		t = &ticket{seq: s.next, delivery: delivery, replayed: true}
 		s.tickets[delivery] = t
 	}
-	t.state = claimed
-	s.wake()
+	t.state = claimed // holds up the same writes as queued did: no wake
 	return t
 }
 
