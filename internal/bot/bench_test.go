@@ -30,7 +30,7 @@ import (
 // swapped to the new split); at the end, 100 requests through the router
 // must show the last command's split exactly. b.N is the number of
 // commands; p50/p99 of -1 mean that more than that share of the commands
-// was not applied within 10 s of the last POST:
+// was not applied within 30 s of the last POST:
 //
 //	go test ./internal/bot -run '^$' -bench WebhookToTraffic -benchtime 500x
 //	bash bench/run.sh bot
@@ -128,8 +128,9 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	tick.Stop()
 	wg.Wait()
 	peak := memKB(b, cmd.Process.Pid, "VmHWM")
-	// Until the last command's split is served, or 10 s.
-	deadline := time.Now().Add(10 * time.Second)
+	// Until the last command's split is served, or 30 s (a bound, not a
+	// measure: on a loaded machine the bot can end seconds behind).
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()
 		last := len(seen) > 0 && seen[len(seen)-1].pct == pct(n-1)
@@ -188,7 +189,13 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	// smooth weighted round-robin picks each revision exactly its percent
 	// of the time, so 100 requests in a row show the split exactly.
 	if got := routerShare(b, e, e.pr[7]); got != pct(n-1) {
-		b.Errorf("the router serves %d%% to %s after the last command, want %d%%", got, e.pr[7], pct(n-1))
+		spec := 0
+		for _, x := range e.traffic() {
+			if x.Name == "next" && x.RevisionName == e.pr[7] {
+				spec = x.Percent
+			}
+		}
+		b.Errorf("the router serves %d%% to %s after the last command (the route's spec says %d%%), want %d%%", got, e.pr[7], spec, pct(n-1))
 	}
 }
 
