@@ -57,6 +57,13 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	l.Close()
 	cmd := exec.Command(bin, "--addr", addr, "--server", e.srv.APIURL, "--journal", filepath.Join(b.TempDir(), "j.db"))
 	cmd.Env = append(os.Environ(), "GITHUB_WEBHOOK_SECRET="+string(secret), "GITHUB_TOKEN="+e.gh.Token, "GITHUB_API_URL="+e.gh.URL)
+	logPath := filepath.Join(b.TempDir(), "bot.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -122,7 +129,9 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 		sent[i] = time.Now()
 		go func() {
 			defer wg.Done()
-			e.post("issue_comment", e.delivery(), secret, p)
+			if code := e.post("issue_comment", e.delivery(), secret, p); code != http.StatusAccepted {
+				b.Errorf("command %d: the bot answered the delivery %d, want 202", i, code)
+			}
 		}()
 	}
 	tick.Stop()
@@ -169,11 +178,13 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 		b.Fatal(err)
 	}
 	sc := bufio.NewScanner(resp.Body)
+	var outcomes []string
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "elafros_bot_commands_total{outcome=\""); ok {
 			name, count, _ := strings.Cut(v, "\"} ")
 			f, _ := strconv.ParseFloat(count, 64)
 			b.ReportMetric(f, name)
+			outcomes = append(outcomes, name+" "+count)
 		}
 	}
 	resp.Body.Close()
@@ -182,8 +193,8 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n), "bot-cpu-ms/cmd")
 	b.ReportMetric(float64(rest)/1024, "rss-rest-MB")
 	b.ReportMetric(float64(peak)/1024, "rss-peak-MB")
-	b.Logf("p50 %.0f ms, p99 %.0f ms, %d not applied, bot CPU %.1f ms a command, RSS %.1f MB at rest, %.1f MB at peak",
-		q(lat, 0.5), q(lat, 0.99), n-len(lat), float64(cpu.Microseconds())/1000/float64(n), float64(rest)/1024, float64(peak)/1024)
+	b.Logf("p50 %.0f ms, p99 %.0f ms, %d not applied, bot CPU %.1f ms a command, RSS %.1f MB at rest, %.1f MB at peak; commands answered so far: %s",
+		q(lat, 0.5), q(lat, 0.99), n-len(lat), float64(cpu.Microseconds())/1000/float64(n), float64(rest)/1024, float64(peak)/1024, strings.Join(outcomes, ", "))
 	// Last (a failed benchmark prints the line above, not its metrics):
 	// the router serves the last split: over any 100 requests its
 	// smooth weighted round-robin picks each revision exactly its percent
@@ -196,6 +207,10 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 			}
 		}
 		b.Errorf("the router serves %d%% to %s after the last command (the route's spec says %d%%), want %d%%", got, e.pr[7], spec, pct(n-1))
+		if log, err := os.ReadFile(logPath); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+			b.Logf("the bot's log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
 	}
 }
 
