@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/bot"
 	"github.com/elafros/elafros/internal/local/router"
 )
 
@@ -27,8 +28,10 @@ import (
 // elafros serve (its store, reconciler and router, in this process). The
 // latency of each command runs from its POST to the route's status showing
 // its split or a later command's (status is written after the router has
-// swapped to the new split); at the end, 100 requests through the router
-// must show the last command's split exactly. b.N is the number of
+// swapped to the new split; commands the bot received out of the order
+// they were sent in, when a POST is delayed, make this approximate); at
+// the end, with the bot stopped, 100 requests through the router must
+// show exactly the split of the last command the journal says it applied. b.N is the number of
 // commands; p50/p99 of -1 mean that more than that share of the commands
 // was not applied within 30 s of the last POST:
 //
@@ -55,7 +58,8 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "--addr", addr, "--server", e.srv.APIURL, "--journal", filepath.Join(b.TempDir(), "j.db"))
+	journal := filepath.Join(b.TempDir(), "j.db")
+	cmd := exec.Command(bin, "--addr", addr, "--server", e.srv.APIURL, "--journal", journal)
 	cmd.Env = append(os.Environ(), "GITHUB_WEBHOOK_SECRET="+string(secret), "GITHUB_TOKEN="+e.gh.Token, "GITHUB_API_URL="+e.gh.URL)
 	logPath := filepath.Join(b.TempDir(), "bot.log")
 	logFile, err := os.Create(logPath)
@@ -67,7 +71,15 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	var stopped bool
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}
+	}
+	b.Cleanup(stop)
 	e.botURL = "http://" + addr
 	e.waitFor("the bot binary to be ready", 30*time.Second, func() bool {
 		resp, err := http.Get(e.botURL + "/readyz")
@@ -119,6 +131,7 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	pct := func(i int) int { return 1 + i%99 }
 	cpuStart := cpuTime(b, cmd.Process.Pid)
 	sent := make([]time.Time, n)
+	deliveries := map[string]int{} // delivery → command
 	b.ResetTimer()
 	tick := time.NewTicker(20 * time.Millisecond) // 50 a second
 	var wg sync.WaitGroup
@@ -126,10 +139,12 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 		<-tick.C
 		p, _ := e.commentPayload("created", 7, "writer", fmt.Sprintf("/rollout %d", pct(i)), time.Now())
 		wg.Add(1)
+		d := e.delivery()
+		deliveries[d] = i
 		sent[i] = time.Now()
 		go func() {
 			defer wg.Done()
-			if code := e.post("issue_comment", e.delivery(), secret, p); code != http.StatusAccepted {
+			if code := e.post("issue_comment", d, secret, p); code != http.StatusAccepted {
 				b.Errorf("command %d: the bot answered the delivery %d, want 202", i, code)
 			}
 		}()
@@ -137,17 +152,18 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	tick.Stop()
 	wg.Wait()
 	peak := memKB(b, cmd.Process.Pid, "VmHWM")
-	// Until the last command's split is served, or 30 s (a bound, not a
-	// measure: on a loaded machine the bot can end seconds behind).
+	// Until every command is answered (so applied) and the status shows
+	// the spec's split, or 30 s (a bound, not a measure: on a loaded
+	// machine the bot can end seconds behind).
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()
-		last := len(seen) > 0 && seen[len(seen)-1].pct == pct(n-1)
+		settled := len(seen) > 0 && len(written) > 0 && seen[len(seen)-1].pct == written[len(written)-1].pct
 		mu.Unlock()
-		if last {
+		if settled && answered(b, e.botURL) >= n {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	b.StopTimer()
 	stopWatch()
@@ -199,14 +215,39 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	// the router serves the last split: over any 100 requests its
 	// smooth weighted round-robin picks each revision exactly its percent
 	// of the time, so 100 requests in a row show the split exactly.
-	if got := routerShare(b, e, e.pr[7]); got != pct(n-1) {
+	// The bot applies commands in the order it received them, which on a
+	// loaded machine is not always the order they were sent in (the
+	// POSTs are concurrent): the last one is the journal's.
+	stop()
+	j, err := bot.OpenBoltJournal(journal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	entries, err := j.Entries()
+	_ = j.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	lastCmd := -1
+	for _, en := range entries {
+		if i, ok := deliveries[en.Delivery]; ok && en.Outcome == "moved" {
+			lastCmd = i
+		}
+	}
+	if lastCmd != n-1 {
+		b.Logf("the last command received was #%d, not the last sent (#%d)", lastCmd, n-1)
+	}
+	if lastCmd < 0 {
+		b.Fatal("no command is done in the journal")
+	}
+	if got := routerShare(b, e, e.pr[7]); got != pct(lastCmd) {
 		spec := 0
 		for _, x := range e.traffic() {
 			if x.Name == "next" && x.RevisionName == e.pr[7] {
 				spec = x.Percent
 			}
 		}
-		b.Errorf("the router serves %d%% to %s after the last command (the route's spec says %d%%), want %d%%", got, e.pr[7], spec, pct(n-1))
+		b.Errorf("the router serves %d%% to %s after the last command (the route's spec says %d%%), want %d%%", got, e.pr[7], spec, pct(lastCmd))
 		if log, err := os.ReadFile(logPath); err == nil {
 			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
 			b.Logf("the bot's log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-15):], "\n"))
@@ -290,6 +331,26 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	st, _ := strconv.Atoi(f[12])
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// answered is how many commands the bot has carried out and answered
+// (elafros_bot_commands_total, all outcomes).
+func answered(b *testing.B, botURL string) int {
+	resp, err := http.Get(botURL + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sum := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "elafros_bot_commands_total{"); ok {
+			_, count, _ := strings.Cut(v, "} ")
+			f, _ := strconv.ParseFloat(count, 64)
+			sum += int(f)
+		}
+	}
+	return sum
 }
 
 // memKB reads a VmRSS/VmHWM line of /proc/PID/status.
