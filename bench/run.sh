@@ -6,6 +6,7 @@
 #   BASELINE=/path/to/older/elafros FLOOR=1 bash bench/run.sh router   # + an older serve, + Go servers that proxy nothing
 #   bash bench/run.sh build      # go builder vs ko, cold and warm
 #   bash bench/run.sh restart    # elafros serve: kill -9, restart, all of 1/10/50 services serving again
+#   bash bench/run.sh bot        # the bot binary: /rollout at 50/s on one route, webhook -> router serving, RSS
 #   DURATION=30s bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,10 @@ case "${1:-router}" in
     # The real elafros binary, 3 restarts per size; ms/restart is from
     # starting serve to every service answering 200 as before.
     go test -run '^$' -bench BenchmarkRestartToServing -benchtime "${RESTARTS:-3}x" ./internal/local/serve/ ;;
-  *) echo "usage: bash bench/run.sh [router|build|restart]" >&2; exit 2 ;;
+  bot)
+    # The bot binary (its own process, for its RSS) against elafros serve
+    # (store, reconciler, router) and a fake GitHub answering in 20 ms,
+    # COMMANDS signed /rollout deliveries at 50 a second on one route.
+    go test -run '^$' -bench BenchmarkWebhookToTraffic -benchtime "${COMMANDS:-500}x" ./internal/bot/ ;;
+  *) echo "usage: bash bench/run.sh [router|build|restart|bot]" >&2; exit 2 ;;
 esac

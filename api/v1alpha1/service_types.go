@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -73,6 +76,51 @@ type ServiceRollout struct {
 	// Previews deploys each pull request at 0% as pr-<N>. Default true.
 	// +optional
 	Previews *bool `json:"previews,omitempty"`
+	// RequireChecks makes /rollout move traffic only when the commit's
+	// checks are green (GitHub's check runs and commit statuses): true
+	// means every check and status reported on it has passed and there is
+	// at least one; a list of names means each of those has passed.
+	// Missing results are not green.
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	RequireChecks *RequiredChecks `json:"requireChecks,omitempty"`
+}
+
+// RequiredChecks is requireChecks: true or false (All), or a list of
+// check names (Names), as written.
+type RequiredChecks struct {
+	// All: every check reported on the commit must pass, and there must
+	// be one.
+	All bool `json:"-"`
+	// Names must each have passed.
+	Names []string `json:"-"`
+}
+
+// Required says whether any check is required.
+func (r *RequiredChecks) Required() bool { return r != nil && (r.All || len(r.Names) > 0) }
+
+// MarshalJSON writes true/false or the list, as written.
+func (r RequiredChecks) MarshalJSON() ([]byte, error) {
+	if r.Names != nil {
+		return json.Marshal(r.Names)
+	}
+	return json.Marshal(r.All)
+}
+
+// UnmarshalJSON reads true, false or a list of check names.
+func (r *RequiredChecks) UnmarshalJSON(b []byte) error {
+	var all bool
+	if err := json.Unmarshal(b, &all); err == nil {
+		*r = RequiredChecks{All: all}
+		return nil
+	}
+	var names []string
+	if err := json.Unmarshal(b, &names); err == nil && names != nil {
+		*r = RequiredChecks{Names: names}
+		return nil
+	}
+	return fmt.Errorf("must be true (every check reported on the commit passed), false, or a list of check names such as [test, lint], got %s", b)
 }
 
 // ServiceStatus is the observed state of a Service, mirrored from its

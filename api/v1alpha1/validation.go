@@ -227,6 +227,22 @@ func (p *ServiceRollout) Validate(path *field.Path) field.ErrorList {
 		}
 		seen[key] = true
 	}
+	if r := p.RequireChecks; r != nil && r.Names != nil {
+		rp := path.Child("requireChecks")
+		if len(r.Names) == 0 {
+			errs = append(errs, field.Invalid(rp, "[]", "must name at least one check, or be true to require every check reported on the commit"))
+		}
+		names := map[string]bool{}
+		for i, n := range r.Names {
+			switch {
+			case strings.TrimSpace(n) == "":
+				errs = append(errs, field.Required(rp.Index(i), "a check run's name or a commit status's context"))
+			case names[n]:
+				errs = append(errs, field.Duplicate(rp.Index(i), n))
+			}
+			names[n] = true
+		}
+	}
 	return errs
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -213,5 +214,58 @@ func TestConditionFailed(t *testing.T) {
 		if got := tc.c.Failed(); got != tc.want {
 			t.Errorf("%+v.Failed() = %v, want %v", tc.c, got, tc.want)
 		}
+	}
+}
+
+// requireChecks reads as written (true, false or names), writes back the
+// same, and refuses anything else with what it accepts.
+func TestRequiredChecks(t *testing.T) {
+	tests := []struct {
+		json    string
+		want    *RequiredChecks
+		invalid string // the validation error, if any
+		bad     bool   // not even decoded
+	}{
+		{json: `true`, want: &RequiredChecks{All: true}},
+		{json: `false`, want: &RequiredChecks{}},
+		{json: `["test","lint"]`, want: &RequiredChecks{Names: []string{"test", "lint"}}},
+		{json: `[]`, want: &RequiredChecks{Names: []string{}}, invalid: "must name at least one check"},
+		{json: `["test","test"]`, want: &RequiredChecks{Names: []string{"test", "test"}}, invalid: "Duplicate value"},
+		{json: `[""]`, want: &RequiredChecks{Names: []string{""}}, invalid: "Required value"},
+		{json: `"yes"`, bad: true},
+		{json: `5`, bad: true},
+		{json: `[1]`, bad: true},
+		{json: `{"all":true}`, bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.json, func(t *testing.T) {
+			var got RequiredChecks
+			err := got.UnmarshalJSON([]byte(tc.json))
+			if tc.bad {
+				if err == nil || !strings.Contains(err.Error(), "must be true") || !strings.Contains(err.Error(), "list of check names") {
+					t.Fatalf("decoded %+v, err %v: want a refusal saying what is accepted", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, &got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			back, err := got.MarshalJSON()
+			if err != nil || string(back) != tc.json {
+				t.Errorf("written back as %s (%v), want %s", back, err, tc.json)
+			}
+			p := ServiceRollout{RequireChecks: &got}
+			errs := p.Validate(field.NewPath("spec", "rollout"))
+			switch {
+			case tc.invalid == "" && len(errs) > 0:
+				t.Errorf("refused: %v", errs)
+			case tc.invalid != "" && (len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), tc.invalid) ||
+				!strings.Contains(errs.ToAggregate().Error(), "spec.rollout.requireChecks")):
+				t.Errorf("errors %v, want one at spec.rollout.requireChecks saying %q", errs, tc.invalid)
+			}
+		})
 	}
 }

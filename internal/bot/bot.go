@@ -43,6 +43,7 @@ type GitHub interface {
 	Permission(ctx context.Context, repo github.Repo, login string) (github.Permission, error)
 	IsTeamMember(ctx context.Context, team, login string) (bool, error)
 	PullRequest(ctx context.Context, repo github.Repo, number int) (*github.PullRequest, error)
+	ChecksGreen(ctx context.Context, repo github.Repo, sha string, required []string) (github.Checks, error)
 	LatestDeployment(ctx context.Context, repo github.Repo, environment, sha string) (int64, bool, error)
 	SetDeploymentStatus(ctx context.Context, repo github.Repo, id int64, st github.DeploymentStatus) error
 }
@@ -94,20 +95,94 @@ type Bot struct {
 	work    chan Entry
 	wg      sync.WaitGroup
 	running sync.Map // delivery → struct{}: in the hands of a worker
-	routes  sync.Map // route name → *sync.Mutex
 	lead    leadState
+	seq     *sequencer
+	// answering bounds the commands whose answers are being sent after
+	// their worker moved on.
+	answering chan struct{}
 }
 
-// rollout moves one route's traffic. Commands on the same route take
-// turns: concurrent writers of one object would only conflict and retry
-// (and could run out of retries), and turns apply them in the order they
-// got here.
-func (b *Bot) rollout(ctx context.Context, actor, reason, route string, op deploy.Op) (*v1alpha1.Route, error) {
-	m, _ := b.routes.LoadOrStore(route, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
-	return b.o.Deploy.As(actor, reason).Rollout(ctx, route, op)
+// rollout moves one route's traffic when it is t's turn: after the
+// commands accepted before it that write the same service, before those
+// accepted after it. Only this write takes turns; the reads before it and
+// the answers after it run concurrently with other commands. It returns
+// the route after, and the traffic op found (the route just before).
+func (b *Bot) rollout(ctx context.Context, t *ticket, actor, reason, route string, op deploy.Op) (*v1alpha1.Route, []v1alpha1.TrafficTarget, error) {
+	res := b.seq.write(ctx, &write{t: t, route: route, op: op, actor: actor, reason: reason}, b.applyWrites)
+	return res.after, res.before, res.err
+}
+
+// applyWrites writes a batch of one route's writes, in ticket order, in one
+// read-modify-write of the route through deploy (with its conflict retry):
+// each op is applied to the traffic the one before it left, and a refused
+// op leaves it as it was. The route's audit history gets one move, naming
+// every person and command in it.
+func (b *Bot) applyWrites(ctx context.Context, batch []*write) {
+	var actors, reasons []string
+	for _, w := range batch {
+		if !slices.Contains(actors, w.actor) {
+			actors = append(actors, w.actor)
+		}
+		reasons = append(reasons, w.reason)
+	}
+	type step struct {
+		before, after rollout.Traffic
+		err           error
+	}
+	steps := make([]step, len(batch))
+	after, err := b.o.Deploy.As(strings.Join(actors, ", "), strings.Join(reasons, "; ")).Rollout(ctx, batch[0].route,
+		func(tr rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+			ready = memoReady(ready)
+			cur := tr
+			for i, w := range batch {
+				out, err := w.op(slices.Clone(cur), ready)
+				steps[i] = step{before: slices.Clone(cur), after: out, err: err}
+				if err == nil {
+					cur = out
+				}
+			}
+			return cur, nil
+		})
+	for i, w := range batch {
+		switch {
+		case err != nil:
+			w.res = writeResult{err: err}
+		case steps[i].err != nil:
+			w.res = writeResult{err: steps[i].err}
+		default:
+			rt := after.DeepCopy()
+			rt.Spec.Rollout.Traffic = steps[i].after
+			w.res = writeResult{after: rt, before: steps[i].before}
+		}
+	}
+}
+
+// memoReady asks ready once per revision: within one try of one write,
+// the ops of a batch ask about the same few revisions again and again,
+// each a read of the store.
+func memoReady(ready rollout.ReadyFunc) rollout.ReadyFunc {
+	if ready == nil {
+		return nil
+	}
+	type answer struct {
+		ok  bool
+		why string
+	}
+	seen := map[string]answer{}
+	return func(rev string) (bool, string) {
+		if a, ok := seen[rev]; ok {
+			return a.ok, a.why
+		}
+		ok, why := ready(rev)
+		seen[rev] = answer{ok, why}
+		return ok, why
+	}
+}
+
+// queued says whether a delivery is in the work queue or a worker's hands.
+func (b *Bot) queued(delivery string) bool {
+	_, ok := b.running.Load(delivery)
+	return ok
 }
 
 type metrics struct {
@@ -144,7 +219,8 @@ func New(o Options) (*Bot, error) {
 	if o.URL == nil {
 		o.URL = func(host string) string { return "http://" + host }
 	}
-	b := &Bot{o: o, log: o.Logger, reg: o.Registry, work: make(chan Entry, 1024)}
+	b := &Bot{o: o, log: o.Logger, reg: o.Registry, work: make(chan Entry, 1024), seq: newSequencer(),
+		answering: make(chan struct{}, 256)}
 	b.m = metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "elafros_bot_deliveries_total",
 			Help: "Webhook deliveries by event and outcome (accepted, duplicate, ignored, refused)."}, []string{"event", "outcome"}),
@@ -277,8 +353,13 @@ func (b *Bot) webhook(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, "refused", "no X-GitHub-Delivery header")
 		return
 	}
-	e := Entry{Delivery: wh.Delivery, Event: wh.Event, Payload: wh.Body, ReceivedAt: time.Now()}
+	e := Entry{Delivery: wh.Delivery, Event: wh.Event, Payload: wh.Body}
+	// The ticket is the delivery's place in the order its command's write
+	// takes; it is stamped with the time received under the same lock, so
+	// the journal's order (by that time) is the order writes are applied.
+	tk := b.seq.accept(e.Delivery, func() { e.ReceivedAt = time.Now() })
 	isNew, err := b.o.Journal.Record(e)
+	b.seq.recorded(tk, e, err == nil && isNew, b.enqueue, b.queued)
 	if err != nil {
 		// Not recorded: answer 5xx so the delivery shows as failed and
 		// is redelivered, rather than acknowledging what could be lost.
@@ -290,7 +371,6 @@ func (b *Bot) webhook(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusOK, "duplicate", "delivery "+wh.Delivery+" was accepted before; it is applied once")
 		return
 	}
-	b.enqueue(e)
 	answer(http.StatusAccepted, "accepted", "accepted")
 }
 
@@ -372,25 +452,48 @@ func (b *Bot) Recover(ctx context.Context) error {
 // handle carries out one accepted delivery and marks it done.
 func (b *Bot) handle(ctx context.Context, e Entry) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
+	// Its place in the order of writes, given up at the latest here, so
+	// that a command that ends early never holds up the next.
+	tk := b.seq.claim(e.Delivery)
 	var p payload
-	outcome := "failed"
+	outcome, answer := "failed", func(context.Context) {}
 	if err := json.Unmarshal(e.Payload, &p); err == nil {
 		switch e.Event {
 		case "issue_comment":
-			outcome = b.comment(ctx, p)
+			outcome, answer = b.comment(ctx, tk, p)
 		case "pull_request":
-			outcome = b.closed(ctx, p)
+			outcome = b.closed(ctx, tk, p)
 		}
 	}
-	b.m.commands.WithLabelValues(outcome).Inc()
-	b.m.latency.WithLabelValues(outcome).Observe(time.Since(e.ReceivedAt).Seconds())
-	if ctx.Err() != nil && outcome == "failed" {
-		return // shutting down: stays pending, replayed at start
+	b.seq.release(tk)
+	finish := func() {
+		defer cancel()
+		answer(ctx)
+		b.m.commands.WithLabelValues(outcome).Inc()
+		b.m.latency.WithLabelValues(outcome).Observe(time.Since(e.ReceivedAt).Seconds())
+		if ctx.Err() != nil && outcome == "failed" {
+			return // shutting down: stays pending, replayed at start
+		}
+		if err := b.o.Journal.Finish(e.Delivery, outcome); err != nil {
+			b.log.Error("journal", "delivery", e.Delivery, "err", err)
+		}
 	}
-	if err := b.o.Journal.Finish(e.Delivery, outcome); err != nil {
-		b.log.Error("journal", "delivery", e.Delivery, "err", err)
+	// The answers are GitHub round trips (the reply, the deployment
+	// status, the final reaction): they go on without the worker, which
+	// takes the next command, up to a bound; Run waits for them (b.wg)
+	// before the journal is closed.
+	select {
+	case b.answering <- struct{}{}:
+	case <-ctx.Done():
+		finish()
+		return
 	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() { <-b.answering }()
+		finish()
+	}()
 }
 
 // refusal is an answer to the person that moves nothing.
@@ -400,75 +503,103 @@ func (r *refusal) Error() string { return r.reason }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
-// comment carries out a /rollout comment and answers it.
-func (b *Bot) comment(ctx context.Context, p payload) string {
+// comment carries out a /rollout comment; answer sends its answers (a
+// reply, the final reaction, the deployment status), after its write.
+func (b *Bot) comment(ctx context.Context, tk *ticket, p payload) (outcome string, answer func(context.Context)) {
 	repo, err := github.ParseRepo(p.Repository.FullName)
 	if err != nil {
-		return "failed"
+		return "failed", func(context.Context) {}
 	}
 	gh := b.o.GitHub(p.Installation.ID)
 	log := b.log.With("repo", repo.String(), "pr", p.Issue.Number, "comment", p.Comment.ID, "user", p.Comment.User.Login)
-	react := func(r github.Reaction) {
+	react := func(ctx context.Context, r github.Reaction) {
 		if err := gh.React(ctx, repo, p.Comment.ID, r); err != nil {
 			log.Warn("reaction", "reaction", r, "err", err)
 		}
 	}
-	reply := func(body string) {
+	reply := func(ctx context.Context, body string) {
 		if _, err := gh.Reply(ctx, repo, p.Issue.Number, body); err != nil {
 			log.Warn("reply", "err", err)
 		}
 	}
 	// 👀 says "seen" while the command runs; it need not hold it up.
 	eyes := make(chan struct{})
-	go func() { defer close(eyes); react(github.ReactionEyes) }()
-	defer func() { <-eyes }()
+	go func() { defer close(eyes); react(ctx, github.ReactionEyes) }()
+	// say answers with body and a final reaction, which goes last: it
+	// tells the person (and the tests) that the command is over.
+	say := func(body string, final github.Reaction, beside func()) func(context.Context) {
+		return func(ctx context.Context) {
+			var wg sync.WaitGroup
+			if beside != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); beside() }()
+			}
+			reply(ctx, body)
+			wg.Wait()
+			<-eyes
+			react(ctx, final)
+		}
+	}
 	cmd, perr := command.Parse(p.Comment.Body)
 	if perr != nil {
-		reply(fmt.Sprintf("@%s, I could not read that command: %s", p.Comment.User.Login, perr))
-		react(github.ReactionConfused)
-		return "malformed"
+		return "malformed", say(fmt.Sprintf("@%s, I could not read that command: %s", p.Comment.User.Login, perr), github.ReactionConfused, nil)
 	}
-	outcome, body, err := b.run(ctx, gh, repo, p, *cmd)
+	res, err := b.run(ctx, tk, gh, repo, p, *cmd)
 	if err != nil {
 		var rf *refusal
 		if errors.As(err, &rf) || rollout.IsRefused(err) {
-			reply(fmt.Sprintf("@%s, nothing moved: %s", p.Comment.User.Login, err))
-			react(github.ReactionConfused)
 			log.Info("refused", "command", cmd.String(), "reason", err)
-			return "refused"
+			return "refused", say(fmt.Sprintf("@%s, nothing moved: %s", p.Comment.User.Login, err), github.ReactionConfused, nil)
 		}
 		log.Error("command failed", "command", cmd.String(), "err", err)
-		reply(fmt.Sprintf("@%s, `%s` failed: %v\n\nNothing was changed unless the table in a later comment says so; try again, or ask whoever runs the bot to look at its log.", p.Comment.User.Login, cmd.String(), err))
-		react(github.ReactionConfused)
-		return "failed"
+		return "failed", say(fmt.Sprintf("@%s, `%s` failed: %v\n\nNothing was changed unless the table in a later comment says so; try again, or ask whoever runs the bot to look at its log.", p.Comment.User.Login, cmd.String(), err), github.ReactionConfused, nil)
 	}
-	reply(body)
-	react(github.ReactionRocket)
-	log.Info("done", "command", cmd.String(), "outcome", outcome)
-	return outcome
+	log.Info("done", "command", cmd.String(), "outcome", res.outcome)
+	return res.outcome, say(res.body, github.ReactionRocket, res.deployment)
 }
 
-// run decides and applies a parsed command; the body is the reply.
-func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, cmd command.Command) (string, string, error) {
+// result is what a command did: its outcome, the reply, and the GitHub
+// Deployment status to post (nil: none), all sent after its write.
+type result struct {
+	outcome, body string
+	deployment    func()
+}
+
+// run decides and applies a parsed command. The reads (the service and
+// route from the store; the permission, the pull request and its checks
+// from GitHub) run concurrently with other commands; only the write takes
+// its turn (tk).
+func (b *Bot) run(ctx context.Context, tk *ticket, gh GitHub, repo github.Repo, p payload, cmd command.Command) (result, error) {
 	if cmd.Verb == command.Help {
-		return "answered", command.Usage, nil
+		return result{outcome: "answered", body: command.Usage}, nil
 	}
 	svc, err := b.service(ctx, repo, cmd.Service)
 	if err != nil {
-		return "", "", err
+		return result{}, err
+	}
+	moves := cmd.Verb == command.SetPercent || cmd.Verb == command.Finish || cmd.Verb == command.Abort
+	if moves || cmd.Verb == command.Pause || cmd.Verb == command.Resume {
+		// Known early, so that commands on other services never wait for
+		// this one's GitHub round trips.
+		b.seq.key(tk, svc.Name)
+	} else {
+		b.seq.release(tk)
 	}
 	login := p.Comment.User.Login
-	// The pull request is fetched while the permission is checked: both
-	// are GitHub round trips, and a traffic command needs both.
+	// The pull request (and then, if the policy requires them, its
+	// commit's checks) is fetched while the permission is checked: all are
+	// GitHub round trips a move needs.
 	type prResult struct {
 		pr  *github.PullRequest
 		err error
 	}
 	prc := make(chan prResult, 1)
-	moves := cmd.Verb == command.SetPercent || cmd.Verb == command.Finish || cmd.Verb == command.Abort
 	if moves {
 		go func() {
 			pr, err := gh.PullRequest(ctx, repo, p.Issue.Number)
+			if err == nil && cmd.Verb != command.Abort { // going back never waits for checks
+				err = b.checksGreen(ctx, gh, repo, svc, pr)
+			}
 			prc <- prResult{pr, err}
 		}()
 	}
@@ -476,49 +607,102 @@ func (b *Bot) run(ctx context.Context, gh GitHub, repo github.Repo, p payload, c
 		if moves {
 			<-prc
 		}
-		return "", "", err
+		return result{}, err
 	}
 	route, err := b.route(ctx, svc.Name)
 	if err != nil {
 		if moves {
 			<-prc
 		}
-		return "", "", err
+		return result{}, err
 	}
 	switch cmd.Verb {
 	case command.Status:
-		return "answered", b.describe(svc.Name, route, nil, "Status of"), nil
+		return result{outcome: "answered", body: b.describe(svc.Name, route, nil, "Status of")}, nil
 	case command.Pause, command.Resume:
 		paused := cmd.Verb == command.Pause
+		if err := b.seq.turn(ctx, tk); err != nil {
+			return result{}, err
+		}
 		if err := b.o.Deploy.As(login, "bot: "+cmd.String()).SetPaused(ctx, svc.Name, paused); err != nil {
-			return "", "", err
+			return result{}, err
 		}
 		what := "paused: scheduled promotion leaves its canary where it is until `/rollout resume`"
 		if !paused {
 			what = "resumed: scheduled promotion moves its canary again, one step per interval"
 		}
-		return "answered", fmt.Sprintf("@%s `%s` %s. Traffic did not move.", login, svc.Name, what), nil
+		return result{outcome: "answered", body: fmt.Sprintf("@%s `%s` %s. Traffic did not move.", login, svc.Name, what)}, nil
 	}
 	got := <-prc
 	if got.err != nil {
-		return "", "", got.err
+		return result{}, got.err
 	}
 	pr := got.pr
 	rev, err := b.revisionFor(ctx, svc, route, pr, p.Comment.CreatedAt)
 	if err != nil {
-		return "", "", err
+		return result{}, err
 	}
 	op, err := Plan(cmd, pr.Number, rev)
 	if err != nil {
-		return "", "", err
+		return result{}, err
 	}
-	after, err := b.rollout(ctx, p.Comment.User.Login, fmt.Sprintf("bot: %s on #%d", cmd.String(), pr.Number), svc.Name, op)
+	after, before, err := b.rollout(ctx, tk, login, fmt.Sprintf("bot: %s on #%d", cmd.String(), pr.Number), svc.Name, op)
 	if err != nil {
-		return "", "", err
+		return result{}, err
 	}
-	b.deploymentStatus(ctx, gh, repo, pr, svc.Name, rev, after, fmt.Sprintf("`%s` by @%s", cmd.String(), login))
-	return "moved", b.describe(svc.Name, after, route.Spec.Rollout.Traffic,
-		fmt.Sprintf("@%s moved traffic with `%s` on", login, cmd.String())), nil
+	b.seq.release(tk)
+	why := fmt.Sprintf("`%s` by @%s", cmd.String(), login)
+	return result{outcome: "moved",
+		body:       b.describe(svc.Name, after, before, fmt.Sprintf("@%s moved traffic with `%s` on", login, cmd.String())),
+		deployment: func() { b.deploymentStatus(ctx, gh, repo, pr, svc.Name, rev, after, why) },
+	}, nil
+}
+
+// checksGreen refuses a move when the service's policy requires checks
+// (requireChecks) and the commit's are not all green: the PR's head for an
+// open PR (its preview is of that commit), the merge commit for a merged
+// one. A check with no result is not green.
+func (b *Bot) checksGreen(ctx context.Context, gh GitHub, repo github.Repo, svc *v1alpha1.Service, pr *github.PullRequest) error {
+	req := svc.Spec.Rollout.RequireChecks
+	if !req.Required() {
+		return nil
+	}
+	sha := pr.HeadSHA
+	if pr.Merged {
+		sha = pr.MergeCommitSHA
+	}
+	var names []string
+	if !req.All {
+		names = req.Names
+	}
+	c, err := gh.ChecksGreen(ctx, repo, sha, names)
+	if err != nil {
+		return err
+	}
+	if c.Green {
+		return nil
+	}
+	if req.All && len(c.Passed)+len(c.Pending)+len(c.Failed) == 0 {
+		return refuse("`%s` requires the checks of commit %s to be green (requireChecks: true), and none has reported on it yet. Wait for them to pass and comment again", svc.Name, short(sha))
+	}
+	var not []string
+	list := func(what string, names []string) {
+		if len(names) > 0 {
+			not = append(not, what+" "+quoteAll(names))
+		}
+	}
+	list("failing:", c.Failed)
+	list("still running:", c.Pending)
+	list("missing (no result):", c.Missing)
+	return refuse("`%s` requires the checks of commit %s to be green (requireChecks), and they are not: %s. Wait for them to pass and comment again", svc.Name, short(sha), strings.Join(not, "; "))
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = "`" + n + "`"
+	}
+	return strings.Join(q, ", ")
 }
 
 // service picks the repository's service the command is about.
@@ -699,7 +883,7 @@ func (b *Bot) deploymentStatus(ctx context.Context, gh GitHub, repo github.Repo,
 
 // closed removes a closed pull request's preview target from the
 // repository's routes.
-func (b *Bot) closed(ctx context.Context, p payload) string {
+func (b *Bot) closed(ctx context.Context, tk *ticket, p payload) string {
 	repo, err := github.ParseRepo(p.Repository.FullName)
 	if err != nil {
 		return "failed"
@@ -708,16 +892,19 @@ func (b *Bot) closed(ctx context.Context, p payload) string {
 	if err != nil {
 		return "failed"
 	}
+	objs = slices.DeleteFunc(objs, func(o store.Object) bool { return repositoryOf(o) != repo.String() })
+	names := make([]string, 0, len(objs))
+	for _, o := range objs {
+		names = append(names, o.GetName())
+	}
+	b.seq.key(tk, names...)
 	target := PreviewTarget(p.Number)
 	outcome := "answered"
 	for _, o := range objs {
-		if repositoryOf(o) != repo.String() {
-			continue
-		}
 		if rt, err := b.route(ctx, o.GetName()); err != nil || rollout.Find(rt.Spec.Rollout.Traffic, target) < 0 {
 			continue
 		}
-		_, err := b.rollout(ctx, "elafros-bot", fmt.Sprintf("bot: pull request #%d closed", p.Number), o.GetName(), func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
+		_, _, err := b.rollout(ctx, tk, "elafros-bot", fmt.Sprintf("bot: pull request #%d closed", p.Number), o.GetName(), func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
 			return rollout.Unstage(t, target, ready)
 		})
 		switch {

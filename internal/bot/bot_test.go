@@ -58,14 +58,16 @@ type env struct {
 	bot     *bot.Bot
 	botURL  string
 	journal *bot.BoltJournal
-	cancel  context.CancelFunc
-	done    chan struct{}
-	image   string
-	rev1    string // the first deploy
-	rev2    string // built from PR 10's merge commit: the service's latest
-	pr      map[int]string
-	seq     atomic.Int64
-	cur     atomic.Pointer[bot.Bot] // for observers made before the bot
+	// journalPath is the running bot's journal file.
+	journalPath string
+	cancel      context.CancelFunc
+	done        chan struct{}
+	image       string
+	rev1        string // the first deploy
+	rev2        string // built from PR 10's merge commit: the service's latest
+	pr          map[int]string
+	seq         atomic.Int64
+	cur         atomic.Pointer[bot.Bot] // for observers made before the bot
 }
 
 func start(t testing.TB) *env {
@@ -193,6 +195,28 @@ func (e *env) setTraffic(traffic []v1alpha1.TrafficTarget) {
 	}
 }
 
+// requireChecks sets the service's requireChecks policy (nil: none).
+func (e *env) requireChecks(r *v1alpha1.RequiredChecks) {
+	e.t.Helper()
+	ctx := e.t.Context()
+	for attempt := 0; ; attempt++ {
+		o, err := e.st.Get(ctx, store.KindService, ns, "hello")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		svc := o.(*v1alpha1.Service).DeepCopy()
+		svc.Spec.Rollout.RequireChecks = r
+		_, err = e.st.Update(ctx, svc)
+		if apierrors.IsConflict(err) && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
+}
+
 func (e *env) traffic() []v1alpha1.TrafficTarget {
 	e.t.Helper()
 	o, err := e.st.Get(e.t.Context(), store.KindRoute, ns, "hello")
@@ -234,7 +258,7 @@ func (e *env) startBot(path string, app *github.App) {
 	hs := httptest.NewServer(b.Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	e.bot, e.botURL, e.journal, e.cancel, e.done = b, hs.URL, j, cancel, done
+	e.bot, e.botURL, e.journal, e.cancel, e.done, e.journalPath = b, hs.URL, j, cancel, done, path
 	go func() { defer close(done); _ = b.Run(ctx, 4) }()
 	t.Cleanup(func() { e.stopBot(); hs.Close() })
 }
@@ -307,7 +331,9 @@ func (e *env) command(pr int, login, body string) (string, string) {
 func (e *env) answer(pr int, id int64) (string, string) {
 	e.t.Helper()
 	var final string
-	e.waitFor(fmt.Sprintf("the bot's answer to comment %d", id), 30*time.Second, func() bool {
+	// A guard against a hang, not a measure: 110 commands at once under
+	// -race on a loaded machine took over 30 s to be answered.
+	e.waitFor(fmt.Sprintf("the bot's answer to comment %d", id), 120*time.Second, func() bool {
 		c, _ := e.gh.Comment(id)
 		for _, r := range c.Reactions {
 			if r.Content == "rocket" || r.Content == "confused" {
@@ -543,6 +569,68 @@ func TestBot(t *testing.T) {
 		}
 	})
 
+	t.Run("requireChecks", func(t *testing.T) {
+		e.reset()
+		defer e.requireChecks(nil)
+		for _, step := range []struct {
+			name    string
+			require *v1alpha1.RequiredChecks
+			set     func()
+			pr      int
+			cmd     string
+			want    string // the final reaction
+			says    []string
+		}{
+			{name: "true, nothing reported", require: &v1alpha1.RequiredChecks{All: true}, pr: 7, cmd: "/rollout 30",
+				want: "confused", says: []string{"none has reported", "7777777"}},
+			{name: "true, a check still running", pr: 7, cmd: "/rollout 30",
+				set:  func() { e.gh.SetCheckRun(repoName, head7, githubtest.CheckRun{Name: "test", Status: "in_progress"}) },
+				want: "confused", says: []string{"still running: `test`"}},
+			{name: "true, a status failing", pr: 7, cmd: "/rollout 30",
+				set: func() {
+					e.gh.SetCheckRun(repoName, head7, githubtest.CheckRun{Name: "test", Status: "completed", Conclusion: "success"})
+					e.gh.SetCommitStatus(repoName, head7, githubtest.CommitStatus{Context: "ci/lint", State: "failure"})
+				},
+				want: "confused", says: []string{"failing: `ci/lint`"}},
+			{name: "names, one missing", require: &v1alpha1.RequiredChecks{Names: []string{"test", "deploy"}}, pr: 7, cmd: "/rollout 30",
+				want: "confused", says: []string{"missing (no result): `deploy`"}},
+			{name: "names, all passed (a failing one not named)", pr: 7, cmd: "/rollout 30",
+				set: func() {
+					e.gh.SetCommitStatus(repoName, head7, githubtest.CommitStatus{Context: "deploy", State: "success"})
+				},
+				want: "rocket", says: []string{"| `" + e.pr[7] + "` | next, pr-7 | 0% | 30% |"}},
+			{name: "merged PR: the merge commit's checks", require: &v1alpha1.RequiredChecks{Names: []string{"test"}}, pr: 10, cmd: "/rollout 25",
+				want: "confused", says: []string{"commit 1010101", "missing (no result): `test`"}},
+			{name: "abort takes no checks", require: &v1alpha1.RequiredChecks{All: true}, pr: 7, cmd: "/rollout abort",
+				want: "rocket", says: []string{"| `" + e.pr[7] + "` | next, pr-7 | 30% | 0% |"}},
+		} {
+			if step.require != nil {
+				e.requireChecks(step.require)
+			}
+			if step.set != nil {
+				step.set()
+			}
+			before := e.traffic()
+			got, reply := e.command(step.pr, "writer", step.cmd)
+			if got != step.want {
+				t.Errorf("%s: %s %q, want %s", step.name, got, reply, step.want)
+			}
+			for _, s := range step.says {
+				if !strings.Contains(reply, s) {
+					t.Errorf("%s: the reply lacks %q:\n%s", step.name, s, reply)
+				}
+			}
+			if step.want == "confused" {
+				if diff := cmp.Diff(before, e.traffic()); diff != "" {
+					t.Errorf("%s: refused, yet traffic moved (-before +after):\n%s", step.name, diff)
+				}
+			}
+		}
+		if diff := cmp.Diff(with(tt("next", e.pr[7], 0)), e.traffic()); diff != "" {
+			t.Errorf("after the move and the abort (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("merged PR moves its merge commit's revision", func(t *testing.T) {
 		// The deploy on push made revision 2 from the merge commit, and
 		// the manual strategy staged it as next at 0%.
@@ -597,68 +685,145 @@ func TestBot(t *testing.T) {
 
 	t.Run("100 concurrent conflicting commands", func(t *testing.T) {
 		e.reset()
+		// Every version of the route written meanwhile, spec and status.
 		wctx, stopWatch := context.WithCancel(t.Context())
 		events, err := e.srv.Store.Watch(wctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var versions [][]v1alpha1.TrafficTarget
+		var versions []*v1alpha1.Route
 		watched := make(chan struct{})
 		go func() {
 			defer close(watched)
 			for ev := range events {
 				if rt, ok := ev.Object.(*v1alpha1.Route); ok && rt.Name == "hello" {
-					versions = append(versions, rt.Spec.Rollout.Traffic)
+					versions = append(versions, rt)
 				}
 			}
 		}()
-		const n = 100
-		percents := map[int]bool{}
-		ids := make([]int64, n)
+		replies := func() int {
+			n := 0
+			for _, pr := range []int{7, 9} {
+				for _, c := range e.gh.Comments(repoName, pr) {
+					if c.User == "elafros-bot" {
+						n++
+					}
+				}
+			}
+			return n
+		}
+		repliesBefore := replies()
+		// 100 commands on PR 7, each a different percent, and 10 on PR
+		// 9, whose revision is never Ready: all at once.
+		type sent struct {
+			pr, pct int
+			id      int64
+		}
+		cmds := map[string]sent{} // by delivery
+		for i := range 100 {
+			cmds[e.delivery()] = sent{pr: 7, pct: (i * 37) % 101}
+		}
+		for i := range 10 {
+			cmds[e.delivery()] = sent{pr: 9, pct: 10 + i}
+		}
 		var wg sync.WaitGroup
-		for i := range n {
-			pct := (i * 37) % 101
-			percents[pct] = true
-			p, id := e.commentPayload("created", 7, "writer", fmt.Sprintf("/rollout %d", pct), time.Now())
-			ids[i] = id
+		for d, c := range cmds {
+			p, id := e.commentPayload("created", c.pr, "writer", fmt.Sprintf("/rollout %d", c.pct), time.Now())
+			c.id = id
+			cmds[d] = c
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if code := e.post("issue_comment", e.delivery(), secret, p); code != http.StatusAccepted {
-					t.Errorf("delivery %d answered %d", i, code)
+				if code := e.post("issue_comment", d, secret, p); code != http.StatusAccepted {
+					t.Errorf("delivery %s answered %d", d, code)
 				}
 			}()
 		}
 		wg.Wait()
-		for _, id := range ids {
-			if got, reply := e.answer(7, id); got != "rocket" {
-				t.Errorf("comment %d: %s %q", id, got, reply)
+		for _, c := range cmds {
+			want := "rocket"
+			if c.pr == 9 {
+				want = "confused"
+			}
+			if got, reply := e.answer(c.pr, c.id); got != want {
+				t.Errorf("/rollout %d on #%d: %s %q, want %s", c.pct, c.pr, got, reply, want)
 			}
 		}
+		// Stopped, the bot has finished every command in its journal.
+		e.stopBot()
+		j, err := bot.OpenBoltJournal(e.journalPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := j.Entries()
+		_ = j.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.startBot(e.journalPath, nil)
 		final := e.traffic()
 		stopWatch()
 		<-watched
+
+		if got := replies() - repliesBefore; got != len(cmds) {
+			t.Errorf("%d replies to %d commands", got, len(cmds))
+		}
+		// The last command applied, in the journal's order (the order
+		// in which the bot accepted them), is what the route says.
+		var last sent
+		outcomes := map[string]int{}
+		for _, en := range entries {
+			c, ok := cmds[en.Delivery]
+			if !ok {
+				continue
+			}
+			outcomes[en.Outcome]++
+			if en.Outcome == "moved" {
+				last = c
+			}
+		}
+		if diff := cmp.Diff(map[string]int{"moved": 100, "refused": 10}, outcomes); diff != "" {
+			t.Errorf("outcomes in the journal (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(with(tt("current", e.rev2, 100-last.pct), tt("next", e.pr[7], last.pct)), final); diff != "" {
+			t.Errorf("the route is not in the state of the last command applied, /rollout %d (-want +got):\n%s", last.pct, diff)
+		}
+		// No version written breaks the traffic invariants: total 100,
+		// none negative, nothing to a revision that is not Ready.
 		if len(versions) == 0 {
 			t.Fatal("no route version watched")
 		}
-		for i, v := range versions {
-			rt := v1alpha1.Route{Spec: v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: v}}}
-			if errs := rt.Spec.Validate(nil); len(errs) > 0 {
-				t.Errorf("route version %d breaks the invariants: %v", i, errs)
+		ready := map[string]bool{}
+		for _, rev := range []string{e.rev1, e.rev2, e.pr[7], e.pr[8], e.pr[9]} {
+			o, err := e.st.Get(t.Context(), store.KindRevision, ns, rev)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, x := range v {
-				if x.Percent > 0 && x.RevisionName != e.rev2 && x.RevisionName != e.pr[7] {
-					t.Errorf("route version %d sends %d%% to %s", i, x.Percent, x.RevisionName)
+			ready[rev] = o.(*v1alpha1.Revision).Status.Conditions.IsTrue(v1alpha1.ConditionReady)
+		}
+		if ready[e.pr[9]] || !ready[e.pr[7]] {
+			t.Fatalf("fixture: readiness %v", ready)
+		}
+		for i, rt := range versions {
+			for what, traffic := range map[string][]v1alpha1.TrafficTarget{"spec": rt.Spec.Rollout.Traffic, "status": rt.Status.Traffic} {
+				if what == "status" && len(traffic) == 0 {
+					continue // not reconciled yet
+				}
+				check := v1alpha1.RouteSpec{Rollout: v1alpha1.RouteRollout{Traffic: traffic}}
+				if errs := check.Validate(nil); len(errs) > 0 {
+					t.Errorf("route version %d (%s, resourceVersion %s) breaks the invariants: %v", i, what, rt.ResourceVersion, errs)
+				}
+				for _, x := range traffic {
+					if x.Percent > 0 && !ready[x.RevisionName] {
+						t.Errorf("route version %d (%s) sends %d%% to %s, which is not Ready", i, what, x.Percent, x.RevisionName)
+					}
 				}
 			}
 		}
-		if diff := cmp.Diff(versions[len(versions)-1], final); diff != "" {
+		if diff := cmp.Diff(versions[len(versions)-1].Spec.Rollout.Traffic, final); diff != "" {
 			t.Errorf("the route is not its last written version (-last +now):\n%s", diff)
 		}
-		if next := final[1]; next.RevisionName != e.pr[7] || !percents[next.Percent] || final[0].Percent != 100-next.Percent {
-			t.Errorf("final traffic %+v is not one of the commands", final)
-		}
-		t.Logf("%d commands, %d route versions written", n, len(versions))
+		t.Logf("%d commands, %d route versions written, the last applied /rollout %d", len(cmds), len(versions), last.pct)
 	})
 
 	t.Run("closed PR loses its preview target", func(t *testing.T) {

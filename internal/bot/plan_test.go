@@ -1,8 +1,6 @@
 package bot
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,9 +10,8 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/command"
 	"github.com/elafros/elafros/internal/rollout"
+	"github.com/elafros/elafros/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 func tt(name, rev string, pct int) v1alpha1.TrafficTarget {
 	return v1alpha1.TrafficTarget{Name: name, RevisionName: rev, Percent: pct}
@@ -93,20 +90,5 @@ func TestTableGolden(t *testing.T) {
 	before := rollout.Traffic{tt("current", "hello-00001", 100), tt("next", "hello-00001", 0), tt("pr-7", "hello-pr-7-00001", 0)}
 	after := rollout.Traffic{tt("current", "hello-00001", 50), tt("next", "hello-pr-7-00001", 50), tt("pr-7", "hello-pr-7-00001", 0)}
 	got := Table(before, after)
-	path := filepath.Join("testdata", "table.golden.md")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("table (-want +got):\n%s", diff)
-	}
+	testutil.Golden(t, filepath.Join("testdata", "table.golden.md"), got)
 }
