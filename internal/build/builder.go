@@ -297,27 +297,11 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	if err != nil {
 		return "", err
 	}
-	s := goBuildSpec{dir: pkgDir, target: ".", platforms: plats, env: b.opts.GoEnv, log: log}
-	if tmpl == TemplateGoFunction {
-		entry, _ := spec.Template.Argument(v1alpha1.ArgEntryPoint)
-		ip, err := importPath(ctx, pkgDir, b.opts.GoEnv)
-		if err != nil {
-			return "", err
-		}
-		if err := checkEntryPoint(pkgDir, ip, entry); err != nil {
-			return "", err
-		}
-		tmp, err := os.MkdirTemp("", "elafros-fn-")
-		if err != nil {
-			return "", err
-		}
-		defer func() { _ = os.RemoveAll(tmp) }()
-		overlay, mainDir, err := functionOverlay(tmp, pkgDir, ip, entry)
-		if err != nil {
-			return "", err
-		}
-		s.overlay, s.target = overlay, "./"+filepath.Base(mainDir)
+	s, cleanup, err := goSpecFor(ctx, tmpl, spec, pkgDir, plats, b.opts.GoEnv, log)
+	if err != nil {
+		return "", err
 	}
+	defer cleanup()
 	bins, err := goBuild(ctx, s)
 	if err != nil {
 		return "", err
@@ -348,4 +332,33 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	}
 	logf(log, "pushed %s as %s (%s)", dest, ref, time.Since(start).Round(time.Millisecond))
 	return ref, nil
+}
+
+// goSpecFor is the go build of a go or go-function template: for a
+// function, the generated main in an overlay (removed by cleanup).
+func goSpecFor(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir string, plats []platform, env []string, log io.Writer) (goBuildSpec, func(), error) {
+	s := goBuildSpec{dir: pkgDir, target: ".", platforms: plats, env: env, log: log}
+	if tmpl != TemplateGoFunction {
+		return s, func() {}, nil
+	}
+	entry, _ := spec.Template.Argument(v1alpha1.ArgEntryPoint)
+	ip, err := importPath(ctx, pkgDir, env)
+	if err != nil {
+		return s, nil, err
+	}
+	if err := checkEntryPoint(pkgDir, ip, entry); err != nil {
+		return s, nil, err
+	}
+	tmp, err := os.MkdirTemp("", "elafros-fn-")
+	if err != nil {
+		return s, nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(tmp) }
+	overlay, mainDir, err := functionOverlay(tmp, pkgDir, ip, entry)
+	if err != nil {
+		cleanup()
+		return s, nil, err
+	}
+	s.overlay, s.target = overlay, "./"+filepath.Base(mainDir)
+	return s, cleanup, nil
 }

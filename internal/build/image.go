@@ -240,7 +240,7 @@ func appImage(base v1.Image, p platform, bin []byte, defaultBase bool, prov *Pro
 	}
 	if prov != nil {
 		labels[LabelSource] = prov.Repository
-		labels[LabelRevision] = prov.Commit
+		labels[LabelRevision] = prov.revisionLabel()
 	}
 	cf.Config.Labels = labels
 	return mutate.ConfigFile(img, cf)
