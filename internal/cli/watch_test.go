@@ -84,7 +84,6 @@ func helloRepo(t *testing.T, edits ...string) (dir, sha string) {
 	return dir, h.String()
 }
 
-
 // editGreeting rewrites main.go's greeting ("Hello %s!") to greeting.
 func editGreeting(t *testing.T, dir, greeting string) {
 	t.Helper()
