@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/authn/github"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
@@ -302,14 +303,26 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 		return "", err
 	}
 	defer cleanup()
+	// The base is resolved (a pull, for a named one) while go builds.
+	type baseResult struct {
+		bases     map[platform]v1.Image
+		isDefault bool
+		err       error
+	}
+	based := make(chan baseResult, 1)
+	go func() {
+		baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
+		bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
+		based <- baseResult{bases, isDefault, err}
+	}()
 	bins, err := goBuild(ctx, s)
+	base := <-based
 	if err != nil {
 		return "", err
 	}
-	baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
-	bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
-	if err != nil {
-		return "", err
+	bases, isDefault := base.bases, base.isDefault
+	if base.err != nil {
+		return "", base.err
 	}
 	var images []platformImage
 	for _, p := range plats {
