@@ -320,3 +320,42 @@ func TestIgnorer(t *testing.T) {
 		}
 	}
 }
+
+// TestUpWatchCommand runs "elafros up --watch" as typed (flags and all) on
+// a directory outside git, and stops it as Ctrl-C does: the command ends
+// without an error and says so.
+func TestUpWatchCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, dir, "go.mod", "module example.com/tiny\n\ngo 1.22\n")
+	writeFile(t, dir, "main.go", "package main\n\nimport (\n\t\"fmt\"\n\t\"net/http\"\n\t\"os\"\n)\n\nfunc main() {\n\thttp.HandleFunc(\"/\", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, \"tiny\") })\n\t_ = http.ListenAndServe(\":\"+os.Getenv(\"PORT\"), nil)\n}\n")
+	writeFile(t, dir, "elafros.yaml", "apiVersion: elafros.dev/v1alpha1\nkind: Service\nmetadata:\n  name: tiny\nspec:\n  build:\n    template:\n      name: go\n      arguments:\n      - name: _PLATFORMS\n        value: linux/amd64\n")
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	root := NewRootCommand(IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
+	root.SetArgs([]string{"up", dir, "--watch", "--debounce", "50ms", "--data-dir", t.TempDir(),
+		"--api-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0"})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	testutil.Eventually(t, 4*time.Minute, "up --watch is watching", func() (bool, string) {
+		select {
+		case err := <-done:
+			t.Fatalf("up --watch ended before watching: %v\n%s\n%s", err, out, errOut)
+		default:
+		}
+		return strings.Contains(out.String(), "Watching "+dir), out.String()
+	})
+	cancel() // Ctrl-C
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("up --watch after Ctrl-C = %v, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("up --watch did not stop within a minute of Ctrl-C")
+	}
+	if !strings.Contains(errOut.String(), "stopping") {
+		t.Errorf("stderr lacks %q:\n%s", "stopping", errOut)
+	}
+}
