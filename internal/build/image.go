@@ -93,10 +93,13 @@ const layerCompression = gzip.BestSpeed
 // written once: the tar stream is hashed (the diff ID) as it is
 // compressed, and the compressed bytes as they are kept, so neither hash
 // reads the layer again.
-func layer(files ...tarFile) (v1.Layer, error) {
+func layer(files ...tarFile) (v1.Layer, error) { return layerAt(layerCompression, files...) }
+
+// layerAt is layer at a gzip level (the benchmark compares levels).
+func layerAt(level int, files ...tarFile) (*builtLayer, error) {
 	var buf bytes.Buffer
 	digest, diffID := sha256.New(), sha256.New()
-	zw, err := gzip.NewWriterLevel(io.MultiWriter(&buf, digest), layerCompression)
+	zw, err := gzip.NewWriterLevel(io.MultiWriter(&buf, digest), level)
 	if err != nil {
 		return nil, err
 	}
