@@ -231,6 +231,7 @@ func TestUpWatch(t *testing.T) {
 		t.Errorf("a broken edit made a revision (-want +got):\n%s", diff)
 	}
 	stop()
+	t.Logf("up --watch printed:\n%s", out)
 }
 
 // TestUpWatchCanary: with strategy canary, an edit's revision gets the
