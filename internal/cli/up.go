@@ -78,7 +78,7 @@ printed and not applied: the last good revision keeps serving.`,
 			case <-ctx.Done():
 				fmt.Fprintln(s.ErrOut, "stopping")
 				if watch {
-					<-watched // a build in flight ends with ctx
+					_ = <-watched // nil or ctx's error: a build in flight ends with ctx
 				}
 				return nil
 			case err := <-srv.Errors():
