@@ -316,7 +316,12 @@ func editToServing(ctx context.Context, app, dir string, run int) (time.Duration
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- cli.Watch(wctx, srv, src, cli.WatchOptions{}, s) }()
-	defer func() { cancel(); _ = <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "bench: watch:", err)
+		}
+	}()
 	if err := until(time.Minute, func() bool { return strings.Contains(out.String(), "Watching ") }); err != nil {
 		return 0, fmt.Errorf("the watch did not start: %w\n%s", err, out)
 	}

@@ -78,7 +78,9 @@ printed and not applied: the last good revision keeps serving.`,
 			case <-ctx.Done():
 				fmt.Fprintln(s.ErrOut, "stopping")
 				if watch {
-					_ = <-watched // nil or ctx's error: a build in flight ends with ctx
+					// A build in flight ends with ctx; an error here is
+					// the watch's own, from before it could start.
+					return <-watched
 				}
 				return nil
 			case err := <-srv.Errors():
