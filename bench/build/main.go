@@ -1,7 +1,8 @@
 // Command build measures build-and-push of the same Go app to the same
 // local registry by the elafros go builder and by ko, in three interleaved
-// runs (the order of the two alternates from run to run, so that neither
-// always gets the warmer machine): cold (a fresh Go build cache for each
+// runs (within a run each mode builds with both, back to back; which goes
+// first alternates from run to run, so that neither always gets the
+// warmer machine): cold (a fresh Go build cache for each
 // run and each builder), warm (the same cache, no change), and a warm
 // rebuild after a one-line change, for linux/amd64 and linux/arm64, with
 // the size of each image (linux/amd64: compressed layers + config +
@@ -117,13 +118,22 @@ func run(ko, app string, runs int, verbose bool) error {
 		if i%2 == 1 {
 			order = []string{koTool, ours}
 		}
+		// Each mode alternates the builders back to back, so that the two
+		// builds compared ran seconds apart: on a shared machine the load
+		// of other work swings by a factor of two within minutes, and a
+		// builder that ran all its modes first would be measured under
+		// another load than the one that ran second.
+		dirs, caches := map[string]string{}, map[string]string{}
 		for _, tool := range order {
-			dir := filepath.Join(tmp, fmt.Sprintf("run%d-%s", i+1, tool))
-			if err := copyApp(app, dir); err != nil {
+			dirs[tool] = filepath.Join(tmp, fmt.Sprintf("run%d-%s", i+1, tool))
+			if err := copyApp(app, dirs[tool]); err != nil {
 				return err
 			}
-			gocache := filepath.Join(tmp, fmt.Sprintf("gocache-%d-%s", i+1, tool))
-			for _, mode := range modes {
+			caches[tool] = filepath.Join(tmp, fmt.Sprintf("gocache-%d-%s", i+1, tool))
+		}
+		for _, mode := range modes {
+			for _, tool := range order {
+				dir, gocache := dirs[tool], caches[tool]
 				if mode == "change" {
 					if err := edit(filepath.Join(dir, "main.go"), greeting, fmt.Sprintf(`"Hello %%s, run %d!\n"`, i+1)); err != nil {
 						return err
