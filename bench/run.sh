@@ -4,7 +4,7 @@
 #   bash bench/run.sh            # elafros serve's router vs nginx (1 worker, auto) vs direct, under wrk, 3 rounds
 #   PROFILE=/tmp/prof bash bench/run.sh router   # CPU/allocs/mutex/block profiles of the router under wrk
 #   BASELINE=/path/to/older/elafros FLOOR=1 bash bench/run.sh router   # + an older serve, + Go servers that proxy nothing
-#   bash bench/run.sh build      # go builder vs ko, cold and warm
+#   bash bench/run.sh build      # go builder vs ko: 3 interleaved runs of cold, warm, one-line change; edit → serving (up --watch)
 #   bash bench/run.sh restart    # elafros serve: kill -9, restart, all of 1/10/50 services serving again
 #   bash bench/run.sh bot        # the bot binary: /rollout at 50/s on one route, webhook -> router serving, RSS
 #   DURATION=30s bash bench/run.sh
@@ -22,7 +22,7 @@ case "${1:-router}" in
   build)
     # ko from the Go module proxy, cached in bench/.bin.
     [ -x bench/.bin/ko ] || GOBIN="$PWD/bench/.bin" go install github.com/google/ko@v0.19.1
-    go run ./bench/build -ko bench/.bin/ko ;;
+    go run ./bench/build -ko bench/.bin/ko -runs "${RUNS:-3}" ;;
   restart)
     # The real elafros binary, 3 restarts per size; ms/restart is from
     # starting serve to every service answering 200 as before.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/authn/github"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/reconcile"
@@ -300,35 +301,31 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	if err != nil {
 		return "", err
 	}
-	s := goBuildSpec{dir: pkgDir, target: ".", platforms: plats, env: b.opts.GoEnv, log: log}
-	if tmpl == TemplateGoFunction {
-		entry, _ := spec.Template.Argument(v1alpha1.ArgEntryPoint)
-		ip, err := importPath(ctx, pkgDir, b.opts.GoEnv)
-		if err != nil {
-			return "", err
-		}
-		if err := checkEntryPoint(pkgDir, ip, entry); err != nil {
-			return "", err
-		}
-		tmp, err := os.MkdirTemp("", "elafros-fn-")
-		if err != nil {
-			return "", err
-		}
-		defer func() { _ = os.RemoveAll(tmp) }()
-		overlay, mainDir, err := functionOverlay(tmp, pkgDir, ip, entry)
-		if err != nil {
-			return "", err
-		}
-		s.overlay, s.target = overlay, "./"+filepath.Base(mainDir)
+	s, cleanup, err := goSpecFor(ctx, tmpl, spec, pkgDir, plats, b.opts.GoEnv, log)
+	if err != nil {
+		return "", err
 	}
+	defer cleanup()
+	// The base is resolved (a pull, for a named one) while go builds.
+	type baseResult struct {
+		bases     map[platform]v1.Image
+		isDefault bool
+		err       error
+	}
+	based := make(chan baseResult, 1)
+	go func() {
+		baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
+		bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
+		based <- baseResult{bases, isDefault, err}
+	}()
 	bins, err := goBuild(ctx, s)
+	base := <-based
 	if err != nil {
 		return "", err
 	}
-	baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
-	bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
-	if err != nil {
-		return "", err
+	bases, isDefault := base.bases, base.isDefault
+	if base.err != nil {
+		return "", base.err
 	}
 	var images []platformImage
 	for _, p := range plats {
@@ -351,4 +348,33 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	}
 	logf(log, "pushed %s as %s (%s)", dest, ref, time.Since(start).Round(time.Millisecond))
 	return ref, nil
+}
+
+// goSpecFor is the go build of a go or go-function template: for a
+// function, the generated main in an overlay (removed by cleanup).
+func goSpecFor(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir string, plats []platform, env []string, log io.Writer) (goBuildSpec, func(), error) {
+	s := goBuildSpec{dir: pkgDir, target: ".", platforms: plats, env: env, log: log}
+	if tmpl != TemplateGoFunction {
+		return s, func() {}, nil
+	}
+	entry, _ := spec.Template.Argument(v1alpha1.ArgEntryPoint)
+	ip, err := importPath(ctx, pkgDir, env)
+	if err != nil {
+		return s, nil, err
+	}
+	if err := checkEntryPoint(pkgDir, ip, entry); err != nil {
+		return s, nil, err
+	}
+	tmp, err := os.MkdirTemp("", "elafros-fn-")
+	if err != nil {
+		return s, nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(tmp) }
+	overlay, mainDir, err := functionOverlay(tmp, pkgDir, ip, entry)
+	if err != nil {
+		cleanup()
+		return s, nil, err
+	}
+	s.overlay, s.target = overlay, "./"+filepath.Base(mainDir)
+	return s, cleanup, nil
 }

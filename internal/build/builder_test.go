@@ -438,6 +438,14 @@ func TestDefaultSource(t *testing.T) {
 	if diff := cmp.Diff(want, state.Source); diff != "" {
 		t.Errorf("Source (-want +got):\n%s", diff)
 	}
+	// The image says that it is not exactly the commit.
+	cf, err := imageFor(t, pullIndex(t, state.Image), "amd64").ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cf.Config.Labels[LabelRevision], sha+"-dirty"; got != want {
+		t.Errorf("label %s = %q, want %q", LabelRevision, got, want)
+	}
 }
 
 // TestBaseImage builds onto a _BASE_IMAGE: an index, and a single image.

@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -129,34 +131,71 @@ func goEnv(p platform, env []string) []string {
 	return append(out, env...)
 }
 
-// goBuild compiles the spec for each platform and returns the binaries.
+// goBuild compiles the spec for each platform, all at once, and returns
+// the binaries. The platforms build concurrently, as ko's do: each go
+// command is mostly one process at a time at its ends (loading packages,
+// the link), so two of them keep the cores busier than one after the
+// other, and the shared build cache is safe for concurrent use.
 func goBuild(ctx context.Context, s goBuildSpec) (map[platform][]byte, error) {
 	tmp, err := os.MkdirTemp("", "elafros-gobuild-")
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
-	bins := map[platform][]byte{}
-	for _, p := range s.platforms {
-		exe := filepath.Join(tmp, "app-"+p.OS+"-"+p.Arch)
-		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", exe}
-		if s.overlay != "" {
-			args = append(args, "-overlay="+s.overlay)
-		}
-		args = append(args, s.target)
-		start := time.Now()
-		out, err := runLogged(ctx, s.log, s.dir, goEnv(p, s.env), "go", args...)
-		if err != nil {
-			return nil, &StepError{Step: "go build for " + p.String(), Err: err, Output: tail(out, tailLines)}
-		}
-		logf(s.log, "go build for %s took %s", p, time.Since(start).Round(time.Millisecond))
-		bin, err := os.ReadFile(exe)
-		if err != nil {
+	bins := make([][]byte, len(s.platforms))
+	errs := make([]error, len(s.platforms))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, p := range s.platforms {
+		wg.Go(func() {
+			bins[i], errs[i] = goBuildOne(ctx, s, p, tmp)
+			if errs[i] != nil {
+				cancel() // the build has failed: stop the other platforms
+			}
+		})
+	}
+	wg.Wait()
+	// A compiler's message first: the others may only be cancellations
+	// that it caused.
+	var first error
+	for _, err := range errs {
+		var step *StepError
+		if errors.As(err, &step) {
 			return nil, err
 		}
-		bins[p] = bin
+		if err != nil && first == nil {
+			first = err
+		}
 	}
-	return bins, nil
+	if first != nil {
+		return nil, first
+	}
+	out := map[platform][]byte{}
+	for i, p := range s.platforms {
+		out[p] = bins[i]
+	}
+	return out, nil
+}
+
+// goBuildOne compiles the spec for p into dir and returns the binary.
+func goBuildOne(ctx context.Context, s goBuildSpec, p platform, dir string) ([]byte, error) {
+	exe := filepath.Join(dir, "app-"+p.OS+"-"+p.Arch)
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", exe}
+	if s.overlay != "" {
+		args = append(args, "-overlay="+s.overlay)
+	}
+	args = append(args, s.target)
+	start := time.Now()
+	out, err := runLogged(ctx, s.log, s.dir, goEnv(p, s.env), "go", args...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &StepError{Step: "go build for " + p.String(), Err: err, Output: tail(out, tailLines)}
+	}
+	logf(s.log, "go build for %s took %s", p, time.Since(start).Round(time.Millisecond))
+	return os.ReadFile(exe)
 }
 
 // runLogged runs a command in dir, copying its combined output to log,

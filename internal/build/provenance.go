@@ -46,6 +46,18 @@ func (p *Provenance) ImageSource() *v1alpha1.ImageSource {
 	return &v1alpha1.ImageSource{Repository: p.Repository, Commit: p.Commit, Context: p.Context}
 }
 
+// revisionLabel is the image's org.opencontainers.image.revision: the
+// commit, with git describe's "-dirty" suffix when uncommitted changes were
+// built (elafros up, up --watch), so that an image never claims to be a
+// commit it is not. ImageSource.Commit stays the bare SHA: it names the
+// commit the tree started from, and tools compare it with commit SHAs.
+func (p *Provenance) revisionLabel() string {
+	if p.Dirty && p.Commit != "" {
+		return p.Commit + "-dirty"
+	}
+	return p.Commit
+}
+
 // maxDirtyPaths bounds how many changed paths a dirty-tree error lists.
 const maxDirtyPaths = 5
 

@@ -30,8 +30,8 @@ import (
 func newUpCommand(s IOStreams) *cobra.Command {
 	o := serve.Options{}
 	var (
-		verbose bool
-		timeout time.Duration
+		verbose, watch    bool
+		timeout, debounce time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "up [dir]",
@@ -39,7 +39,12 @@ func newUpCommand(s IOStreams) *cobra.Command {
 		Long: `up is the one command to see elafros work: it starts the embedded control plane
 (as "elafros serve" does, with the same flags), builds the services of
 dir/elafros.yaml from the working tree (committed or not), deploys them,
-prints their URLs and traffic, and serves until interrupted.`,
+prints their URLs and traffic, and serves until interrupted.
+
+With --watch it then rebuilds on every saved change and deploys each as a
+new revision with the service's strategy (a canary gets its first step),
+printing the traffic after each change. A change that does not compile is
+printed and not applied: the last good revision keeps serving.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -63,11 +68,27 @@ prints their URLs and traffic, and serves until interrupted.`,
 				return err
 			}
 			defer srv.Close()
+			watched := make(chan error, 1)
+			if watch {
+				go func() {
+					watched <- Watch(ctx, srv, abs, WatchOptions{Debounce: debounce, Timeout: timeout}, s)
+				}()
+			}
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(s.ErrOut, "stopping")
+				if watch {
+					// A build in flight ends with ctx; an error here is
+					// the watch's own, from before it could start.
+					return <-watched
+				}
 				return nil
 			case err := <-srv.Errors():
+				return err
+			case err := <-watched:
+				if err == nil { // ctx ended while a change was deploying
+					fmt.Fprintln(s.ErrOut, "stopping")
+				}
 				return err
 			}
 		},
@@ -80,7 +101,9 @@ prints their URLs and traffic, and serves until interrupted.`,
 	f.StringVar(&o.Domain, "domain", serve.DefaultDomain, "the domain suffix: <route>.<namespace>.<domain>")
 	f.BoolVar(&o.Sticky, "sticky", false, "keep each client on one revision during a canary (cookie)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
-	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the build and the rollout")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the build and the rollout (with --watch: of each change)")
+	f.BoolVarP(&watch, "watch", "w", false, "after the first deploy, rebuild on every saved change and deploy it as a new revision with the service's strategy")
+	f.DurationVar(&debounce, "debounce", DefaultDebounce, "with --watch: how long the tree must be quiet after a change before rebuilding")
 	return cmd
 }
 
@@ -88,13 +111,7 @@ prints their URLs and traffic, and serves until interrupted.`,
 // tree, and returns the running server; its last line of output is
 // "Deployed to <url>".
 func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration, s IOStreams) (*serve.Server, error) {
-	file := filepath.Join(dir, manifest.DefaultFile)
-	m, err := manifest.Load(file)
-	var errs manifest.Errors
-	if errors.As(err, &errs) {
-		report("text", errs, s)
-		return nil, &ExitError{Code: 1}
-	}
+	m, err := loadManifest(dir, s)
 	if err != nil {
 		return nil, err
 	}
@@ -103,28 +120,17 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 		return nil, err
 	}
 	fmt.Fprintf(s.Out, "elafros: control plane up (API %s, router %s, registry %s)\n", srv.APIURL, srv.HTTPAddr, srv.RegistryAddr)
-	digest, err := treeDigest(dir)
+	ign, err := newIgnorer(dir)
 	if err != nil {
 		srv.Close()
 		return nil, err
 	}
-	deployer, sha := "", ""
-	if p, err := build.Open(dir, true); err == nil {
-		deployer, sha = p.Author, p.Commit
-		if i := strings.Index(deployer, " <"); i > 0 {
-			deployer = deployer[:i]
-		}
+	digest, err := treeDigest(dir, ign)
+	if err != nil {
+		srv.Close()
+		return nil, err
 	}
-	var objs []store.Object
-	for _, d := range m.Documents {
-		o := d.Object.(store.Object)
-		if spec := deploy.ConfigurationSpecOf(o); spec != nil && spec.Build != nil {
-			// What is built is the working tree, so its digest (not only the
-			// commit) decides whether there is a new revision.
-			(deploy.Provenance{SourceDigest: digest}).Stamp(o)
-		}
-		objs = append(objs, o)
-	}
+	objs := treeObjects(m, digest)
 	c := deploy.New(srv.Store, v1alpha1.DefaultNamespace)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -134,7 +140,7 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 		}
 	}
 	out, err := c.Ship(wctx, objs, deploy.ShipOptions{
-		Provenance: deploy.Provenance{Commit: sha, Deployer: deployer},
+		Provenance: treeProvenance(dir, s),
 		Wait:       true,
 		Progress:   func(p deploy.Progress) { fmt.Fprintf(s.Out, "✓ %s\n", p.Step) },
 	})
@@ -158,6 +164,52 @@ func Up(ctx context.Context, dir string, o serve.Options, timeout time.Duration,
 	return srv, nil
 }
 
+// loadManifest reads dir's elafros.yaml; its errors are reported (file:
+// line:column) and become exit status 1.
+func loadManifest(dir string, s IOStreams) (*manifest.Manifest, error) {
+	m, err := manifest.Load(filepath.Join(dir, manifest.DefaultFile))
+	var errs manifest.Errors
+	if errors.As(err, &errs) {
+		report("text", errs, s)
+		return nil, &ExitError{Code: 1}
+	}
+	return m, err
+}
+
+// treeObjects are the manifest's objects, each built one stamped with the
+// working tree's digest: what is built is the working tree, so its digest
+// (not only the commit) decides whether there is a new revision.
+func treeObjects(m *manifest.Manifest, digest string) []store.Object {
+	var objs []store.Object
+	for _, d := range m.Documents {
+		o := d.Object.(store.Object)
+		if spec := deploy.ConfigurationSpecOf(o); spec != nil && spec.Build != nil {
+			(deploy.Provenance{SourceDigest: digest}).Stamp(o)
+		}
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+// treeProvenance is the commit and author of dir's HEAD, when dir is in a
+// git repository. A tree with uncommitted changes is built as it is (up
+// is for the inner loop); it says so here, and its image's
+// org.opencontainers.image.revision label says <sha>-dirty.
+func treeProvenance(dir string, s IOStreams) deploy.Provenance {
+	p, err := build.Open(dir, true)
+	if err != nil {
+		return deploy.Provenance{}
+	}
+	deployer := p.Author
+	if i := strings.Index(deployer, " <"); i > 0 {
+		deployer = deployer[:i]
+	}
+	if p.Dirty {
+		fmt.Fprintf(s.Out, "  Source: %s at %.12s-dirty (uncommitted changes are built as they are)\n", p.Repository, p.Commit)
+	}
+	return deploy.Provenance{Commit: p.Commit, Deployer: deployer}
+}
+
 func upFailed(err error, s IOStreams) error {
 	var failed *deploy.FailedError
 	if errors.As(err, &failed) {
@@ -175,15 +227,17 @@ func indent(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// treeDigest hashes the files of dir (names and contents; hidden entries
-// skipped), so that an uncommitted edit changes the revision template.
-func treeDigest(dir string) (string, error) {
+// treeDigest hashes the files of dir that a build can see (names and
+// contents; hidden entries and what .gitignore or .dockerignore exclude
+// are skipped), so that an uncommitted edit changes the revision template
+// and a build product or an editor's swap file does not.
+func treeDigest(dir string, ign *ignorer) (string, error) {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p != dir && strings.HasPrefix(d.Name(), ".") {
+		if p != dir && (strings.HasPrefix(d.Name(), ".") || ign.ignored(p, d.IsDir())) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
