@@ -16,10 +16,21 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/elafros/elafros/api/v1alpha1"
 )
 
 //go:embed fnmain/main.go.tmpl
 var fnMainTemplate string
+
+// fnMainData fills the generated main: the function, and the names of the
+// workload contract (api/v1alpha1's WorkloadEnv) it reads, so the
+// runtimes and the generated main cannot spell them differently.
+type fnMainData struct {
+	Package, EntryPoint                             string
+	EnvPort, EnvConcurrencyModel, EnvTimeoutSeconds string
+	SingleThreaded                                  string
+}
 
 var fnMain = template.Must(template.New("main.go").Parse(fnMainTemplate))
 
@@ -127,7 +138,9 @@ func isHandlerFunc(f *ast.File, t *ast.FuncType) bool {
 // it returns the overlay file and the directory of the main package.
 func functionOverlay(tmp, pkgDir, importPath, entry string) (overlay, mainDir string, err error) {
 	var src bytes.Buffer
-	if err := fnMain.Execute(&src, struct{ Package, EntryPoint string }{importPath, entry}); err != nil {
+	if err := fnMain.Execute(&src, fnMainData{Package: importPath, EntryPoint: entry,
+		EnvPort: v1alpha1.EnvPort, EnvConcurrencyModel: v1alpha1.EnvConcurrencyModel, EnvTimeoutSeconds: v1alpha1.EnvTimeoutSeconds,
+		SingleThreaded: string(v1alpha1.ConcurrencySingleThreaded)}); err != nil {
 		return "", "", err
 	}
 	gen := filepath.Join(tmp, "main.go")

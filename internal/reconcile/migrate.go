@@ -127,7 +127,7 @@ func (r *Reconciler) sharedWith(ctx context.Context, route *v1alpha1.Route, spec
 		if rev == nil || rev.Labels[v1alpha1.ConfigurationLabelKey] != spec.ConfigurationName {
 			continue
 		}
-		if ok, _ := revisionReady(rev); !ok {
+		if ok, _ := rev.Readiness(); !ok {
 			continue
 		}
 		olds = append(olds, p)

@@ -93,7 +93,7 @@ func (r *Reconciler) reconcileRoute(ctx context.Context, ns, name string) (Resul
 			if x.Percent == 0 || revs[x.RevisionName] == nil {
 				return false
 			}
-			ok, _ := revisionReady(revs[x.RevisionName])
+			ok, _ := revs[x.RevisionName].Readiness()
 			return ok
 		})
 		if !live && !slices.ContainsFunc(waiting, func(w resolvedTarget) bool { return w.missingReason == "" }) {
@@ -344,7 +344,7 @@ func (r *Reconciler) resolve(ctx context.Context, route *v1alpha1.Route) ([]reso
 			continue
 		}
 		revs[revName] = rev
-		rt.ready, rt.why = revisionReady(rev)
+		rt.ready, rt.why = rev.Readiness()
 		if rev.Status.Conditions.Get(v1alpha1.ConditionReady).Failed() {
 			rt.failed = true
 		}
@@ -372,21 +372,6 @@ func (r *Reconciler) goneRevision(ctx context.Context, route *v1alpha1.Route, na
 	return cfg.Status.LatestCreatedRevisionName, nil
 }
 
-func revisionReady(rev *v1alpha1.Revision) (bool, string) {
-	c := rev.Status.Conditions.Get(v1alpha1.ConditionReady)
-	switch {
-	case c == nil:
-		return false, "it has not reported readiness yet"
-	case c.Status == corev1.ConditionTrue:
-		return true, ""
-	case c.Reason != "" && c.Message != "":
-		return false, c.Reason + ": " + c.Message
-	case c.Message != "":
-		return false, c.Message
-	}
-	return false, "it is not Ready"
-}
-
 // plan turns a status split into what the traffic layer serves.
 func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarget, revs map[string]*v1alpha1.Revision) TrafficPlan {
 	p := TrafficPlan{Domain: r.opts.Domain(route), Hosts: map[string]NamedTarget{}, Tags: map[string]string{}}
@@ -394,7 +379,7 @@ func (r *Reconciler) plan(route *v1alpha1.Route, traffic []v1alpha1.TrafficTarge
 		rev := revs[t.RevisionName]
 		ready := false
 		if rev != nil {
-			ready, _ = revisionReady(rev)
+			ready, _ = rev.Readiness()
 		}
 		if t.Percent > 0 && rev != nil {
 			p.Split = append(p.Split, Backend{Revision: t.RevisionName, Percent: t.Percent, Ready: ready})

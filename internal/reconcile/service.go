@@ -231,7 +231,7 @@ func (r *Reconciler) readyFunc(ctx context.Context, ns string) rollout.ReadyFunc
 		if rev == nil {
 			return false, fmt.Sprintf("revision %q does not exist", name)
 		}
-		return revisionReady(rev)
+		return rev.Readiness()
 	}
 }
 
