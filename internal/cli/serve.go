@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/local/serve"
@@ -70,16 +71,22 @@ registry's images, the unpacked images, logs and builds, then serves.`,
 		},
 	}
 	f := cmd.Flags()
+	planeFlags(f, &o, &verbose)
+	f.BoolVar(&reset, "reset", false, "delete everything in --data-dir first (needs --yes)")
+	f.BoolVar(&yes, "yes", false, "confirm --reset")
+	return cmd
+}
+
+// planeFlags are the flags of the embedded control plane, which serve and
+// up both start: one declaration, so the two commands cannot drift apart.
+func planeFlags(f *pflag.FlagSet, o *serve.Options, verbose *bool) {
 	f.StringVar(&o.DataDir, "data-dir", serve.DefaultDataDir(), "where the store, registry, unpacked images and logs live")
 	f.StringVar(&o.APIAddr, "api-addr", serve.DefaultAPIAddr, "the API's address (port 0 picks a free port and prints it)")
 	f.StringVar(&o.HTTPAddr, "http-addr", serve.DefaultHTTPAddr, "the router's address")
 	f.StringVar(&o.RegistryAddr, "registry-addr", serve.DefaultRegistryAddr, "the OCI registry's address")
 	f.StringVar(&o.Domain, "domain", serve.DefaultDomain, "the domain suffix: <route>.<namespace>.<domain>")
 	f.BoolVar(&o.Sticky, "sticky", false, "keep each client on one revision during a canary (cookie)")
-	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
-	f.BoolVar(&reset, "reset", false, "delete everything in --data-dir first (needs --yes)")
-	f.BoolVar(&yes, "yes", false, "confirm --reset")
-	return cmd
+	f.BoolVarP(verbose, "verbose", "v", false, "log debug events")
 }
 
 func newLogsCommand(s IOStreams, t *target) *cobra.Command {

@@ -94,13 +94,7 @@ printed and not applied: the last good revision keeps serving.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.DataDir, "data-dir", serve.DefaultDataDir(), "where the store, unpacked images, logs and the registry live")
-	f.StringVar(&o.APIAddr, "api-addr", serve.DefaultAPIAddr, "the API's address (port 0 picks a free port)")
-	f.StringVar(&o.HTTPAddr, "http-addr", serve.DefaultHTTPAddr, "the router's address")
-	f.StringVar(&o.RegistryAddr, "registry-addr", serve.DefaultRegistryAddr, "the OCI registry's address")
-	f.StringVar(&o.Domain, "domain", serve.DefaultDomain, "the domain suffix: <route>.<namespace>.<domain>")
-	f.BoolVar(&o.Sticky, "sticky", false, "keep each client on one revision during a canary (cookie)")
-	f.BoolVarP(&verbose, "verbose", "v", false, "log debug events")
+	planeFlags(f, &o, &verbose)
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the build and the rollout (with --watch: of each change)")
 	f.BoolVarP(&watch, "watch", "w", false, "after the first deploy, rebuild on every saved change and deploy it as a new revision with the service's strategy")
 	f.DurationVar(&debounce, "debounce", DefaultDebounce, "with --watch: how long the tree must be quiet after a change before rebuilding")
