@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -157,17 +156,7 @@ func runContainer(t *testing.T, ctx context.Context, cli, image string, p *plane
 		args = append(args, "-e", k+"="+v)
 	}
 	args = append(args, image)
-	cmd := exec.CommandContext(ctx, cli, args...)
-	var stdout strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stdout
-	err = cmd.Run()
-	code := 0
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	code, stdout := runCommand(t, exec.CommandContext(ctx, cli, args...))
 	out := filepath.Join(dirs["_runner_file_commands"], outName)
 	summary := filepath.Join(dirs["_runner_file_commands"], summaryName)
 	if os.Geteuid() == 0 {

@@ -213,16 +213,7 @@ func runAction(t *testing.T, gh *githubtest.Server, ws, event, eventFile string,
 	}
 	cmd := exec.Command(actionBin)
 	cmd.Env, cmd.Dir = env, ws
-	var stdout strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stdout
-	err = cmd.Run()
-	code := 0
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	code, stdout := runCommand(t, cmd)
 	outputs := parseOutputs(t, out)
 	s, _ := os.ReadFile(summary)
 	secrets := []string{gh.Token}
@@ -252,6 +243,22 @@ func runAction(t *testing.T, gh *githubtest.Server, ws, event, eventFile string,
 		t.Errorf("requests GitHub would refuse: %v", r)
 	}
 	return result{code: code, stdout: stdout.String(), outputs: outputs, summary: string(s)}
+}
+
+// runCommand runs cmd and returns its exit status and combined output; a
+// command that cannot start fails the test.
+func runCommand(t *testing.T, cmd *exec.Cmd) (int, fmt.Stringer) {
+	t.Helper()
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), &out
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, &out
 }
 
 func must(t *testing.T, err error) {

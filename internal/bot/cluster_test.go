@@ -34,6 +34,7 @@ import (
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/store"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // The package's tests that need a cluster share one, started by the first
@@ -558,7 +559,7 @@ func TestBotsOnCluster(t *testing.T) {
 
 	// A leads first (so the test knows whom to kill); B follows.
 	a := start("a")
-	eventually(t, 30*time.Second, "replica a leads", func() (bool, string) { return holder() == "a", "holder " + holder() })
+	testutil.Eventually(t, 30*time.Second, "replica a leads", func() (bool, string) { return holder() == "a", "holder " + holder() })
 	b := start("b")
 
 	// The fixture, written as the Action would: service hello (manual)
@@ -582,7 +583,7 @@ func TestBotsOnCluster(t *testing.T) {
 	}
 	ready := func(rev string) {
 		t.Helper()
-		eventually(t, 120*time.Second, "revision "+rev+" Ready (the bot's reconciler)", func() (bool, string) {
+		testutil.Eventually(t, 120*time.Second, "revision "+rev+" Ready (the bot's reconciler)", func() (bool, string) {
 			o, err := admin.Get(ctx, store.KindRevision, svcNS, rev)
 			if err != nil {
 				return false, err.Error()
@@ -659,7 +660,7 @@ func TestBotsOnCluster(t *testing.T) {
 	}
 	rocket := func(id int64) {
 		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("🚀 on comment %d", id), func() (bool, string) {
+		testutil.Eventually(t, 60*time.Second, fmt.Sprintf("🚀 on comment %d", id), func() (bool, string) {
 			rs := reactions(id)
 			return slices.Contains(rs, "rocket") || slices.Contains(rs, "confused"), fmt.Sprint(rs)
 		})
@@ -677,7 +678,7 @@ func TestBotsOnCluster(t *testing.T) {
 			t.Fatalf("route spec (-want +got):\n%s", diff)
 		}
 		// The leader's reconciler makes status follow the spec.
-		eventually(t, 60*time.Second, "status.traffic following the spec", func() (bool, string) {
+		testutil.Eventually(t, 60*time.Second, "status.traffic following the spec", func() (bool, string) {
 			rt := route()
 			return cmp.Equal(want, rt.Status.Traffic), fmt.Sprintf("status %+v, observed generation %d of %d", rt.Status.Traffic, rt.Status.ObservedGeneration, rt.Generation)
 		})
@@ -808,30 +809,13 @@ func TestBotsOnCluster(t *testing.T) {
 		if got := route().Spec.Rollout.Traffic[1].Percent; got != 30 {
 			t.Fatalf("next at %d%% before anyone applied the command", got)
 		}
-		eventually(t, 30*time.Second, other.name+" takes the Lease", func() (bool, string) { return holder() == other.name, "holder " + holder() })
+		testutil.Eventually(t, 30*time.Second, other.name+" takes the Lease", func() (bool, string) { return holder() == other.name, "holder " + holder() })
 		rocket(id)
 		wantTraffic(60) // the survivor's reconciler, now the only one, follows too
 		if s, o := state(d); s != bot.JournalDone || o != "moved" {
 			t.Errorf("journal entry %s: %s %s, want done moved", d, s, o)
 		}
 	})
-}
-
-// eventually is testutil.Eventually, which this package cannot import:
-// testutil defines the -update flag that plan_test.go defines as well.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, timeout, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // BenchmarkKubeJournalRecord is what a replica does on a cluster before it
