@@ -115,21 +115,8 @@ func (j *BoltJournal) Finish(delivery, outcome string) error {
 
 // Pending implements Journal.
 func (j *BoltJournal) Pending() ([]Entry, error) {
-	var out []Entry
-	err := j.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			if !e.Done {
-				out = append(out, e)
-			}
-			return nil
-		})
-	})
-	sortEntries(out)
-	return out, err
+	all, err := j.Entries()
+	return slices.DeleteFunc(all, func(e Entry) bool { return e.Done }), err
 }
 
 // Entries are all the entries, done or not, oldest first (what the
