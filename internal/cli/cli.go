@@ -38,9 +38,9 @@ func NewRootCommand(s IOStreams) *cobra.Command {
 	root.SetErr(s.ErrOut)
 	t := &target{}
 	t.flags(root)
-	root.AddCommand(newValidateCommand(s))
+	root.AddCommand(newValidateCommand(s, nil))
 	addClientCommands(root, s, t)
-	root.AddCommand(newServeCommand(s), newLogsCommand(s, t), newUpCommand(s), newInstallCommand(s, t), newReconcileCommand(s, t))
+	root.AddCommand(newServeCommand(s, nil), newLogsCommand(s, t, nil), newUpCommand(s, nil), newInstallCommand(s, t, nil), newReconcileCommand(s, t, nil))
 	return root
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -23,67 +24,92 @@ import (
 )
 
 func addClientCommands(root *cobra.Command, s IOStreams, t *target) {
-	root.AddCommand(newApplyCommand(s, t), newGetCommand(s, t), newDescribeCommand(s, t),
-		newDeployCommand(s, t), newRevisionsCommand(s, t), newRolloutCommand(s, t))
+	root.AddCommand(newApplyCommand(s, t, nil), newGetCommand(s, t, nil), newDescribeCommand(s, t, nil),
+		newDeployCommand(s, t, nil), newRevisionsCommand(s, t, nil), newRolloutCommand(s, t, nil))
 }
 
-func newApplyCommand(s IOStreams, t *target) *cobra.Command {
-	var (
-		file    string
-		wait    bool
-		timeout time.Duration
-	)
+// Each command has an options struct, filled and checked from its flags
+// and arguments by its cobra.Command, and a run function that does the
+// work: tests call the run functions with options of their own, and pass
+// a runF to the constructor to see what the flags parse to (cli/cli's
+// shape). A nil runF means the real run function.
+
+// ApplyOptions are "elafros apply"'s.
+type ApplyOptions struct {
+	IO      IOStreams
+	Target  *target
+	File    string
+	Wait    bool
+	Timeout time.Duration
+}
+
+func newApplyCommand(s IOStreams, t *target, runF func(context.Context, *ApplyOptions) error) *cobra.Command {
+	o := &ApplyOptions{IO: s, Target: t}
 	cmd := &cobra.Command{
 		Use:   "apply -f elafros.yaml [--wait]",
 		Short: "Create or update the objects of a manifest (validated first: nothing is applied from a bad file)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
+			if o.File == "" {
 				return errors.New("-f: name the manifest to apply, e.g. -f elafros.yaml")
 			}
-			m, err := manifest.Load(file)
-			var errs manifest.Errors
-			if errors.As(err, &errs) {
-				report("text", errs, s)
-				return &ExitError{Code: 1}
-			}
-			if err != nil {
-				return err
-			}
-			c, err := t.deployClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			out, err := c.Ship(ctx, deploy.ObjectsOf(m), deploy.ShipOptions{
-				Wait: wait,
-				Progress: func(p deploy.Progress) {
-					fmt.Fprintf(s.Out, "✓ %s %s/%s\n", p.Step, strings.ToLower(string(p.Kind)), p.Name)
-				},
-			})
-			if out != nil {
-				for _, a := range out.Applied {
-					fmt.Fprintf(s.Out, "%s/%s %s\n", strings.ToLower(a.Kind), a.Name, a.Action)
-				}
-			}
-			if err != nil {
-				return t.explain(upFailed(err, s))
-			}
-			if wait {
-				for _, sh := range out.Shipped {
-					fmt.Fprintf(s.Out, "%s/%s serves at %s\n", strings.ToLower(string(sh.Kind)), sh.Name, t.url(sh.Domain))
-					if err := deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: sh.Name, Before: sh.Before, After: sh.After}); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return orRun(runF, runApply)(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "filename", "f", "", "the manifest (elafros.yaml)")
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every service and route serves (a revision that cannot start fails the command)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
+	cmd.Flags().StringVarP(&o.File, "filename", "f", "", "the manifest (elafros.yaml)")
+	cmd.Flags().BoolVar(&o.Wait, "wait", false, "wait until every service and route serves (a revision that cannot start fails the command)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
 	return cmd
+}
+
+// orRun is runF, or run when runF is nil.
+func orRun[O any](runF, run func(context.Context, *O) error) func(context.Context, *O) error {
+	if runF != nil {
+		return runF
+	}
+	return run
+}
+
+func runApply(ctx context.Context, o *ApplyOptions) error {
+	s, t := o.IO, o.Target
+	m, err := manifest.Load(o.File)
+	var errs manifest.Errors
+	if errors.As(err, &errs) {
+		report("text", errs, s)
+		return &ExitError{Code: 1}
+	}
+	if err != nil {
+		return err
+	}
+	c, err := t.deployClient()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	out, err := c.Ship(ctx, deploy.ObjectsOf(m), deploy.ShipOptions{
+		Wait: o.Wait,
+		Progress: func(p deploy.Progress) {
+			fmt.Fprintf(s.Out, "✓ %s %s/%s\n", p.Step, strings.ToLower(string(p.Kind)), p.Name)
+		},
+	})
+	if out != nil {
+		for _, a := range out.Applied {
+			fmt.Fprintf(s.Out, "%s/%s %s\n", strings.ToLower(a.Kind), a.Name, a.Action)
+		}
+	}
+	if err != nil {
+		return t.explain(upFailed(err, s))
+	}
+	if o.Wait {
+		for _, sh := range out.Shipped {
+			fmt.Fprintf(s.Out, "%s/%s serves at %s\n", strings.ToLower(string(sh.Kind)), sh.Name, t.url(sh.Domain))
+			if err := deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: sh.Name, Before: sh.Before, After: sh.After}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // parseKind reads a kind as kubectl does: its kind, plural, singular or a
@@ -99,8 +125,17 @@ func parseKind(s string) (store.Kind, error) {
 	return "", fmt.Errorf("unknown kind %q; accepted: %s", s, strings.Join(accepted, ", "))
 }
 
-func newGetCommand(s IOStreams, t *target) *cobra.Command {
-	var output string
+// GetOptions are "elafros get"'s: Name empty lists the kind.
+type GetOptions struct {
+	IO     IOStreams
+	Target *target
+	Kind   store.Kind
+	Name   string
+	Output string // "", json or yaml
+}
+
+func newGetCommand(s IOStreams, t *target, runF func(context.Context, *GetOptions) error) *cobra.Command {
+	o := &GetOptions{IO: s, Target: t}
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
 		Short: "List or show services, configurations, revisions or routes",
@@ -110,25 +145,37 @@ func newGetCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := t.store()
-			if err != nil {
-				return err
+			if o.Output != "" && o.Output != "json" && o.Output != "yaml" {
+				return fmt.Errorf("-o %q: accepted: json, yaml", o.Output)
 			}
-			var objs []store.Object
+			o.Kind = kind
 			if len(args) == 2 {
-				o, err := st.Get(cmd.Context(), kind, t.namespace, args[1])
-				if err != nil {
-					return t.explain(err)
-				}
-				objs = []store.Object{o}
-			} else if objs, err = st.List(cmd.Context(), kind, t.namespace, nil); err != nil {
-				return t.explain(err)
+				o.Name = args[1]
 			}
-			return printObjects(s.Out, output, kind, objs, len(args) == 2)
+			return orRun(runF, runGet)(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: a table)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml (default: a table)")
 	return cmd
+}
+
+func runGet(ctx context.Context, o *GetOptions) error {
+	t := o.Target
+	st, err := t.store()
+	if err != nil {
+		return err
+	}
+	var objs []store.Object
+	if o.Name != "" {
+		obj, err := st.Get(ctx, o.Kind, t.namespace, o.Name)
+		if err != nil {
+			return t.explain(err)
+		}
+		objs = []store.Object{obj}
+	} else if objs, err = st.List(ctx, o.Kind, t.namespace, nil); err != nil {
+		return t.explain(err)
+	}
+	return printObjects(o.IO.Out, o.Output, o.Kind, objs, o.Name != "")
 }
 
 func printObjects(w io.Writer, output string, kind store.Kind, objs []store.Object, single bool) error {
@@ -209,7 +256,16 @@ func trafficSummary(ts []v1alpha1.TrafficTarget) string {
 	return strings.Join(parts, ",")
 }
 
-func newDescribeCommand(s IOStreams, t *target) *cobra.Command {
+// DescribeOptions are "elafros describe"'s.
+type DescribeOptions struct {
+	IO     IOStreams
+	Target *target
+	Kind   store.Kind
+	Name   string
+}
+
+func newDescribeCommand(s IOStreams, t *target, runF func(context.Context, *DescribeOptions) error) *cobra.Command {
+	o := &DescribeOptions{IO: s, Target: t}
 	return &cobra.Command{
 		Use:   "describe KIND NAME",
 		Short: "Show one object as YAML, with its conditions explained",
@@ -219,126 +275,155 @@ func newDescribeCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := t.store()
-			if err != nil {
-				return err
-			}
-			o, err := st.Get(cmd.Context(), kind, t.namespace, args[1])
-			if err != nil {
-				return t.explain(err)
-			}
-			if err := printObjects(s.Out, "yaml", kind, []store.Object{o}, true); err != nil {
-				return err
-			}
-			var cs v1alpha1.Conditions
-			switch x := o.(type) {
-			case *v1alpha1.Service:
-				cs = x.Status.Conditions
-			case *v1alpha1.Configuration:
-				cs = x.Status.Conditions
-			case *v1alpha1.Revision:
-				cs = x.Status.Conditions
-			case *v1alpha1.Route:
-				cs = x.Status.Conditions
-			}
-			if len(cs) > 0 {
-				fmt.Fprintln(s.Out, "\nConditions:")
-				tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "  TYPE\tSTATUS\tREASON\tMESSAGE")
-				for _, c := range cs {
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message)
-				}
-				tw.Flush()
-			}
-			return nil
+			o.Kind, o.Name = kind, args[1]
+			return orRun(runF, runDescribe)(cmd.Context(), o)
 		},
 	}
 }
 
-func newDeployCommand(s IOStreams, t *target) *cobra.Command {
-	var (
-		o       deploy.Options
-		env     []string
-		timeout time.Duration
-	)
+func runDescribe(ctx context.Context, o *DescribeOptions) error {
+	s, t := o.IO, o.Target
+	st, err := t.store()
+	if err != nil {
+		return err
+	}
+	obj, err := st.Get(ctx, o.Kind, t.namespace, o.Name)
+	if err != nil {
+		return t.explain(err)
+	}
+	if err := printObjects(s.Out, "yaml", o.Kind, []store.Object{obj}, true); err != nil {
+		return err
+	}
+	var cs v1alpha1.Conditions
+	switch x := obj.(type) {
+	case *v1alpha1.Service:
+		cs = x.Status.Conditions
+	case *v1alpha1.Configuration:
+		cs = x.Status.Conditions
+	case *v1alpha1.Revision:
+		cs = x.Status.Conditions
+	case *v1alpha1.Route:
+		cs = x.Status.Conditions
+	}
+	if len(cs) > 0 {
+		fmt.Fprintln(s.Out, "\nConditions:")
+		tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TYPE\tSTATUS\tREASON\tMESSAGE")
+		for _, c := range cs {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// DeployOptions are "elafros deploy"'s.
+type DeployOptions struct {
+	IO      IOStreams
+	Target  *target
+	Deploy  deploy.Options
+	Timeout time.Duration
+}
+
+func newDeployCommand(s IOStreams, t *target, runF func(context.Context, *DeployOptions) error) *cobra.Command {
+	o := &DeployOptions{IO: s, Target: t}
+	var env []string
 	cmd := &cobra.Command{
 		Use:   "deploy --service NAME --image REF [--env K=V]... [--function]",
 		Short: "Deploy an image to a service (created if new) and wait until it serves",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, kv := range env {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
 					return fmt.Errorf("--env %q: want NAME=value", kv)
 				}
-				o.Env = append(o.Env, corev1.EnvVar{Name: k, Value: v})
+				o.Deploy.Env = append(o.Deploy.Env, corev1.EnvVar{Name: k, Value: v})
 			}
-			if o.Service == "" || o.Image == "" {
+			if o.Deploy.Service == "" || o.Deploy.Image == "" {
 				return errors.New("--service and --image are required, e.g. --service my-service --image ghcr.io/acme/app:1")
 			}
-			c, err := t.deployClient()
-			if err != nil {
-				return err
-			}
-			what := "app"
-			if o.Function {
-				what = "function"
-			}
-			fmt.Fprintf(s.Out, "  Deploying %s to service [%s]:\n", what, o.Service)
-			svc, err := c.Deploy(cmd.Context(), o)
-			if err != nil {
-				return t.explain(err)
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			final, err := c.Wait(ctx, o.Service, svc.Generation, func(step deploy.Step) { fmt.Fprintf(s.Out, "✓ %s\n", step) })
-			var failed *deploy.FailedError
-			if errors.As(err, &failed) {
-				fmt.Fprintf(s.Out, "✗ %s\n  Revision %s failed: %s: %s\n", failed.Step, failed.Revision, failed.Reason, failed.Detail)
-				return &ExitError{Code: 1}
-			}
-			if err != nil {
-				return t.explain(err)
-			}
-			fmt.Fprintln(s.Out, "  Done.")
-			fmt.Fprintf(s.Out, "  Deployed to %s\n", t.url(final.Status.Domain))
-			return nil
+			return orRun(runF, runDeploy)(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Service, "service", "", "the service to deploy to")
-	cmd.Flags().StringVar(&o.Image, "image", "", "the container image")
+	cmd.Flags().StringVar(&o.Deploy.Service, "service", "", "the service to deploy to")
+	cmd.Flags().StringVar(&o.Deploy.Image, "image", "", "the container image")
 	cmd.Flags().StringArrayVar(&env, "env", nil, "an environment variable NAME=value (repeatable); merged by name")
-	cmd.Flags().BoolVar(&o.Function, "function", false, "deploy a function (elafros.dev/type: function, SingleThreaded)")
-	cmd.Flags().StringVar(&o.Deployer, "deployer", "", "who deploys (recorded on the revision)")
-	cmd.Flags().StringVar(&o.GitCommit, "git-sha", "", "the commit deployed (recorded on the revision)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the revision to serve")
+	cmd.Flags().BoolVar(&o.Deploy.Function, "function", false, "deploy a function (elafros.dev/type: function, SingleThreaded)")
+	cmd.Flags().StringVar(&o.Deploy.Deployer, "deployer", "", "who deploys (recorded on the revision)")
+	cmd.Flags().StringVar(&o.Deploy.GitCommit, "git-sha", "", "the commit deployed (recorded on the revision)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the revision to serve")
 	return cmd
 }
 
-func newRevisionsCommand(s IOStreams, t *target) *cobra.Command {
+func runDeploy(ctx context.Context, o *DeployOptions) error {
+	s, t := o.IO, o.Target
+	c, err := t.deployClient()
+	if err != nil {
+		return err
+	}
+	what := "app"
+	if o.Deploy.Function {
+		what = "function"
+	}
+	fmt.Fprintf(s.Out, "  Deploying %s to service [%s]:\n", what, o.Deploy.Service)
+	svc, err := c.Deploy(ctx, o.Deploy)
+	if err != nil {
+		return t.explain(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	final, err := c.Wait(ctx, o.Deploy.Service, svc.Generation, func(step deploy.Step) { fmt.Fprintf(s.Out, "✓ %s\n", step) })
+	var failed *deploy.FailedError
+	if errors.As(err, &failed) {
+		fmt.Fprintf(s.Out, "✗ %s\n  Revision %s failed: %s: %s\n", failed.Step, failed.Revision, failed.Reason, failed.Detail)
+		return &ExitError{Code: 1}
+	}
+	if err != nil {
+		return t.explain(err)
+	}
+	fmt.Fprintln(s.Out, "  Done.")
+	fmt.Fprintf(s.Out, "  Deployed to %s\n", t.url(final.Status.Domain))
+	return nil
+}
+
+// RevisionsOptions are "elafros revisions list"'s.
+type RevisionsOptions struct {
+	IO      IOStreams
+	Target  *target
+	Service string
+}
+
+func newRevisionsCommand(s IOStreams, t *target, runF func(context.Context, *RevisionsOptions) error) *cobra.Command {
+	o := &RevisionsOptions{IO: s, Target: t}
 	cmd := &cobra.Command{Use: "revisions", Short: "Work with revisions"}
-	var service string
 	list := &cobra.Command{
 		Use:   "list --service NAME",
 		Short: "List a service's revisions with their traffic (Name, Traffic, Id, Date, Deployer, Git SHA)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if service == "" {
+			if o.Service == "" {
 				return errors.New("--service is required")
 			}
-			c, err := t.deployClient()
-			if err != nil {
-				return err
-			}
-			rows, err := c.Revisions(cmd.Context(), service)
-			if err != nil {
-				return t.explain(err)
-			}
-			writeRevisions(s.Out, rows)
-			return nil
+			return orRun(runF, runRevisions)(cmd.Context(), o)
 		},
 	}
-	list.Flags().StringVar(&service, "service", "", "the service")
+	list.Flags().StringVar(&o.Service, "service", "", "the service")
 	cmd.AddCommand(list)
 	return cmd
+}
+
+func runRevisions(ctx context.Context, o *RevisionsOptions) error {
+	c, err := o.Target.deployClient()
+	if err != nil {
+		return err
+	}
+	rows, err := c.Revisions(ctx, o.Service)
+	if err != nil {
+		return o.Target.explain(err)
+	}
+	writeRevisions(o.IO.Out, rows)
+	return nil
 }
 
 func writeRevisions(w io.Writer, rows []deploy.Row) {
@@ -354,47 +439,54 @@ func writeRevisions(w io.Writer, rows []deploy.Row) {
 	tw.Flush()
 }
 
-func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
-	var service string
+// RolloutAction is what "elafros rollout" does.
+type RolloutAction string
+
+// The rollout subcommands.
+const (
+	RolloutStrategy RolloutAction = "strategy"
+	RolloutPercent  RolloutAction = "next percent"
+	RolloutFinish   RolloutAction = "finish"
+	RolloutAbort    RolloutAction = "abort"
+	RolloutPromote  RolloutAction = "promote"
+	RolloutHistory  RolloutAction = "history"
+)
+
+// RolloutOptions are "elafros rollout"'s: Percent is for RolloutPercent,
+// Strategy for RolloutStrategy.
+type RolloutOptions struct {
+	IO       IOStreams
+	Target   *target
+	Service  string
+	Action   RolloutAction
+	Percent  int
+	Strategy v1alpha1.RolloutStrategy
+}
+
+func newRolloutCommand(s IOStreams, t *target, runF func(context.Context, *RolloutOptions) error) *cobra.Command {
+	o := &RolloutOptions{IO: s, Target: t}
 	cmd := &cobra.Command{Use: "rollout", Short: "Move a service's traffic: strategy, next percent N, finish, abort, promote"}
-	cmd.PersistentFlags().StringVar(&service, "service", "", "the service (its route has the same name)")
-	// client checks --service and connects: every subcommand needs both.
-	client := func() (*deploy.Client, error) {
-		if service == "" {
-			return nil, errors.New("--service is required")
+	cmd.PersistentFlags().StringVar(&o.Service, "service", "", "the service (its route has the same name)")
+	// do checks --service, which every subcommand needs, and runs action.
+	do := func(cmd *cobra.Command, action RolloutAction) error {
+		if o.Service == "" {
+			return errors.New("--service is required")
 		}
-		return t.deployClient()
+		o.Action = action
+		return orRun(runF, runRollout)(cmd.Context(), o)
 	}
-	move := func(cmd *cobra.Command, op deploy.Op) error {
-		c, err := client()
-		if err != nil {
-			return err
-		}
-		rt, err := c.Rollout(cmd.Context(), service, op)
-		if rollout.IsRefused(err) {
-			fmt.Fprintf(s.ErrOut, "refused: %v\nNothing was changed.\n", err)
-			return &ExitError{Code: 1}
-		}
-		if err != nil {
-			return t.explain(err)
-		}
-		return deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: service, After: rt.Spec.Rollout.Traffic})
-	}
+	strategies := []string{string(v1alpha1.StrategyAutomatic), string(v1alpha1.StrategyManual), string(v1alpha1.StrategyCanary)}
 	strategy := &cobra.Command{
 		Use:       "strategy automatic|manual|canary",
 		Short:     "Set how new revisions roll out",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"automatic", "manual", "canary"},
+		ValidArgs: strategies,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
+			if !slices.Contains(strategies, args[0]) {
+				return fmt.Errorf("strategy %q: accepted: %s", args[0], strings.Join(strategies, ", "))
 			}
-			if err := c.SetStrategy(cmd.Context(), service, v1alpha1.RolloutStrategy(args[0])); err != nil {
-				return t.explain(err)
-			}
-			fmt.Fprintf(s.Out, "service/%s strategy %s\n", service, args[0])
-			return nil
+			o.Strategy = v1alpha1.RolloutStrategy(args[0])
+			return do(cmd, RolloutStrategy)
 		},
 	}
 	next := &cobra.Command{Use: "next", Short: "Move traffic to the next revision"}
@@ -407,54 +499,80 @@ func newRolloutCommand(s IOStreams, t *target) *cobra.Command {
 			if err != nil || n < 0 || n > 100 {
 				return fmt.Errorf("percent %q: want an integer from 0 to 100", args[0])
 			}
-			return move(cmd, deploy.SetNext(n))
+			o.Percent = n
+			return do(cmd, RolloutPercent)
 		},
 	}
 	next.AddCommand(percent)
-	finish := &cobra.Command{Use: "finish", Short: "Make next the current revision at 100%", RunE: func(cmd *cobra.Command, _ []string) error { return move(cmd, deploy.Finish) }}
-	abort := &cobra.Command{Use: "abort", Short: "Send all traffic back to current", RunE: func(cmd *cobra.Command, _ []string) error { return move(cmd, deploy.Abort) }}
-	promote := &cobra.Command{
-		Use:   "promote",
-		Short: "Move next one step along the service's steps",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
-			o, err := c.Get(cmd.Context(), store.KindService, service)
-			if err != nil {
-				return t.explain(err)
-			}
-			p := o.(*v1alpha1.Service).Spec.Rollout
-			p.SetDefaults() // the policy's steps, or the default canary steps
-			steps := p.Steps
-			return move(cmd, deploy.Promote(steps))
-		},
+	simple := func(use, short string, action RolloutAction) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return do(cmd, action) }}
 	}
-	history := &cobra.Command{
-		Use:   "history",
-		Short: "Print the route's audit history: who moved traffic, why, when, from and to",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
-			h, err := c.RouteHistory(cmd.Context(), service)
-			if err != nil {
-				return t.explain(err)
-			}
-			if len(h) == 0 {
-				fmt.Fprintf(s.Out, "route %s has no recorded moves\n", service)
-				return nil
-			}
-			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "Time\tActor\tReason\tFrom\tTo")
-			for _, m := range h {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Time.Format(time.RFC3339), m.Actor, m.Reason, deploy.Split(m.From), deploy.Split(m.To))
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.AddCommand(strategy, next, finish, abort, promote, history)
+	cmd.AddCommand(strategy, next,
+		simple("finish", "Make next the current revision at 100%", RolloutFinish),
+		simple("abort", "Send all traffic back to current", RolloutAbort),
+		simple("promote", "Move next one step along the service's steps", RolloutPromote),
+		simple("history", "Print the route's audit history: who moved traffic, why, when, from and to", RolloutHistory))
 	return cmd
+}
+
+func runRollout(ctx context.Context, o *RolloutOptions) error {
+	s, t := o.IO, o.Target
+	c, err := t.deployClient()
+	if err != nil {
+		return err
+	}
+	var op deploy.Op
+	switch o.Action {
+	case RolloutStrategy:
+		if err := c.SetStrategy(ctx, o.Service, o.Strategy); err != nil {
+			return t.explain(err)
+		}
+		fmt.Fprintf(s.Out, "service/%s strategy %s\n", o.Service, o.Strategy)
+		return nil
+	case RolloutHistory:
+		return history(ctx, c, o)
+	case RolloutPercent:
+		op = deploy.SetNext(o.Percent)
+	case RolloutFinish:
+		op = deploy.Finish
+	case RolloutAbort:
+		op = deploy.Abort
+	case RolloutPromote:
+		obj, err := c.Get(ctx, store.KindService, o.Service)
+		if err != nil {
+			return t.explain(err)
+		}
+		p := obj.(*v1alpha1.Service).Spec.Rollout
+		p.SetDefaults() // the policy's steps, or the default canary steps
+		op = deploy.Promote(p.Steps)
+	default:
+		return fmt.Errorf("rollout: unknown action %q", o.Action)
+	}
+	rt, err := c.Rollout(ctx, o.Service, op)
+	if rollout.IsRefused(err) {
+		fmt.Fprintf(s.ErrOut, "refused: %v\nNothing was changed.\n", err)
+		return &ExitError{Code: 1}
+	}
+	if err != nil {
+		return t.explain(err)
+	}
+	return deploy.RenderTraffic(s.Out, deploy.Text, deploy.TrafficView{Title: o.Service, After: rt.Spec.Rollout.Traffic})
+}
+
+// history prints the route's audit history.
+func history(ctx context.Context, c *deploy.Client, o *RolloutOptions) error {
+	h, err := c.RouteHistory(ctx, o.Service)
+	if err != nil {
+		return o.Target.explain(err)
+	}
+	if len(h) == 0 {
+		fmt.Fprintf(o.IO.Out, "route %s has no recorded moves\n", o.Service)
+		return nil
+	}
+	tw := tabwriter.NewWriter(o.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "Time\tActor\tReason\tFrom\tTo")
+	for _, m := range h {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Time.Format(time.RFC3339), m.Actor, m.Reason, deploy.Split(m.From), deploy.Split(m.To))
+	}
+	return tw.Flush()
 }

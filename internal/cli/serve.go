@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os/signal"
@@ -16,9 +17,16 @@ import (
 	"github.com/elafros/elafros/internal/local/serve"
 )
 
-func newServeCommand(s IOStreams) *cobra.Command {
-	o := serve.Options{}
-	var verbose, reset, yes bool
+// ServeOptions are "elafros serve"'s.
+type ServeOptions struct {
+	IO         IOStreams
+	Plane      serve.Options // its Logger is made by runServe from Verbose
+	Verbose    bool
+	Reset, Yes bool
+}
+
+func newServeCommand(s IOStreams, runF func(context.Context, *ServeOptions) error) *cobra.Command {
+	o := &ServeOptions{IO: s}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the embedded control plane: the API, a registry, revision processes and the router",
@@ -32,49 +40,59 @@ serve runs every Ready revision again from its unpacked image, on the same
 hosts, without building or pulling. One serve owns a data directory at a
 time. To start over, elafros serve --reset --yes deletes the store, the
 registry's images, the unpacked images, logs and builds, then serves.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if yes && !reset {
+			if o.Yes && !o.Reset {
 				return errors.New("--yes confirms --reset; it does nothing alone")
 			}
-			level := slog.LevelInfo
-			if verbose {
-				level = slog.LevelDebug
+			if o.Reset && !o.Yes {
+				return fmt.Errorf("--reset deletes every deployment, pushed image, unpacked image, log and build in %s; add --yes to confirm", o.Plane.DataDir)
 			}
-			o.Logger = slog.New(slog.NewTextHandler(s.ErrOut, &slog.HandlerOptions{Level: level}))
-			if reset {
-				if !yes {
-					return fmt.Errorf("--reset deletes every deployment, pushed image, unpacked image, log and build in %s; add --yes to confirm", o.DataDir)
-				}
-				if err := serve.Reset(o.DataDir, o.Logger); err != nil {
-					return err
-				}
-				fmt.Fprintf(s.Out, "Reset %s\n", o.DataDir)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			srv, err := serve.Start(ctx, o)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			_, port, _ := net.SplitHostPort(srv.HTTPAddr)
-			fmt.Fprintf(s.Out, "elafros serve\n  API:      %s\n  Router:   http://<service>.<namespace>.%s:%s\n  Registry: %s\n  Data:     %s\n",
-				srv.APIURL, srv.Domain, port, srv.RegistryAddr, o.DataDir)
-			fmt.Fprintf(s.Out, "Push images to %s, then: elafros deploy --server %s --service NAME --image %s/NAME@sha256:...\n", srv.RegistryAddr, srv.APIURL, srv.RegistryAddr)
-			select {
-			case <-ctx.Done():
-				fmt.Fprintln(s.Out, "stopping")
-				return nil
-			case err := <-srv.Errors():
-				return err
-			}
+			return orRun(runF, runServe)(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	planeFlags(f, &o, &verbose)
-	f.BoolVar(&reset, "reset", false, "delete everything in --data-dir first (needs --yes)")
-	f.BoolVar(&yes, "yes", false, "confirm --reset")
+	planeFlags(f, &o.Plane, &o.Verbose)
+	f.BoolVar(&o.Reset, "reset", false, "delete everything in --data-dir first (needs --yes)")
+	f.BoolVar(&o.Yes, "yes", false, "confirm --reset")
 	return cmd
+}
+
+// logger is a text logger to w at info level, or debug when verbose.
+func logger(w io.Writer, base slog.Level, verbose bool) *slog.Logger {
+	if verbose {
+		base = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: base}))
+}
+
+func runServe(ctx context.Context, o *ServeOptions) error {
+	s, p := o.IO, o.Plane
+	p.Logger = logger(s.ErrOut, slog.LevelInfo, o.Verbose)
+	if o.Reset {
+		if err := serve.Reset(p.DataDir, p.Logger); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.Out, "Reset %s\n", p.DataDir)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := serve.Start(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.HTTPAddr)
+	fmt.Fprintf(s.Out, "elafros serve\n  API:      %s\n  Router:   http://<service>.<namespace>.%s:%s\n  Registry: %s\n  Data:     %s\n",
+		srv.APIURL, srv.Domain, port, srv.RegistryAddr, p.DataDir)
+	fmt.Fprintf(s.Out, "Push images to %s, then: elafros deploy --server %s --service NAME --image %s/NAME@sha256:...\n", srv.RegistryAddr, srv.APIURL, srv.RegistryAddr)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(s.Out, "stopping")
+		return nil
+	case err := <-srv.Errors():
+		return err
+	}
 }
 
 // planeFlags are the flags of the embedded control plane, which serve and
@@ -89,7 +107,15 @@ func planeFlags(f *pflag.FlagSet, o *serve.Options, verbose *bool) {
 	f.BoolVarP(verbose, "verbose", "v", false, "log debug events")
 }
 
-func newLogsCommand(s IOStreams, t *target) *cobra.Command {
+// LogsOptions are "elafros logs"'s.
+type LogsOptions struct {
+	IO       IOStreams
+	Target   *target
+	Revision string
+}
+
+func newLogsCommand(s IOStreams, t *target, runF func(context.Context, *LogsOptions) error) *cobra.Command {
+	o := &LogsOptions{IO: s, Target: t}
 	return &cobra.Command{
 		Use:   "logs REVISION",
 		Short: "Print a revision's process output (elafros serve)",
@@ -98,20 +124,25 @@ func newLogsCommand(s IOStreams, t *target) *cobra.Command {
 			if t.cluster() {
 				return errors.New("logs reads elafros serve's revision processes; on a cluster use kubectl logs -l elafros.dev/revision=" + args[0])
 			}
-			st, err := t.store()
-			if err != nil {
-				return err
-			}
-			c, ok := st.(*client.Store)
-			if !ok {
-				return errors.New("logs needs the elafros serve API")
-			}
-			b, err := c.Logs(context.WithoutCancel(cmd.Context()), t.namespace, args[0])
-			if err != nil {
-				return t.explain(err)
-			}
-			_, err = s.Out.Write(b)
-			return err
+			o.Revision = args[0]
+			return orRun(runF, runLogs)(cmd.Context(), o)
 		},
 	}
+}
+
+func runLogs(ctx context.Context, o *LogsOptions) error {
+	st, err := o.Target.store()
+	if err != nil {
+		return err
+	}
+	c, ok := st.(*client.Store)
+	if !ok {
+		return errors.New("logs needs the elafros serve API")
+	}
+	b, err := c.Logs(context.WithoutCancel(ctx), o.Target.namespace, o.Revision)
+	if err != nil {
+		return o.Target.explain(err)
+	}
+	_, err = o.IO.Out.Write(b)
+	return err
 }

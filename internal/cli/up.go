@@ -27,12 +27,19 @@ import (
 	"github.com/elafros/elafros/internal/store"
 )
 
-func newUpCommand(s IOStreams) *cobra.Command {
-	o := serve.Options{}
-	var (
-		verbose, watch    bool
-		timeout, debounce time.Duration
-	)
+// UpOptions are "elafros up"'s.
+type UpOptions struct {
+	IO       IOStreams
+	Dir      string        // absolute
+	Plane    serve.Options // its Logger and BuildSource are made by runUp
+	Verbose  bool
+	Watch    bool
+	Timeout  time.Duration
+	Debounce time.Duration
+}
+
+func newUpCommand(s IOStreams, runF func(context.Context, *UpOptions) error) *cobra.Command {
+	o := &UpOptions{IO: s}
 	cmd := &cobra.Command{
 		Use:   "up [dir]",
 		Short: "Build dir's elafros.yaml from the working tree, deploy it on the embedded control plane, and serve",
@@ -55,50 +62,55 @@ printed and not applied: the last good revision keeps serving.`,
 			if err != nil {
 				return err
 			}
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelDebug
+			o.Dir = abs
+			if o.Debounce <= 0 {
+				return fmt.Errorf("--debounce %s: want a positive duration, e.g. %s", o.Debounce, DefaultDebounce)
 			}
-			o.Logger = slog.New(slog.NewTextHandler(s.ErrOut, &slog.HandlerOptions{Level: level}))
-			o.BuildSource = abs
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			srv, err := Up(ctx, abs, o, timeout, s)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			watched := make(chan error, 1)
-			if watch {
-				go func() {
-					watched <- Watch(ctx, srv, abs, WatchOptions{Debounce: debounce, Timeout: timeout}, s)
-				}()
-			}
-			select {
-			case <-ctx.Done():
-				fmt.Fprintln(s.ErrOut, "stopping")
-				if watch {
-					// A build in flight ends with ctx; an error here is
-					// the watch's own, from before it could start.
-					return <-watched
-				}
-				return nil
-			case err := <-srv.Errors():
-				return err
-			case err := <-watched:
-				if err == nil { // ctx ended while a change was deploying
-					fmt.Fprintln(s.ErrOut, "stopping")
-				}
-				return err
-			}
+			return orRun(runF, runUp)(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	planeFlags(f, &o, &verbose)
-	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the build and the rollout (with --watch: of each change)")
-	f.BoolVarP(&watch, "watch", "w", false, "after the first deploy, rebuild on every saved change and deploy it as a new revision with the service's strategy")
-	f.DurationVar(&debounce, "debounce", DefaultDebounce, "with --watch: how long the tree must be quiet after a change before rebuilding")
+	planeFlags(f, &o.Plane, &o.Verbose)
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long to wait for the build and the rollout (with --watch: of each change)")
+	f.BoolVarP(&o.Watch, "watch", "w", false, "after the first deploy, rebuild on every saved change and deploy it as a new revision with the service's strategy")
+	f.DurationVar(&o.Debounce, "debounce", DefaultDebounce, "with --watch: how long the tree must be quiet after a change before rebuilding")
 	return cmd
+}
+
+func runUp(ctx context.Context, o *UpOptions) error {
+	s, p := o.IO, o.Plane
+	p.Logger = logger(s.ErrOut, slog.LevelWarn, o.Verbose)
+	p.BuildSource = o.Dir
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := Up(ctx, o.Dir, p, o.Timeout, s)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	watched := make(chan error, 1)
+	if o.Watch {
+		go func() {
+			watched <- Watch(ctx, srv, o.Dir, WatchOptions{Debounce: o.Debounce, Timeout: o.Timeout}, s)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(s.ErrOut, "stopping")
+		if o.Watch {
+			// A build in flight ends with ctx; an error here is the
+			// watch's own, from before it could start.
+			return <-watched
+		}
+		return nil
+	case err := <-srv.Errors():
+		return err
+	case err := <-watched:
+		if err == nil { // ctx ended while a change was deploying
+			fmt.Fprintln(s.ErrOut, "stopping")
+		}
+		return err
+	}
 }
 
 // Up starts the control plane, deploys dir's manifest from the working

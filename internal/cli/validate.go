@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +16,13 @@ import (
 
 // ValidateOptions are the flags of "elafros validate".
 type ValidateOptions struct {
+	IO     IOStreams
 	Files  []string
 	Format string // text or github
 }
 
-func newValidateCommand(s IOStreams) *cobra.Command {
-	o := &ValidateOptions{}
+func newValidateCommand(s IOStreams, runF func(context.Context, *ValidateOptions) error) *cobra.Command {
+	o := &ValidateOptions{IO: s}
 	cmd := &cobra.Command{
 		Use:   "validate [file...]",
 		Short: "Check elafros.yaml strictly: every error with file:line:column and the fix",
@@ -32,18 +34,19 @@ accepted. --format github prints them as GitHub workflow annotations.
 Exit status: 0 when every file is valid, 1 when one is not, 2 on bad usage.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Files = args
-			return RunValidate(o, s)
+			if o.Format != "text" && o.Format != "github" {
+				return fmt.Errorf("--format: unsupported value %q; accepted: text, github", o.Format)
+			}
+			return orRun(runF, runValidate)(cmd.Context(), o)
 		},
 	}
 	cmd.Flags().StringVar(&o.Format, "format", "text", `output format: "text" or "github" (workflow annotations)`)
 	return cmd
 }
 
-// RunValidate validates the files of o and reports to s.
-func RunValidate(o *ValidateOptions, s IOStreams) error {
-	if o.Format != "text" && o.Format != "github" {
-		return fmt.Errorf("--format: unsupported value %q; accepted: text, github", o.Format)
-	}
+// runValidate validates the files of o and reports to o.IO.
+func runValidate(_ context.Context, o *ValidateOptions) error {
+	s := o.IO
 	files := o.Files
 	if len(files) == 0 {
 		files = []string{manifest.DefaultFile}
