@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 	"github.com/elafros/elafros/internal/reconcile/conformance"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
 	"github.com/elafros/elafros/internal/store"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // env is a cluster prepared for elafros: CRDs, Gateway API, RBAC, a
@@ -118,8 +120,7 @@ func (e *env) reset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "the previous scenario's objects to be gone", func() (bool, string) {
 		left := 0
 		for _, k := range store.Kinds {
 			objs, err := admin.List(ctx, k, "default", nil)
@@ -141,14 +142,8 @@ func (e *env) reset(t *testing.T) {
 			t.Fatal(err)
 		}
 		left += len(deps.Items) + len(svcs.Items)
-		if left == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the previous scenario's objects are not gone after 60s (%d left)", left)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return left == 0, fmt.Sprintf("%d left", left)
+	})
 }
 
 // TestConformance runs the seed's scenarios and the error catalogue
@@ -321,14 +316,9 @@ func (r *refusable) waitRefused(want bool) {
 		r.t.Fatal(err)
 	}
 	probe := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"}}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	testutil.EventuallyEvery(r.t, 30*time.Second, 100*time.Millisecond, fmt.Sprintf("HTTPRoute writes refused = %v", want), func() (bool, string) {
 		_, err := gw.GatewayV1().HTTPRoutes("default").Create(context.Background(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		refused := err != nil && strings.Contains(err.Error(), refusePolicy)
-		if (want && refused) || (!want && err == nil) {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("HTTPRoute writes refused = %v after 30s, want %v (last: %v)", !want, want, err)
-		}
-	}
+		return (want && refused) || (!want && err == nil), fmt.Sprintf("last write: %v", err)
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/reconcile/reconciletest"
 	"github.com/elafros/elafros/internal/store"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // counter counts a client's API requests: reads (GET, including lists and
@@ -171,17 +172,10 @@ func converged(ctx context.Context, e *env, s store.Store, name string, gen int6
 
 func eventually(t testing.TB, what string, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
+	testutil.EventuallyEvery(t, d, 250*time.Millisecond, what, func() (bool, string) {
 		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprint(err)
+	})
 }
 
 // TestTwoReconcilers runs the action's and the bot's reconcilers at once,

@@ -34,6 +34,7 @@ import (
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/store"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // testNS is the namespace of the test revisions (its default
@@ -429,7 +430,7 @@ func (e *runtimeEnv) testNotOwned(t *testing.T) {
 	}
 	// Until the informer shows the Deployment, the API server refuses a
 	// second controller (NoDeployment); then it is NotOwned.
-	ws := e.poll(t, rev, e.appImage, 30*time.Second, func(ws reconcile.WorkloadState) bool { return ws.Reason == kube.ReasonNotOwned })
+	ws := e.poll(t, rev, e.appImage, 30*time.Second, "NotOwned", func(ws reconcile.WorkloadState) bool { return ws.Reason == kube.ReasonNotOwned })
 	if ws.Reason != kube.ReasonNotOwned || !strings.Contains(ws.Message, `ConfigMap "someone-else"`) {
 		t.Errorf("state = %+v, want NotOwned naming the ConfigMap", ws)
 	}
@@ -465,20 +466,13 @@ func (e *runtimeEnv) testRetire(t *testing.T) {
 	if _, err := e.store.Get(ctx, store.KindRevision, testNS, rev.Name); err != nil {
 		t.Errorf("the revision after Retire: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 10*time.Second, 100*time.Millisecond, "Retire of a retired revision to make no API request", func() (bool, string) {
 		before := e.api.load()
 		if err := e.rt.Retire(ctx, rev); err != nil {
 			t.Fatal(err)
 		}
-		if e.api.load() == before {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Retire of a retired revision still makes API requests after 10s: %v", e.api.recent(2))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return e.api.load() == before, fmt.Sprintf("it still makes some: %v", e.api.recent(2))
+	})
 	e.waitReady(t, rev, e.appImage)
 }
 
@@ -539,37 +533,37 @@ func (e *runtimeEnv) materialize(t *testing.T, rev *v1alpha1.Revision, image str
 // waitReady materializes rev as the reconciler does until it is Ready.
 func (e *runtimeEnv) waitReady(t *testing.T, rev *v1alpha1.Revision, image string) {
 	t.Helper()
-	ws := e.poll(t, rev, image, 60*time.Second, func(ws reconcile.WorkloadState) bool { return ws.Ready })
-	if !ws.Ready {
-		t.Fatalf("%s not Ready after 60s: last state %+v", rev.Name, ws)
-	}
+	e.poll(t, rev, image, 60*time.Second, "Ready", func(ws reconcile.WorkloadState) bool { return ws.Ready })
 }
 
 // waitReason materializes rev until it reports a reason and returns that
 // state.
 func (e *runtimeEnv) waitReason(t *testing.T, rev *v1alpha1.Revision, image string) reconcile.WorkloadState {
 	t.Helper()
-	ws := e.poll(t, rev, image, 60*time.Second, func(ws reconcile.WorkloadState) bool { return ws.Reason != "" || ws.Ready })
+	ws := e.poll(t, rev, image, 60*time.Second, "reporting a reason", func(ws reconcile.WorkloadState) bool { return ws.Reason != "" || ws.Ready })
 	if ws.Reason == "" {
-		t.Fatalf("%s: no reason after 60s: last state %+v", rev.Name, ws)
+		t.Fatalf("%s is Ready, want a reason: state %+v", rev.Name, ws)
 	}
 	return ws
 }
 
-func (e *runtimeEnv) poll(t *testing.T, rev *v1alpha1.Revision, image string, limit time.Duration,
+// poll materializes rev as the reconciler does until done says its state
+// is what the test waits for (what), and returns that state; it fails the
+// test, with the revision's pods logged, when limit passes first.
+func (e *runtimeEnv) poll(t *testing.T, rev *v1alpha1.Revision, image string, limit time.Duration, what string,
 	done func(reconcile.WorkloadState) bool) reconcile.WorkloadState {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ws := e.materialize(t, rev, image)
-		if done(ws) || time.Now().After(deadline) {
-			if !done(ws) {
-				e.logPods(t, rev.Name)
-			}
-			return ws
+	var ws reconcile.WorkloadState
+	defer func() { // runs on t.Fatal too (runtime.Goexit)
+		if !done(ws) {
+			e.logPods(t, rev.Name)
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	}()
+	testutil.EventuallyEvery(t, limit, 250*time.Millisecond, rev.Name+" "+what, func() (bool, string) {
+		ws = e.materialize(t, rev, image)
+		return done(ws), fmt.Sprintf("last state %+v", ws)
+	})
+	return ws
 }
 
 // waitHeld watches the revision's pod until kwok's hold stage has run it:
@@ -613,18 +607,11 @@ func (e *runtimeEnv) waitHeld(t *testing.T, rev string) {
 func (e *runtimeEnv) expectGone(t *testing.T, rev string, limit time.Duration) {
 	t.Helper()
 	ctx := t.Context()
-	deadline := time.Now().Add(limit)
-	for {
+	testutil.EventuallyEvery(t, limit, 250*time.Millisecond, rev+"'s deployment and service to be gone", func() (bool, string) {
 		_, derr := e.c.Client.AppsV1().Deployments(testNS).Get(ctx, kube.DeploymentName(rev), metav1.GetOptions{})
 		_, serr := e.c.Client.CoreV1().Services(testNS).Get(ctx, kube.ServiceName(rev), metav1.GetOptions{})
-		if apierrors.IsNotFound(derr) && apierrors.IsNotFound(serr) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: deployment (err %v) and service (err %v) not both gone after %s", rev, derr, serr, limit)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return apierrors.IsNotFound(derr) && apierrors.IsNotFound(serr), fmt.Sprintf("deployment: %v; service: %v", derr, serr)
+	})
 }
 
 func (e *runtimeEnv) cordon(t *testing.T, on bool) {
@@ -677,17 +664,11 @@ func runtimeRBAC(t *testing.T, c *kubetest.Cluster) *rest.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "the runtime's ServiceAccount to list pods", func() (bool, string) {
 		_, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1})
-		if err == nil {
-			return cfg
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the runtime's ServiceAccount cannot list pods after 30s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprint(err)
+	})
+	return cfg
 }
 
 // requestCounter counts the API requests of a rest.Config (watches aside:

@@ -25,6 +25,7 @@ import (
 	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/store"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 const (
@@ -612,13 +613,10 @@ func TestTraffic(t *testing.T) {
 		if err := e.store.Delete(t.Context(), store.KindRoute, ns, "web"); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for names := e.names(t, ns); len(names) > 0; names = e.names(t, ns) {
-			if time.Now().After(deadline) {
-				t.Fatalf("HTTPRoutes left 60s after their Route was deleted: %v", names)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		testutil.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "the HTTPRoutes of a deleted Route to be gone", func() (bool, string) {
+			names := e.names(t, ns)
+			return len(names) == 0, fmt.Sprintf("left: %v", names)
+		})
 	})
 
 	t.Run("the Gateway's namespace defaults to the route's", func(t *testing.T) {

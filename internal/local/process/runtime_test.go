@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/reconcile"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // startDeadline bounds how long a test waits for a state; generous for
@@ -75,9 +77,8 @@ func message(v string) corev1.EnvVar { return corev1.EnvVar{Name: "MESSAGE", Val
 // checks that no call blocks.
 func waitFor(t *testing.T, rt *Runtime, rev *v1alpha1.Revision, image, what string, cond func(reconcile.WorkloadState) bool) reconcile.WorkloadState {
 	t.Helper()
-	deadline := time.Now().Add(startDeadline)
 	var st reconcile.WorkloadState
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, startDeadline, rev.Name+" "+what, func() (bool, string) {
 		start := time.Now()
 		var err error
 		st, err = rt.Materialize(context.Background(), rev, image)
@@ -87,12 +88,8 @@ func waitFor(t *testing.T, rt *Runtime, rev *v1alpha1.Revision, image, what stri
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("Materialize(%s) blocked for %s", rev.Name, d)
 		}
-		if cond(st) {
-			return st
-		}
-		time.Sleep(20 * time.Millisecond) // the poll interval, not a wait for an event
-	}
-	t.Fatalf("%s: not %s within %s; last state %+v", rev.Name, what, startDeadline, st)
+		return cond(st), fmt.Sprintf("last state %+v", st)
+	})
 	return st
 }
 
@@ -463,17 +460,10 @@ func TestCloseStopsEveryProcess(t *testing.T) {
 	// No supervisor, copier, waiter or extraction is left. The test is not
 	// parallel, so no other runtime exists; a goroutine that has just
 	// signalled its end may still be returning, hence the poll.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, "no goroutine of the runtime left after Close", func() (bool, string) {
 		left := leftGoroutines()
-		if left == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines left after Close:\n%s", left)
-		}
-		time.Sleep(10 * time.Millisecond) // the poll interval
-	}
+		return left == "", "left:\n" + left
+	})
 }
 
 func leftGoroutines() string {
