@@ -33,6 +33,7 @@ import (
 	"github.com/elafros/elafros/internal/local/process/processtest"
 	"github.com/elafros/elafros/internal/local/serve"
 	"github.com/elafros/elafros/internal/store"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 const (
@@ -155,13 +156,7 @@ func (e *env) waitReady(rev string) {
 
 func (e *env) waitFor(what string, d time.Duration, ok func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.EventuallyEvery(e.t, d, 10*time.Millisecond, what, func() (bool, string) { return ok(), "still not" })
 }
 
 func tt(name, rev string, pct int) v1alpha1.TrafficTarget {

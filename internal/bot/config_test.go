@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/elafros/elafros/internal/github/githubtest"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -120,14 +121,10 @@ func TestMainServesAndStops(t *testing.T) {
 			func(k string) string { return env[k] }, &stderr)
 	}()
 	addr := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
-	deadline := time.Now().Add(20 * time.Second)
-	for addr.FindStringSubmatch(stderr.String()) == nil {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("the bot did not start: %s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	t.Cleanup(cancel)
+	testutil.EventuallyEvery(t, 20*time.Second, 10*time.Millisecond, "the bot to log its address", func() (bool, string) {
+		return addr.FindStringSubmatch(stderr.String()) != nil, "its log: " + stderr.String()
+	})
 	base := "http://" + addr.FindStringSubmatch(stderr.String())[1]
 	for path, want := range map[string]int{"/healthz": 200, "/metrics": 200} {
 		resp, err := http.Get(base + path)

@@ -303,7 +303,12 @@ func TestHitlessRollout(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitServed("roll")
-		time.Sleep(50 * time.Millisecond) // let some load run on each split
+		// Some load runs on each split: 50 requests answered after it
+		// was served.
+		n := sent.Load() + 50
+		testutil.Eventually(t, 30*time.Second, "50 requests on the new split", func() (bool, string) {
+			return sent.Load() >= n, fmt.Sprintf("%d of %d sent", sent.Load(), n)
+		})
 	}
 	stage := func(t rollout.Traffic, ready rollout.ReadyFunc) (rollout.Traffic, error) {
 		return rollout.Stage(t, rollout.Next, r3, ready)

@@ -27,6 +27,7 @@ import (
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/local/process/processtest"
+	"github.com/elafros/elafros/internal/local/router"
 	"github.com/elafros/elafros/internal/store"
 	"github.com/elafros/elafros/internal/testutil"
 )
@@ -96,6 +97,32 @@ type plane struct {
 	served                    map[string]string // host -> body
 	imageDigestOf             map[string]string
 	retaggedDigest, pushedTag string
+}
+
+// inFlight is the number of requests the router has in flight, the sum of
+// router.MetricInFlight on serve's /metrics.
+func (p *plane) inFlight() (float64, error) {
+	res, err := p.client.Get("http://" + p.api + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, router.MetricInFlight+"{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 func newPlane(t testing.TB) *plane {
@@ -396,7 +423,12 @@ func TestRestartAfterSIGTERM(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(400 * time.Millisecond) // the requests reach their revisions
+		// SIGTERM once every request is at the router, on its way to its
+		// revision (the router counts them in flight).
+		testutil.EventuallyEvery(t, 30*time.Second, 20*time.Millisecond, fmt.Sprintf("%d requests in flight at the router", inflight), func() (bool, string) {
+			n, err := p.inFlight()
+			return n == inflight, fmt.Sprintf("%v in flight (%v)", n, err)
+		})
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
