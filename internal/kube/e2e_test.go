@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,14 +26,38 @@ import (
 // counter counts a client's API requests: reads (GET, including lists and
 // watches) and writes (everything else), and the writes the API server
 // accepted (a 2xx answer: not a conflict).
-type counter struct{ reads, writes, accepted atomic.Int64 }
+// counter counts the API requests of a rest.Config: reads and writes.
+// Watches are not reads: the informers' long-running streams are renewed
+// every five to ten minutes whatever the reconciler does, so a test that
+// runs that long would count a renewal that falls in the span it measures.
+type counter struct {
+	reads, writes, accepted atomic.Int64
+	mu                      sync.Mutex
+	lastReads               []string // the last few, for a failure to name
+}
+
+// recentReads are the last reads' URLs.
+func (c *counter) recentReads() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.lastReads)
+}
 
 func (c *counter) wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true" {
+				return rt.RoundTrip(r)
+			}
 			if r.Method == http.MethodGet {
 				c.reads.Add(1)
+				c.mu.Lock()
+				c.lastReads = append(c.lastReads, r.URL.RequestURI())
+				if len(c.lastReads) > 8 {
+					c.lastReads = c.lastReads[1:]
+				}
+				c.mu.Unlock()
 			} else {
 				c.writes.Add(1)
 			}
