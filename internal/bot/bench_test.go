@@ -195,6 +195,9 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	var outcomes []string
+	// Where the time goes: the mean of each phase (the bot's histogram's
+	// sum over its count).
+	phaseSum, phaseCount := map[string]float64{}, map[string]float64{}
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "elafros_bot_commands_total{outcome=\""); ok {
 			name, count, _ := strings.Cut(v, "\"} ")
@@ -202,8 +205,23 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 			b.ReportMetric(f, name)
 			outcomes = append(outcomes, name+" "+count)
 		}
+		for suffix, into := range map[string]map[string]float64{"_sum": phaseSum, "_count": phaseCount} {
+			if v, ok := strings.CutPrefix(sc.Text(), "elafros_bot_command_phase_seconds"+suffix+"{phase=\""); ok {
+				name, val, _ := strings.Cut(v, "\"} ")
+				into[name], _ = strconv.ParseFloat(val, 64)
+			}
+		}
 	}
 	resp.Body.Close()
+	var phases []string
+	for _, ph := range []string{"queue", "read", "turn", "write"} {
+		if phaseCount[ph] > 0 {
+			mean := phaseSum[ph] / phaseCount[ph] * 1000
+			b.ReportMetric(mean, ph+"-mean-ms")
+			phases = append(phases, fmt.Sprintf("%s %.1f ms", ph, mean))
+		}
+	}
+	b.Logf("mean time in each phase of a command: %s", strings.Join(phases, ", "))
 	// The bot's own CPU time per command (user and system, until the last
 	// split was served): what the machine's load changes least.
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n), "bot-cpu-ms/cmd")

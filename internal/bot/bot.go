@@ -108,7 +108,16 @@ type Bot struct {
 // the answers after it run concurrently with other commands. It returns
 // the route after, and the traffic op found (the route just before).
 func (b *Bot) rollout(ctx context.Context, t *ticket, actor, reason, route string, op deploy.Op) (*v1alpha1.Route, []v1alpha1.TrafficTarget, error) {
-	res := b.seq.write(ctx, &write{t: t, route: route, op: op, actor: actor, reason: reason}, b.applyWrites)
+	asked := time.Now()
+	if !t.claimed.IsZero() {
+		b.m.phase.WithLabelValues("read").Observe(asked.Sub(t.claimed).Seconds())
+	}
+	w := &write{t: t, route: route, op: op, actor: actor, reason: reason}
+	res := b.seq.write(ctx, w, b.applyWrites)
+	if !w.began.IsZero() && res.err == nil {
+		b.m.phase.WithLabelValues("turn").Observe(w.began.Sub(asked).Seconds())
+		b.m.phase.WithLabelValues("write").Observe(time.Since(w.began).Seconds())
+	}
 	return res.after, res.before, res.err
 }
 
@@ -189,6 +198,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	commands   *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
+	phase      *prometheus.HistogramVec
 	api        *prometheus.CounterVec
 }
 
@@ -229,10 +239,15 @@ func New(o Options) (*Bot, error) {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "elafros_bot_command_duration_seconds",
 			Help:    "From a delivery's acceptance to its command's end.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"outcome"}),
+		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "elafros_bot_command_phase_seconds",
+			Help: "Where a command's time goes, by phase: queue (accepted to a worker's hands), read (the worker's reads: " +
+				"GitHub's permission, pull request and checks, the store), turn (waiting for the earlier commands' writes), " +
+				"write (its route write, batched with the writes after it).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 13)}, []string{"phase"}),
 		api: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "elafros_bot_github_requests_total",
 			Help: "Requests to GitHub's API by method and status (0: no answer)."}, []string{"method", "status"}),
 	}
-	for _, c := range []prometheus.Collector{b.m.deliveries, b.m.commands, b.m.latency, b.m.api} {
+	for _, c := range []prometheus.Collector{b.m.deliveries, b.m.commands, b.m.latency, b.m.phase, b.m.api} {
 		if err := o.Registry.Register(c); err != nil {
 			return nil, err
 		}
@@ -455,6 +470,10 @@ func (b *Bot) handle(ctx context.Context, e Entry) {
 	// Its place in the order of writes, given up at the latest here, so
 	// that a command that ends early never holds up the next.
 	tk := b.seq.claim(e.Delivery)
+	tk.claimed = time.Now()
+	if !e.ReceivedAt.IsZero() {
+		b.m.phase.WithLabelValues("queue").Observe(tk.claimed.Sub(e.ReceivedAt).Seconds())
+	}
 	var p payload
 	outcome, answer := "failed", func(context.Context) {}
 	if err := json.Unmarshal(e.Payload, &p); err == nil {

@@ -78,7 +78,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.InCluster, "in-cluster", false, "the cluster the bot runs in, through its ServiceAccount")
 	secretFile := fs.String("webhook-secret-file", "", "a file holding the webhook secret (instead of $GITHUB_WEBHOOK_SECRET)")
 	fs.StringVar(&c.Journal, "journal", defaultJournal(getenv), "the file accepted commands are recorded in")
-	fs.IntVar(&c.Workers, "workers", 16, "commands carried out at once")
+	fs.IntVar(&c.Workers, "workers", 64, "commands carried out at once")
 	podNS := getenv("POD_NAMESPACE")
 	if podNS == "" {
 		podNS = "elafros-system"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/deploy"
@@ -55,8 +56,11 @@ type write struct {
 	// actor and reason are the command's, for the route's audit history.
 	actor, reason string
 	taken         bool
-	done          chan struct{} // closed when res is set
-	res           writeResult
+	// began is when its batch's write began (set with taken, under the
+	// sequencer's lock), for the phase metrics.
+	began time.Time
+	done  chan struct{} // closed when res is set
+	res   writeResult
 }
 
 type writeResult struct {
@@ -87,6 +91,9 @@ type ticket struct {
 	// worker.
 	replayed bool
 	keys     []string // the services it may write, once keyed
+	// claimed is when a worker took it (for the phase metrics); set by
+	// that worker only.
+	claimed time.Time
 }
 
 func newSequencer() *sequencer {
@@ -322,8 +329,9 @@ func (s *sequencer) gather(first *write) []*write {
 		}
 		batch = append(batch, x)
 	}
+	now := time.Now()
 	for _, x := range batch {
-		x.taken = true
+		x.taken, x.began = true, now
 	}
 	s.writes[first.route] = slices.DeleteFunc(waiting, func(x *write) bool { return x.taken })
 	if len(s.writes[first.route]) == 0 {
