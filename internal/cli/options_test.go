@@ -18,6 +18,7 @@ import (
 	"github.com/elafros/elafros/internal/deploy"
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/local/serve"
+	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/store"
 )
 
@@ -242,10 +243,17 @@ func TestRunWithOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "Time") {
-		t.Fatalf("history has not one move:\n%s", out)
+	// The strategy's two moves (web-00001 pinned as current when manual
+	// was set; web-00002 staged as next), then the person's.
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "Time") {
+		t.Fatalf("history has not three moves:\n%s", out)
 	}
-	row := strings.Fields(lines[1])
+	for i, rev := range []string{"web-00001", "web-00002"} {
+		if !strings.Contains(lines[i+1], reconcile.StrategyActor+"  strategy manual: revision "+rev+" is ready") {
+			t.Errorf("history row %d is not the strategy's move for %s: %q", i+1, rev, lines[i+1])
+		}
+	}
+	row := strings.Fields(lines[3])
 	if _, err := time.Parse(time.RFC3339, row[0]); err != nil {
 		t.Errorf("history time: %v", err)
 	}

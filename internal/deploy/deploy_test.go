@@ -50,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = s.Close() })
 	f := &fixture{t: t, store: s, rt: reconciletest.NewRuntime(), now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	f.view = &flakyStore{Recorder: reconciletest.NewRecorder(s)}
-	r, err := reconcile.New(s, f.rt, reconciletest.NewTraffic(), reconciletest.NewBuilder(true), reconcile.Options{DomainSuffix: "example.com"})
+	r, err := reconcile.New(s, f.rt, reconciletest.NewTraffic(), reconciletest.NewBuilder(true), reconcile.Options{DomainSuffix: "example.com", Now: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,9 +396,18 @@ func TestPromoteDue(t *testing.T) {
 		}
 		return ps[0]
 	}
-	// The reconciler started the canary: promotion first notes it.
-	if p := run(); p.Outcome != deploy.Waiting {
-		t.Fatalf("first run: %+v, want waiting (the canary's interval starts now)", p)
+	// The reconciler started the canary, and its history says when: the
+	// interval starts there.
+	h, err := c.RouteHistory(f.ctx, "web")
+	if err != nil || len(h) == 0 {
+		t.Fatalf("the route's history after the strategy staged the canary: %+v, %v", h, err)
+	}
+	if m := h[len(h)-1]; m.Actor != reconcile.StrategyActor || m.Reason != "strategy canary: revision web-00002 is ready" ||
+		!cmp.Equal(m.To, []v1alpha1.TrafficTarget{tt("current", "web-00001", 95), tt("next", "web-00002", 5)}) || !m.Time.Equal(f.clock()) {
+		t.Fatalf("the strategy's move in the history: %+v", m)
+	}
+	if p := run(); p.Outcome != deploy.Waiting || !strings.Contains(p.Why, "at this step since 2026-12-01T12:00:00Z") {
+		t.Fatalf("first run: %+v, want waiting since the canary was staged", p)
 	}
 	f.advance(5 * time.Minute)
 	if p := run(); p.Outcome != deploy.Waiting {

@@ -107,6 +107,10 @@ func (r *Reconciler) ensureConfiguration(ctx context.Context, svc *v1alpha1.Serv
 	return o.(*v1alpha1.Configuration), nil
 }
 
+// StrategyActor is who the audit history says moved traffic when the
+// Service's strategy did.
+const StrategyActor = "elafros (strategy)"
+
 // ensureRoute creates the Service's Route, and moves it when a new
 // revision becomes ready, as the strategy says.
 func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg *v1alpha1.Configuration) (*v1alpha1.Route, error) {
@@ -172,6 +176,19 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 	c.Annotations = annotate(c.Annotations)
 	if equality.Semantic.DeepEqual(current, desired) && equality.Semantic.DeepEqual(route.Annotations, c.Annotations) {
 		return route, nil
+	}
+	if !equality.Semantic.DeepEqual(current, desired) {
+		// The strategy's own moves go into the audit history beside the
+		// people's, in the same write.
+		strategy := svc.Spec.Rollout.Strategy
+		if strategy == "" {
+			strategy = v1alpha1.StrategyAutomatic
+		}
+		if err := c.RecordMove(v1alpha1.RolloutMove{Time: r.now().Time, Actor: StrategyActor,
+			Reason: fmt.Sprintf("strategy %s: revision %s is ready", strategy, cfg.Status.LatestReadyRevisionName),
+			From:   current, To: desired}); err != nil {
+			return nil, err
+		}
 	}
 	c.Spec.Rollout.Traffic = desired
 	o, err := r.store.Update(ctx, c)
