@@ -165,7 +165,7 @@ func (r *run) execute(m *mode) int {
 			return 2
 		}
 		actor := or(r.gh.Actor, "github-actions")
-		r.dc = deploy.New(r.be.store, r.in.Namespace, deploy.WithActor(actor, fmt.Sprintf("action %s (%s)", r.mode, or(r.gh.EventName, "manual"))), deploy.WithEvents(r.be.events))
+		r.dc = deploy.New(r.be.store, r.in.Namespace, deploy.WithActor(actor, fmt.Sprintf("action %s (%s)", r.mode, or(r.gh.EventName, "manual"))), deploy.WithEvents(r.be.events, func(err error) { r.a.Warningf("%v", err) }))
 		if r.in.Token != "" && r.repo.Name != "" {
 			opts := append([]github.Option{github.WithAPIURL(or(r.gh.APIURL, "https://api.github.com"))}, r.opts.GitHubOptions...)
 			if r.ghc, err = github.New(r.in.Token, opts...); err != nil {

@@ -205,7 +205,7 @@ func Build(c Config, log *slog.Logger) (b *Bot, closeFn func(), err error) {
 			return nil, nil, err
 		}
 		// Every move is also a Kubernetes Event on its Route.
-		dc = deploy.New(st, c.Namespace, deploy.WithEvents(ev))
+		dc = deploy.New(st, c.Namespace, deploy.WithEvents(ev, func(err error) { log.Warn("event", "err", err) }))
 		cs, err := kubernetes.NewForConfig(cfg)
 		if err != nil {
 			return nil, nil, err

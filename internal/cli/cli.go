@@ -36,7 +36,7 @@ func NewRootCommand(s IOStreams) *cobra.Command {
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
-	t := &target{}
+	t := &target{errOut: s.ErrOut}
 	t.flags(root)
 	root.AddCommand(newValidateCommand(s, nil))
 	addClientCommands(root, s, t)

@@ -26,6 +26,7 @@ const DefaultServer = "http://127.0.0.1:7070"
 // cluster through a kubeconfig context.
 type target struct {
 	server, kubeconfig, context, namespace string
+	errOut                                 io.Writer // for warnings
 }
 
 func (t *target) flags(cmd *cobra.Command) {
@@ -66,7 +67,11 @@ func (t *target) deployClient() (*deploy.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, deploy.WithEvents(ev))
+		opts = append(opts, deploy.WithEvents(ev, func(err error) {
+			if t.errOut != nil {
+				fmt.Fprintf(t.errOut, "warning: %v\n", err)
+			}
+		}))
 	}
 	return deploy.New(s, t.namespace, opts...), nil
 }

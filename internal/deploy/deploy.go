@@ -38,6 +38,8 @@ type Client struct {
 	reason    string
 	now       func() time.Time
 	events    EventSink
+	// eventFailed is told of an event the sink could not record.
+	eventFailed func(error)
 }
 
 // Option configures a Client.
@@ -63,8 +65,13 @@ type EventSink interface {
 // ReasonTrafficMoved is the reason of the event of a traffic move.
 const ReasonTrafficMoved = "TrafficMoved"
 
-// WithEvents sends every traffic move to sink as well (nil: none).
-func WithEvents(sink EventSink) Option { return func(c *Client) { c.events = sink } }
+// WithEvents sends every traffic move to sink as well (nil: none). A move
+// whose event the sink could not record is still written, with its record
+// in the Route's history; failed (if not nil) is told why, so that a
+// missing permission is seen rather than every Event silently lost.
+func WithEvents(sink EventSink, failed func(error)) Option {
+	return func(c *Client) { c.events, c.eventFailed = sink, failed }
+}
 
 // WithClock sets the clock the audit history and promotion read.
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
@@ -495,7 +502,9 @@ func (c *Client) event(ctx context.Context, rt *v1alpha1.Route, from, to []v1alp
 	if c.reason != "" {
 		msg += " (" + c.reason + ")"
 	}
-	_ = c.events.Event(ctx, rt, corev1.EventTypeNormal, ReasonTrafficMoved, msg)
+	if err := c.events.Event(ctx, rt, corev1.EventTypeNormal, ReasonTrafficMoved, msg); err != nil && c.eventFailed != nil {
+		c.eventFailed(fmt.Errorf("the move is in route %s's history, but its Event was not recorded: %w", rt.Name, err))
+	}
 }
 
 // Ready reports revision readiness from the store.

@@ -226,13 +226,44 @@ func TestShipFailedRevision(t *testing.T) {
 type events struct {
 	mu   sync.Mutex
 	seen []string
+	fail error // every Event fails with it
 }
 
 func (e *events) Event(_ context.Context, o store.Object, typ, reason, msg string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.fail != nil {
+		return e.fail
+	}
 	e.seen = append(e.seen, fmt.Sprintf("%s %s/%s %s: %s", typ, store.KindOf(o), o.GetName(), reason, msg))
 	return nil
+}
+
+// TestEventFailureIsTold: a sink that cannot record the event (no RBAC
+// for events) does not stop the move, which is written with its history,
+// and the caller is told.
+func TestEventFailureIsTold(t *testing.T) {
+	f := newFixture(t)
+	var told []error
+	c := deploy.New(f.view, "default", deploy.WithPollInterval(10*time.Millisecond), deploy.WithActor("octocat", "/rollout"),
+		deploy.WithClock(f.clock), deploy.WithEvents(&events{fail: errors.New(`events is forbidden: cannot create resource "events"`)},
+			func(err error) { told = append(told, err) }))
+	f.ship(c, service("web", "img@sha256:1111", v1alpha1.StrategyCanary), deploy.Provenance{})
+	f.ship(c, service("web", "img@sha256:2222", v1alpha1.StrategyCanary), deploy.Provenance{})
+	rt, err := c.Rollout(f.ctx, "web", deploy.SetNext(50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]v1alpha1.TrafficTarget{tt("current", "web-00001", 50), tt("next", "web-00002", 50)}, rt.Spec.Rollout.Traffic); d != "" {
+		t.Errorf("traffic (-want +got):\n%s", d)
+	}
+	h, err := deploy.History(f.route("web"))
+	if err != nil || len(h) == 0 || h[len(h)-1].Actor != "octocat" {
+		t.Errorf("the move's history: %+v, %v", h, err)
+	}
+	if len(told) != 1 || !strings.Contains(told[0].Error(), "the move is in route web's history, but its Event was not recorded: events is forbidden") {
+		t.Errorf("told %v, want one error naming the route and the cause", told)
+	}
 }
 
 func (e *events) all() []string {
@@ -245,7 +276,7 @@ func TestRolloutOperations(t *testing.T) {
 	f := newFixture(t)
 	sink := &events{}
 	c := deploy.New(f.view, "default", deploy.WithPollInterval(10*time.Millisecond), deploy.WithActor("octocat", "/rollout"),
-		deploy.WithClock(f.clock), deploy.WithEvents(sink))
+		deploy.WithClock(f.clock), deploy.WithEvents(sink, func(err error) { t.Errorf("event: %v", err) }))
 	f.ship(c, service("web", "img@sha256:1111", v1alpha1.StrategyCanary), deploy.Provenance{})
 	f.ship(c, service("web", "img@sha256:2222", v1alpha1.StrategyCanary), deploy.Provenance{})
 	// The canary starts at the first step: current web-00001 95%, next web-00002 5%.
