@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -65,4 +66,40 @@ func (r *Route) RecordMove(m RolloutMove) error {
 	}
 	r.Annotations[RolloutHistoryAnnotationKey] = string(b)
 	return nil
+}
+
+// ReasonTrafficMoved is the reason of the Kubernetes Event of a traffic
+// move.
+const ReasonTrafficMoved = "TrafficMoved"
+
+// Message is the move in one line, as its Event says it: "octocat moved
+// traffic: current=a:100% → current=a:50% next=b:50% (/rollout 50)".
+func (m RolloutMove) Message() string {
+	actor := m.Actor
+	if actor == "" {
+		actor = "unknown"
+	}
+	msg := fmt.Sprintf("%s moved traffic: %s → %s", actor, FormatTraffic(m.From), FormatTraffic(m.To))
+	if m.Reason != "" {
+		msg += " (" + m.Reason + ")"
+	}
+	return msg
+}
+
+// FormatTraffic writes traffic on one line: "current=hello-00001:95%
+// next=hello-00002:5%"; a target that follows a configuration is
+// "latest(<configuration>)".
+func FormatTraffic(t []TrafficTarget) string {
+	parts := make([]string, 0, len(t))
+	for _, x := range t {
+		rev := x.RevisionName
+		if rev == "" {
+			rev = "latest(" + x.ConfigurationName + ")"
+		}
+		if x.Name != "" {
+			rev = x.Name + "=" + rev
+		}
+		parts = append(parts, fmt.Sprintf("%s:%d%%", rev, x.Percent))
+	}
+	return strings.Join(parts, " ")
 }

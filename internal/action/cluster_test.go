@@ -22,6 +22,7 @@ import (
 	"github.com/elafros/elafros/internal/kube"
 	"github.com/elafros/elafros/internal/kube/kubetest"
 	"github.com/elafros/elafros/internal/local/process/processtest"
+	"github.com/elafros/elafros/internal/reconcile"
 	elstore "github.com/elafros/elafros/internal/store"
 )
 
@@ -143,5 +144,31 @@ func TestModesOnCluster(t *testing.T) {
 	r = runAction(t, gh, ws, "schedule", "push.json", in, nil)
 	if r.code != 0 || !strings.Contains(r.summary, "No canary is under way.") {
 		t.Errorf("promote: exit %d\n%s", r.code, r.summary)
+	}
+
+	// The strategy's own moves are Events too, by the reconciler: a push
+	// that makes the service manual, with a new revision, has it pin the
+	// current one and stage the new one as next at 0%.
+	commit(t, ws, map[string]string{"elafros.yaml": fmt.Sprintf(helloManifest, "manual now", "manual")})
+	r = runAction(t, gh, ws, "push", "push.json", in, nil)
+	if r.code != 0 {
+		t.Fatalf("deploy as manual: exit %d\n%s", r.code, r.stdout)
+	}
+	evs, err = c.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=hello,involvedObject.kind=Route,reason=" + deploy.ReasonTrafficMoved})
+	must(t, err)
+	var strategy []string
+	for _, e := range evs.Items {
+		if e.Source.Component == "elafros-reconciler" {
+			strategy = append(strategy, e.Message)
+		}
+	}
+	staged := false
+	for _, m := range strategy {
+		if strings.HasPrefix(m, reconcile.StrategyActor+" moved traffic: ") && strings.Contains(m, "next=hello-00002:0% (strategy manual: revision hello-00002 is ready)") {
+			staged = true
+		}
+	}
+	if !staged {
+		t.Errorf("the reconciler's TrafficMoved events on route hello = %q, want the strategy staging hello-00002 as next at 0%%", strategy)
 	}
 }

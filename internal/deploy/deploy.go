@@ -63,7 +63,7 @@ type EventSink interface {
 }
 
 // ReasonTrafficMoved is the reason of the event of a traffic move.
-const ReasonTrafficMoved = "TrafficMoved"
+const ReasonTrafficMoved = v1alpha1.ReasonTrafficMoved
 
 // WithEvents sends every traffic move to sink as well (nil: none). A move
 // whose event the sink could not record is still written, with its record
@@ -494,14 +494,7 @@ func (c *Client) event(ctx context.Context, rt *v1alpha1.Route, from, to []v1alp
 	if c.events == nil {
 		return
 	}
-	actor := c.actor
-	if actor == "" {
-		actor = "unknown"
-	}
-	msg := fmt.Sprintf("%s moved traffic: %s → %s", actor, Split(from), Split(to))
-	if c.reason != "" {
-		msg += " (" + c.reason + ")"
-	}
+	msg := v1alpha1.RolloutMove{Actor: c.actor, Reason: c.reason, From: from, To: to}.Message()
 	if err := c.events.Event(ctx, rt, corev1.EventTypeNormal, ReasonTrafficMoved, msg); err != nil && c.eventFailed != nil {
 		c.eventFailed(fmt.Errorf("the move is in route %s's history, but its Event was not recorded: %w", rt.Name, err))
 	}

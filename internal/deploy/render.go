@@ -183,17 +183,4 @@ func TargetURL(scheme, domain, port, target string) string {
 }
 
 // Split writes traffic on one line: "current=hello-00001:95% next=hello-00002:5%".
-func Split(t []v1alpha1.TrafficTarget) string {
-	parts := make([]string, 0, len(t))
-	for _, x := range t {
-		rev := x.RevisionName
-		if rev == "" {
-			rev = "latest(" + x.ConfigurationName + ")"
-		}
-		if x.Name != "" {
-			rev = x.Name + "=" + rev
-		}
-		parts = append(parts, fmt.Sprintf("%s:%d%%", rev, x.Percent))
-	}
-	return strings.Join(parts, " ")
-}
+func Split(t []v1alpha1.TrafficTarget) string { return v1alpha1.FormatTraffic(t) }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/client"
 	"github.com/elafros/elafros/internal/reconcile"
 	"github.com/elafros/elafros/internal/store"
@@ -76,7 +79,21 @@ func NewReconciler(ctx context.Context, cfg *rest.Config, o ReconcilerOptions) (
 	if err := tr.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the traffic informers: %w", err)
 	}
-	r, err := reconcile.New(cached, rt, tr, o.Builder, o.Reconcile)
+	ropts := o.Reconcile
+	if ropts.Moved == nil {
+		// The strategy's moves are Events too, as the people's are
+		// (deploy.WithEvents): "kubectl describe route" shows them all.
+		ev, err := NewEvents(cfg, "elafros-reconciler")
+		if err != nil {
+			return nil, err
+		}
+		ropts.Moved = func(ctx context.Context, rt *v1alpha1.Route, m v1alpha1.RolloutMove) {
+			if err := ev.Event(ctx, rt, corev1.EventTypeNormal, v1alpha1.ReasonTrafficMoved, m.Message()); err != nil {
+				slog.Warn("the strategy's move is in the route's history, but its Event was not recorded", "route", rt.Namespace+"/"+rt.Name, "err", err)
+			}
+		}
+	}
+	r, err := reconcile.New(cached, rt, tr, o.Builder, ropts)
 	if err != nil {
 		return nil, err
 	}

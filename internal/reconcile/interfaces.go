@@ -121,6 +121,10 @@ type Options struct {
 	LogURLTemplate string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Moved, if set, is told of each traffic move the Service's strategy
+	// wrote (the Route as written, and the move its history records): on
+	// a cluster, a Kubernetes Event beside the history.
+	Moved func(ctx context.Context, route *v1alpha1.Route, move v1alpha1.RolloutMove)
 }
 
 const (

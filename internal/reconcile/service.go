@@ -177,6 +177,7 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 	if equality.Semantic.DeepEqual(current, desired) && equality.Semantic.DeepEqual(route.Annotations, c.Annotations) {
 		return route, nil
 	}
+	var move *v1alpha1.RolloutMove
 	if !equality.Semantic.DeepEqual(current, desired) {
 		// The strategy's own moves go into the audit history beside the
 		// people's, in the same write.
@@ -184,9 +185,10 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 		if strategy == "" {
 			strategy = v1alpha1.StrategyAutomatic
 		}
-		if err := c.RecordMove(v1alpha1.RolloutMove{Time: r.now().Time, Actor: StrategyActor,
+		move = &v1alpha1.RolloutMove{Time: r.now().Time, Actor: StrategyActor,
 			Reason: fmt.Sprintf("strategy %s: revision %s is ready", strategy, cfg.Status.LatestReadyRevisionName),
-			From:   current, To: desired}); err != nil {
+			From:   current, To: desired}
+		if err := c.RecordMove(*move); err != nil {
 			return nil, err
 		}
 	}
@@ -195,7 +197,11 @@ func (r *Reconciler) ensureRoute(ctx context.Context, svc *v1alpha1.Service, cfg
 	if err != nil {
 		return nil, err
 	}
-	return o.(*v1alpha1.Route), nil
+	written := o.(*v1alpha1.Route)
+	if move != nil && r.opts.Moved != nil {
+		r.opts.Moved(ctx, written, *move)
+	}
+	return written, nil
 }
 
 // desiredTraffic applies the Service's strategy to the Route's traffic:
