@@ -287,9 +287,13 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 		h.Set("Trailer", strings.Join(keys, ", "))
 	}
 	c.WriteHeader(res.StatusCode)
-	if len(res.Trailer) > 0 {
+	if len(res.Trailer) > 0 || res.ContentLength == -1 {
 		// As ReverseProxy does: force chunking, so that the trailers go
-		// out after a body whose length net/http would otherwise compute.
+		// out after a body whose length net/http would otherwise compute;
+		// and send the head of a streamed answer at once (ReverseProxy
+		// does it from a timer of zero, racing the body: here it is
+		// always first, so an empty streamed body is chunked too, and
+		// nothing is sniffed from its first bytes).
 		_ = c.FlushError()
 	}
 	err = r.copyBody(c, res)
