@@ -85,10 +85,10 @@ func (rc *rawConn) release() {
 // serve is the connection's loop: read a head, answer it, repeat.
 func (rc *rawConn) serve() {
 	defer func() {
-		if rc.c != nil {
+		if rc.c != nil { // not handed off
 			_ = rc.c.Close()
-			rc.release()
 		}
+		rc.release()
 	}()
 	for {
 		end, ok := rc.readHead()
@@ -164,10 +164,9 @@ func (rc *rawConn) readHead() (end int, ok bool) {
 // net/http server.
 func (rc *rawConn) handOff(pinned *choice) {
 	hc := &handoffConn{Conn: rc.c, pending: bytes.Clone(rc.in[rc.r:rc.w]), pinned: pinned}
-	s := rc.s
 	rc.c = nil
-	rc.release()
-	if !s.handoff.deliver(hc) {
+	rc.s.forget(rc)
+	if !rc.s.handoff.deliver(hc) {
 		_ = hc.Conn.Close()
 	}
 }
