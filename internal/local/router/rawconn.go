@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -38,10 +37,20 @@ type rawConn struct {
 	r, w int
 	out  []byte // pending output, written at flush
 
+	// The client watch (see watch.go).
+	watch     atomic.Int32
+	waitSince atomic.Int64
+	gone      atomic.Bool
+	upstream  atomic.Pointer[upConn]
+	watchDone chan int // the byte the watcher read, or -1
+	extra     int      // a byte the watcher read and the loop has not, or -1
+
 	req      rawRequest
 	remoteIP string // X-Forwarded-For's value, "" if RemoteAddr has none
 	host     []byte // scratch for the canonical host
 	upHead   []byte // scratch for the process's response head
+	upReq    []byte // scratch for the request to the process
+	sw       sendWaiter
 	upLines  [maxRespHeaders]respHeader
 	dateSec  int64
 	date     []byte
@@ -49,18 +58,22 @@ type rawConn struct {
 
 var rawConnPool = sync.Pool{New: func() any {
 	return &rawConn{
-		in:   make([]byte, rawReadSize),
-		out:  make([]byte, 0, rawOutSize),
-		host: make([]byte, 0, 64),
+		in:        make([]byte, rawReadSize),
+		out:       make([]byte, 0, rawOutSize),
+		host:      make([]byte, 0, 64),
+		watchDone: make(chan int, 1),
 	}
 }}
 
 func newRawConn(s *Server, c net.Conn) *rawConn {
 	rc := rawConnPool.Get().(*rawConn)
 	rc.s, rc.c = s, c
+	rc.sw.init(c)
 	rc.r, rc.w = 0, 0
 	rc.out = rc.out[:0]
 	rc.state.Store(stateIdle)
+	rc.gone.Store(false)
+	rc.extra = -1
 	rc.remoteIP = ""
 	if ip, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 		rc.remoteIP = ip
@@ -71,6 +84,7 @@ func newRawConn(s *Server, c net.Conn) *rawConn {
 func (rc *rawConn) release() {
 	rc.s.forget(rc)
 	rc.s, rc.c = nil, nil
+	rc.sw.raw = nil
 	rc.req = rawRequest{}
 	clear(rc.upLines[:])
 	if cap(rc.out) > 4*rawOutSize {
@@ -96,16 +110,23 @@ func (rc *rawConn) serve() {
 			return
 		}
 		if end < 0 || !parseRequestHead(rc.in[rc.r:rc.r+end], &rc.req) {
-			rc.handOff(nil)
+			if rc.flush() == nil {
+				rc.handOff(nil)
+			}
 			return
 		}
+		// The answer stays in rc.out: readHead writes it, in one go with
+		// waiting for the next request when it can.
 		keep, pinned := rc.serveRequest()
 		if pinned != nil {
-			rc.handOff(pinned)
+			if rc.flush() == nil {
+				rc.handOff(pinned)
+			}
 			return
 		}
 		rc.r += end
 		if !keep || rc.s.closing.Load() {
+			_ = rc.flush()
 			return
 		}
 	}
@@ -115,8 +136,26 @@ func (rc *rawConn) serve() {
 // length, or -1 if the head is not the raw loop's to parse (it goes to
 // net/http). ok is false if the connection is done.
 func (rc *rawConn) readHead() (end int, ok bool) {
-	if rc.r == rc.w {
+	if rc.r == rc.w && rc.extra < 0 {
 		rc.r, rc.w = 0, 0
+	} else if len(rc.out) > 0 {
+		// A pipelined request is waiting: the answer before it goes out
+		// first.
+		if rc.flush() != nil {
+			return 0, false
+		}
+	}
+	if rc.extra >= 0 {
+		if rc.w == len(rc.in) {
+			if rc.r == 0 {
+				return -1, true // handOff takes the byte along
+			}
+			rc.w = copy(rc.in, rc.in[rc.r:rc.w])
+			rc.r = 0
+		}
+		rc.in[rc.w] = byte(rc.extra)
+		rc.w++
+		rc.extra = -1
 	}
 	deadline := false
 	defer func() {
@@ -144,8 +183,16 @@ func (rc *rawConn) readHead() (end int, ok bool) {
 				deadline = true
 				_ = rc.c.SetReadDeadline(time.Now().Add(rc.s.ReadHeaderTimeout))
 			}
-		} else if !rc.state.CompareAndSwap(stateActive, stateIdle) && rc.state.Load() == stateClosing {
-			return 0, false
+		} else {
+			if !rc.state.CompareAndSwap(stateActive, stateIdle) && rc.state.Load() == stateClosing {
+				_ = rc.flush()
+				return 0, false
+			}
+			if len(rc.out) > 0 {
+				if rc.flushAndWait() != nil {
+					return 0, false
+				}
+			}
 		}
 		n, err := rc.c.Read(rc.in[rc.w:])
 		if n > 0 {
@@ -163,7 +210,11 @@ func (rc *rawConn) readHead() (end int, ok bool) {
 // handOff gives the connection, with what was read and not used, to the
 // net/http server.
 func (rc *rawConn) handOff(pinned *choice) {
-	hc := &handoffConn{Conn: rc.c, pending: bytes.Clone(rc.in[rc.r:rc.w]), pinned: pinned}
+	pending := bytes.Clone(rc.in[rc.r:rc.w])
+	if rc.extra >= 0 {
+		pending = append(pending, byte(rc.extra))
+	}
+	hc := &handoffConn{Conn: rc.c, pending: pending, pinned: pinned}
 	rc.c = nil
 	rc.s.forget(rc)
 	if !rc.s.handoff.deliver(hc) {
@@ -222,7 +273,9 @@ func (rc *rawConn) serveRequest() (keep bool, pinned *choice) {
 		inFlight = r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
 	}
 	inFlight.Inc()
+	rc.startWatch(c.start)
 	keep = rc.proxy(&c, &ch)
+	rc.endWatch()
 	inFlight.Dec()
 	r.record(&c)
 	return keep, nil
@@ -276,7 +329,28 @@ func (rc *rawConn) answer(c *call, ch *choice, code int, msg string) (keep bool)
 		out = append(out, '\n')
 	}
 	rc.out = out
-	return rc.flush() == nil && keep
+	return keep
+}
+
+// flushAndWait writes the pending answer and waits for the client's
+// next request (sendWaiter).
+func (rc *rawConn) flushAndWait() error {
+	out := rc.out
+	rc.out = rc.out[:0]
+	if rc.sw.raw == nil {
+		_, err := rc.c.Write(out)
+		return err
+	}
+	rest, err := rc.sw.sendWait(out)
+	if len(rest) > 0 {
+		// Not all written: the socket's buffer was full, or the wait
+		// failed before the write (Shutdown's deadline). The answer
+		// still goes out whole.
+		if _, werr := rc.c.Write(rest); werr != nil {
+			return werr
+		}
+	}
+	return err
 }
 
 func (rc *rawConn) flush() error {
@@ -352,6 +426,10 @@ func (rc *rawConn) proxy(c *call, ch *choice) (keep bool) {
 			_ = uc.conn.SetDeadline(deadline)
 			uc.hasDeadline = !deadline.IsZero()
 		}
+		rc.upstream.Store(uc)
+		if rc.gone.Load() { // the watch may have missed the new connection
+			_ = uc.conn.SetDeadline(aLongTimeAgo)
+		}
 		res, err = rc.roundTrip(c, ch, uc)
 		if err == nil {
 			break
@@ -359,7 +437,7 @@ func (rc *rawConn) proxy(c *call, ch *choice) (keep bool) {
 		_ = uc.conn.Close()
 		uc = nil
 		var nr errNoResponse
-		if errors.Is(err, errClientGone) {
+		if errors.Is(err, errClientGone) || rc.gone.Load() {
 			c.code = statusClientClosed
 			return false
 		}
@@ -368,6 +446,9 @@ func (rc *rawConn) proxy(c *call, ch *choice) (keep bool) {
 		}
 	}
 	keep, upOK := rc.forward(c, ch, uc, &res)
+	if rc.gone.Load() {
+		keep, upOK = false, false
+	}
 	if upOK {
 		r.upstreams.put(p, uc)
 	} else {
@@ -391,54 +472,41 @@ func (rc *rawConn) failed(c *call, ch *choice, deadline time.Time, err error) bo
 	return rc.answer(c, ch, http.StatusBadGateway, fmt.Sprintf("revision %s at %s did not answer: %v", c.revision, c.backend.Addr, err))
 }
 
-// writeUpstream writes rc.req for the revision's process: what
-// writeRequest writes for the same request through net/http.
-func (rc *rawConn) writeUpstream(bw *bufio.Writer) {
+// appendUpstream appends rc.req as written for the revision's process:
+// what writeRequest writes for the same request through net/http.
+func (rc *rawConn) appendUpstream(b []byte) []byte {
 	req := &rc.req
-	_, _ = bw.Write(req.method)
-	_ = bw.WriteByte(' ')
-	_, _ = bw.Write(req.target)
-	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
-	_, _ = bw.Write(req.host)
-	_, _ = bw.WriteString("\r\n")
+	b = append(b, req.method...)
+	b = append(b, ' ')
+	b = append(b, req.target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, req.host...)
+	b = append(b, "\r\n"...)
 	for i := range req.n {
 		h := &req.headers[i]
 		if h.skip {
 			continue
 		}
-		writeCanonical(bw, h.name)
-		_, _ = bw.WriteString(": ")
-		_, _ = bw.Write(h.value)
-		_, _ = bw.WriteString("\r\n")
+		b = appendCanonical(b, h.name)
+		b = append(b, ": "...)
+		b = append(b, h.value...)
+		b = append(b, "\r\n"...)
 	}
 	if req.teTrailers {
-		_, _ = bw.WriteString("Te: trailers\r\n")
+		b = append(b, "Te: trailers\r\n"...)
 	}
 	if rc.remoteIP != "" {
-		_, _ = bw.WriteString("X-Forwarded-For: ")
-		_, _ = bw.WriteString(rc.remoteIP)
-		_, _ = bw.WriteString("\r\n")
+		b = append(b, "X-Forwarded-For: "...)
+		b = append(b, rc.remoteIP...)
+		b = append(b, "\r\n"...)
 	}
-	_, _ = bw.WriteString("X-Forwarded-Host: ")
-	_, _ = bw.Write(req.host)
-	_, _ = bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	b = append(b, "X-Forwarded-Host: "...)
+	b = append(b, req.host...)
+	return append(b, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 }
 
-// writeCanonical writes a header name (a valid token) as
+// appendCanonical appends a header name (a valid token) as
 // textproto.CanonicalMIMEHeaderKey spells it.
-func writeCanonical(bw *bufio.Writer, name []byte) {
-	upper := true
-	for _, c := range name {
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		_ = bw.WriteByte(c)
-		upper = c == '-'
-	}
-}
-
 func appendCanonical(out, name []byte) []byte {
 	upper := true
 	for _, c := range name {
@@ -456,10 +524,19 @@ func appendCanonical(out, name []byte) []byte {
 // roundTrip writes the request and reads the final response's head,
 // relaying 1xx answers (but 101) to the client as the lean path does.
 func (rc *rawConn) roundTrip(c *call, ch *choice, uc *upConn) (respHead, error) {
-	rc.writeUpstream(uc.bw)
+	rc.upReq = rc.appendUpstream(rc.upReq[:0])
 	uc.readLimit = maxResponseHeaderBytes
-	if err := uc.bw.Flush(); err != nil {
-		return respHead{}, errNoResponse{err}
+	rest := rc.upReq
+	if uc.sw.raw != nil && uc.br.Buffered() == 0 {
+		var err error
+		if rest, err = uc.sw.sendWait(rest); err != nil {
+			return respHead{}, errNoResponse{err}
+		}
+	}
+	if len(rest) > 0 {
+		if _, err := uc.conn.Write(rest); err != nil {
+			return respHead{}, errNoResponse{err}
+		}
 	}
 	if _, err := uc.br.Peek(1); err != nil {
 		return respHead{}, errNoResponse{err}

@@ -291,14 +291,21 @@ func (rc *rawConn) forward(c *call, ch *choice, uc *upConn, res *respHead) (keep
 	}
 	out = append(out, "\r\n"...)
 	rc.out = out
-	// The head is out (in rc.out): from here on a failure can only cut
-	// the answer short, as the lean path's ErrAbortHandler does.
+	// From here on a failure can only cut the answer short, as the lean
+	// path's ErrAbortHandler does: what net/http had not yet written is
+	// dropped with the connection. It writes a streamed answer's head at
+	// once (see proxyLean), and buffers the rest.
+	if framing == bodyChunked || framing == bodyClose {
+		if rc.flush() != nil {
+			return false, false
+		}
+	}
 
 	upOK = !res.closeConn
 	var err error
 	switch framing {
 	case bodyLength:
-		err = rc.copyN(br, res.contentLength)
+		err = rc.copyN(br, res.contentLength, false)
 	case bodyChunked:
 		err = rc.copyChunked(br)
 	case bodyClose:
@@ -308,11 +315,13 @@ func (rc *rawConn) forward(c *call, ch *choice, uc *upConn, res *respHead) (keep
 	if err != nil {
 		rc.s.Router.opts.logger.Debug("router: copying a response failed",
 			"namespace", c.namespace, "route", c.route, "revision", c.revision, "addr", c.backend.Addr, "error", err)
-		_ = rc.flush()
+		if framing == bodyLength {
+			rc.out = rc.out[:0]
+		} else {
+			// Streamed: the lean path writes each piece as it reads it.
+			_ = rc.flush()
+		}
 		return false, false
-	}
-	if err := rc.flush(); err != nil {
-		return false, upOK
 	}
 	return !closing, upOK
 }
@@ -340,24 +349,27 @@ func (rc *rawConn) emit(p []byte) error {
 	return nil
 }
 
-// fill makes sure br has data, flushing the client's output before
-// waiting on the process, so that a streamed answer reaches the client
-// as it is written.
-func (rc *rawConn) fill(br *bufio.Reader) error {
+// fill makes sure br has data. With stream, it first writes the
+// client's pending output, so that a streamed answer reaches the client
+// as it is written; a body of known length is buffered as net/http
+// buffers it on the lean path.
+func (rc *rawConn) fill(br *bufio.Reader, stream bool) error {
 	if br.Buffered() > 0 {
 		return nil
 	}
-	if err := rc.flush(); err != nil {
-		return errClientGone
+	if stream {
+		if err := rc.flush(); err != nil {
+			return errClientGone
+		}
 	}
 	_, err := br.Peek(1)
 	return err
 }
 
 // copyN forwards n bytes of body.
-func (rc *rawConn) copyN(br *bufio.Reader, n int64) error {
+func (rc *rawConn) copyN(br *bufio.Reader, n int64, stream bool) error {
 	for n > 0 {
-		if err := rc.fill(br); err != nil {
+		if err := rc.fill(br, stream); err != nil {
 			if errors.Is(err, io.EOF) {
 				return io.ErrUnexpectedEOF
 			}
@@ -379,7 +391,7 @@ func (rc *rawConn) copyN(br *bufio.Reader, n int64) error {
 // end.
 func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 	for {
-		if err := rc.fill(br); err != nil {
+		if err := rc.fill(br, true); err != nil {
 			return err
 		}
 		rc.upHead = rc.upHead[:0]
@@ -397,10 +409,10 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 		if size == 0 {
 			break
 		}
-		if err := rc.copyN(br, size); err != nil {
+		if err := rc.copyN(br, size, true); err != nil {
 			return err
 		}
-		if err := rc.fill(br); err != nil {
+		if err := rc.fill(br, true); err != nil {
 			return err
 		}
 		if crlf, err := br.Peek(2); err != nil || string(crlf) != "\r\n" {
@@ -413,7 +425,7 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 	}
 	// The trailer section, to its blank line.
 	for {
-		if err := rc.fill(br); err != nil {
+		if err := rc.fill(br, true); err != nil {
 			return err
 		}
 		rc.upHead = rc.upHead[:0]
@@ -438,7 +450,7 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 func (rc *rawConn) copyClose(br *bufio.Reader) error {
 	var size [20]byte
 	for {
-		if err := rc.fill(br); err != nil {
+		if err := rc.fill(br, true); err != nil {
 			if errors.Is(err, io.EOF) {
 				return rc.emit(lastChunk)
 			}

@@ -40,6 +40,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*rawConn]struct{}
 	closing   atomic.Bool
+	stopWatch chan struct{}
+	stopOnce  sync.Once
 }
 
 func (s *Server) init() {
@@ -58,6 +60,8 @@ func (s *Server) init() {
 			},
 		}
 		s.fbDone = make(chan struct{})
+		s.stopWatch = make(chan struct{})
+		go s.watchClients()
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*rawConn]struct{}{}
 		go func() {
@@ -143,6 +147,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.fallback.Shutdown(ctx)
 	s.handoff.close()
+	s.stopOnce.Do(func() { close(s.stopWatch) })
 	return err
 }
 
@@ -157,6 +162,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	err := s.fallback.Close()
 	s.handoff.close()
+	s.stopOnce.Do(func() { close(s.stopWatch) })
 	return err
 }
 

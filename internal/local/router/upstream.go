@@ -92,6 +92,8 @@ type upConn struct {
 	lastUsed  time.Time
 	// hasDeadline: a request's deadline is still set on conn.
 	hasDeadline bool
+	// sw sends the raw loop's requests (sendwait.go).
+	sw sendWaiter
 }
 
 func (u *upstreams) pool(addr string) *pool {
@@ -200,6 +202,7 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	}
 	uc := &upConn{conn: conn, bw: bufio.NewWriterSize(conn, 4<<10)}
 	uc.br = bufio.NewReaderSize(limitedReader{uc}, 4<<10)
+	uc.sw.init(conn)
 	return uc, nil
 }
 
