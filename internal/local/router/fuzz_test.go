@@ -71,7 +71,9 @@ func netHTTPReads(head []byte) (serverSaw, bool) {
 	})}
 	go func() { _ = srv.Serve(l) }()
 	go func() { _, _ = c2.Write(head) }()
-	_, _ = http.ReadResponse(bufio.NewReader(c2), nil)
+	if res, err := http.ReadResponse(bufio.NewReader(c2), nil); err == nil {
+		_ = res.Body.Close()
+	}
 	_ = c2.Close()
 	close(l.done)
 	_ = srv.Close()

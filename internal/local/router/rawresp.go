@@ -257,7 +257,7 @@ func (rc *rawConn) forward(c *call, ch *choice, uc *upConn, res *respHead) (keep
 	for i := range res.n {
 		h := &rc.upLines[i]
 		name := rc.upHead[h.name0:h.name1]
-		if h.drop && !(framing == bodyChunked && equalFold(name, "Trailer")) {
+		if h.drop && (framing != bodyChunked || !equalFold(name, "Trailer")) {
 			continue
 		}
 		if !allowed {
@@ -541,5 +541,5 @@ var (
 
 // bodyAllowedForStatus is net/http's rule: no body for 1xx, 204, 304.
 func bodyAllowedForStatus(code int) bool {
-	return !(code >= 100 && code <= 199 || code == http.StatusNoContent || code == http.StatusNotModified)
+	return (code < 100 || code > 199) && code != http.StatusNoContent && code != http.StatusNotModified
 }

@@ -139,6 +139,7 @@ func TestRawServerClientGone(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				defer res.Body.Close()
 				line, err := bufio.NewReader(res.Body).ReadString('\n')
 				if err != nil || line != tc.readUpTo {
 					t.Fatalf("read %q, %v; want %q", line, err, tc.readUpTo)
@@ -296,6 +297,7 @@ func TestRawServerShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the request in flight: %v", err)
 	}
+	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK || string(body) != "done" || !res.Close {
 		t.Errorf("the request in flight got %d %q (close %v), want 200 %q and Connection: close", res.StatusCode, body, res.Close, "done")
@@ -342,6 +344,7 @@ func TestRawServerPipelinedFullBuffer(t *testing.T) {
 			t.Fatalf("answer %d: %v", i, err)
 		}
 		body, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
 		if string(body) != q {
 			t.Fatalf("answer %d: %q, want %q", i, body, q)
 		}
