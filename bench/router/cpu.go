@@ -12,29 +12,40 @@ import (
 // 100 on Linux for every architecture Go supports).
 const clockTick = 10 * time.Millisecond
 
-// processCPU is the user+system CPU time pid and its live child processes
-// have used (threads included), from /proc: how much of the machine a
-// target spends, which a shared, loaded machine does not distort the way
-// it distorts throughput.
-func processCPU(pid int) (time.Duration, error) {
+// processCPU is the user+system CPU time pid has used (threads
+// included), with its live child processes' if children is set, from
+// /proc: how much of the machine a target spends, which a shared, loaded
+// machine does not distort the way it distorts throughput. nginx's
+// workers are its master's children; elafros serve's children are the
+// revision processes, which are not the router (they are measured as
+// direct-a and direct-b), so serve is metered alone.
+func processCPU(pid int, children bool) (time.Duration, error) {
 	total, err := statCPU(pid)
+	if err != nil || !children {
+		return total, err
+	}
+	// A multi-threaded process's children are listed under the thread
+	// that started each of them.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return 0, err
 	}
-	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, f := range strings.Fields(string(kids)) {
-		kid, err := strconv.Atoi(f)
+	for _, task := range tasks {
+		kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/task/%d/children: %q: %w", pid, pid, f, err)
+			continue // the thread ended
 		}
-		d, err := processCPU(kid)
-		if err != nil {
-			return 0, err
+		for _, f := range strings.Fields(string(kids)) {
+			kid, err := strconv.Atoi(f)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/task/%s/children: %q: %w", pid, task.Name(), f, err)
+			}
+			d, err := processCPU(kid, true)
+			if err != nil {
+				return 0, err
+			}
+			total += d
 		}
-		total += d
 	}
 	return total, nil
 }

@@ -73,7 +73,10 @@ func main() {
 
 type target struct {
 	name, url, host string
-	pid             int // the process answering wrk, metered with its children
+	pid             int // the process answering wrk
+	// children: its child processes are part of it (nginx's workers),
+	// unlike serve's revision processes.
+	children bool
 }
 
 func run(ctx context.Context, c config) error {
@@ -132,14 +135,14 @@ func run(ctx context.Context, c config) error {
 	defer nAuto.stop()
 
 	targets := []target{
-		{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0]},
-		{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1]},
-		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid},
-		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid},
-		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid},
+		{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0], false},
+		{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1], false},
+		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid, true},
+		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true},
+		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid, false},
 	}
 	if base != nil {
-		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid})
+		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid, false})
 	}
 	if c.floor {
 		for _, mode := range []struct{ mode, name string }{{"nethttp", "go net/http"}, {"raw", "go raw loop"}} {
@@ -148,7 +151,7 @@ func run(ctx context.Context, c config) error {
 				return err
 			}
 			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			targets = append(targets, target{mode.name, "http://" + addr + "/", "", cmd.Process.Pid})
+			targets = append(targets, target{mode.name, "http://" + addr + "/", "", cmd.Process.Pid, false})
 		}
 	}
 	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
@@ -168,7 +171,7 @@ func run(ctx context.Context, c config) error {
 		for k := range targets {
 			i := (k + round) % len(targets) // rotate, so no target always runs first
 			t := targets[i]
-			cpu0, err := processCPU(t.pid)
+			cpu0, err := processCPU(t.pid, t.children)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -176,7 +179,7 @@ func run(ctx context.Context, c config) error {
 			if err != nil {
 				return err
 			}
-			cpu1, err := processCPU(t.pid)
+			cpu1, err := processCPU(t.pid, t.children)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}

@@ -113,73 +113,104 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	c := &call{w: w, start: time.Now()}
 	defer r.record(c)
 
-	host := canonicalHost(req.Host)
-	ref, ok := r.snap.Load().hosts[host]
-	if !ok {
-		c.fail(http.StatusNotFound, fmt.Sprintf("no route serves host %q", host))
+	ch, pinned := pinnedChoice(req)
+	if !pinned {
+		ch = r.choose(canonicalHost(req.Host), req.Header.Get(TargetHeader), func(name string) (string, bool) {
+			ck, err := req.Cookie(name)
+			if err != nil {
+				return "", false
+			}
+			return ck.Value, true
+		})
+	}
+	if t := ch.table; t != nil {
+		c.table = t
+		c.namespace, c.route = t.key.namespace, t.key.name
+	}
+	if ch.setCookie {
+		c.Header().Add("Set-Cookie", ch.entry.cookie)
+	}
+	c.revision = ch.revision
+	if ch.revision != "" {
+		c.Header().Set(RevisionHeader, ch.revision)
+	}
+	if ch.code != 0 {
+		c.fail(ch.code, ch.msg)
 		return
 	}
-	t := ref.table
-	c.table = t
-	c.namespace, c.route = t.key.namespace, t.key.name
-	revision := ref.revision
-	if revision == "" {
-		if tag := req.Header.Get(TargetHeader); tag != "" {
-			if revision, ok = t.tags[tag]; !ok {
-				accepted := "it has no named targets"
-				if t.tagList != "" {
-					accepted = "it accepts: " + t.tagList
-				}
-				c.fail(http.StatusNotFound, fmt.Sprintf("route %s has no target named %q (%s %s)", t.key, tag, TargetHeader, accepted))
-				return
-			}
-		} else {
-			e := r.pickSplit(c, req, t)
-			if e == nil {
-				c.fail(http.StatusServiceUnavailable, "no revision is ready to serve this route yet")
-				return
-			}
-			revision = e.revision
-			if !e.ready {
-				c.revision = revision
-				c.Header().Set(RevisionHeader, revision)
-				c.fail(http.StatusServiceUnavailable, fmt.Sprintf("revision %s of route %s is not ready", revision, t.key))
-				return
-			}
-		}
-	}
-	c.revision = revision
-	c.Header().Set(RevisionHeader, revision)
 	r.serveRevision(c, req)
 }
 
-// pickSplit chooses the split's revision for req, or returns nil if the
-// split is empty. A sticky client whose revision still has a share and is
+// choice is what routing chose for a request: a revision to proxy to,
+// or an answer (code and msg) when there is none.
+type choice struct {
+	table    *table
+	revision string
+	// entry is the split's entry when the split chose; setCookie: a
+	// sticky client is to be given entry.cookie.
+	entry     *splitEntry
+	setCookie bool
+	code      int
+	msg       string
+}
+
+// choose routes a request for host (canonical) with the Elafros-Target
+// tag ("" if none); cookie reads a request cookie by name. It advances the
+// split's round-robin: a request must be chosen for once.
+func (r *Router) choose(host, tag string, cookie func(name string) (string, bool)) choice {
+	ref, ok := r.snap.Load().hosts[host]
+	if !ok {
+		return choice{code: http.StatusNotFound, msg: fmt.Sprintf("no route serves host %q", host)}
+	}
+	t := ref.table
+	ch := choice{table: t, revision: ref.revision}
+	if ch.revision != "" {
+		return ch
+	}
+	if tag != "" {
+		rev, ok := t.tags[tag]
+		if !ok {
+			accepted := "it has no named targets"
+			if t.tagList != "" {
+				accepted = "it accepts: " + t.tagList
+			}
+			ch.code, ch.msg = http.StatusNotFound, fmt.Sprintf("route %s has no target named %q (%s %s)", t.key, tag, TargetHeader, accepted)
+			return ch
+		}
+		ch.revision = rev
+		return ch
+	}
+	e, setCookie := r.pickSplit(t, cookie)
+	if e == nil {
+		ch.code, ch.msg = http.StatusServiceUnavailable, "no revision is ready to serve this route yet"
+		return ch
+	}
+	ch.revision, ch.entry, ch.setCookie = e.revision, e, setCookie
+	if !e.ready {
+		ch.code, ch.msg = http.StatusServiceUnavailable, fmt.Sprintf("revision %s of route %s is not ready", e.revision, t.key)
+	}
+	return ch
+}
+
+// pickSplit chooses the split's revision, or returns nil if the split is
+// empty; setCookie says whether a sticky client is to be given the
+// entry's cookie. A sticky client whose revision still has a share and is
 // ready keeps it without advancing the round-robin, so that sticky clients
 // do not skew the split the others see.
-func (r *Router) pickSplit(c *call, req *http.Request, t *table) *splitEntry {
+func (r *Router) pickSplit(t *table, cookie func(name string) (string, bool)) (e *splitEntry, setCookie bool) {
 	if len(t.split) == 0 {
-		return nil
+		return nil, false
 	}
 	if !r.opts.sticky {
-		return t.pick()
+		return t.pick(), false
 	}
-	if ck, err := req.Cookie(t.cookieName); err == nil {
-		if e := t.entry(ck.Value); e != nil && e.ready {
-			return e
+	if v, ok := cookie(t.cookieName); ok {
+		if e := t.entry(v); e != nil && e.ready {
+			return e, false
 		}
 	}
-	e := t.pick()
-	if e.ready {
-		http.SetCookie(c.w, &http.Cookie{
-			Name:     t.cookieName,
-			Value:    e.revision,
-			Path:     "/",
-			HttpOnly: true,
-			SameSite: http.SameSiteLaxMode,
-		})
-	}
-	return e
+	e = t.pick()
+	return e, e.ready
 }
 
 // serveRevision proxies req to c.revision's process, through its gate if

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type splitEntry struct {
 	revision string
 	weight   int
 	ready    bool
+	// cookie is the Set-Cookie value that keeps a sticky client on
+	// revision, formatted once per plan rather than per request.
+	cookie string
 }
 
 // table is one route's plan as served. Everything but the weighted
@@ -104,7 +108,14 @@ func newTable(key routeKey, plan reconcile.TrafficPlan) *table {
 		if b.Percent <= 0 {
 			continue
 		}
-		t.split = append(t.split, splitEntry{revision: b.Revision, weight: b.Percent, ready: b.Ready})
+		ck := (&http.Cookie{
+			Name:     t.cookieName,
+			Value:    b.Revision,
+			Path:     "/",
+			HttpOnly: true,
+			SameSite: http.SameSiteLaxMode,
+		}).String()
+		t.split = append(t.split, splitEntry{revision: b.Revision, weight: b.Percent, ready: b.Ready, cookie: ck})
 		t.total += b.Percent
 	}
 	t.current = make([]int, len(t.split))

@@ -92,6 +92,8 @@ type upConn struct {
 	lastUsed  time.Time
 	// hasDeadline: a request's deadline is still set on conn.
 	hasDeadline bool
+	// sw sends the raw loop's requests (sendwait.go).
+	sw sendWaiter
 }
 
 func (u *upstreams) pool(addr string) *pool {
@@ -200,6 +202,7 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	}
 	uc := &upConn{conn: conn, bw: bufio.NewWriterSize(conn, 4<<10)}
 	uc.br = bufio.NewReaderSize(limitedReader{uc}, 4<<10)
+	uc.sw.init(conn)
 	return uc, nil
 }
 
@@ -287,9 +290,13 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 		h.Set("Trailer", strings.Join(keys, ", "))
 	}
 	c.WriteHeader(res.StatusCode)
-	if len(res.Trailer) > 0 {
+	if len(res.Trailer) > 0 || res.ContentLength == -1 {
 		// As ReverseProxy does: force chunking, so that the trailers go
-		// out after a body whose length net/http would otherwise compute.
+		// out after a body whose length net/http would otherwise compute;
+		// and send the head of a streamed answer at once (ReverseProxy
+		// does it from a timer of zero, racing the body: here it is
+		// always first, so an empty streamed body is chunked too, and
+		// nothing is sniffed from its first bytes).
 		_ = c.FlushError()
 	}
 	err = r.copyBody(c, res)

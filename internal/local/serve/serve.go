@@ -75,7 +75,7 @@ type Server struct {
 	cancel         context.CancelFunc
 	requests       context.Context
 	cancelRequests context.CancelFunc
-	servers        []*http.Server
+	servers        []server
 	wg             sync.WaitGroup
 	errs           chan error
 	once           sync.Once
@@ -214,7 +214,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return s, err
 	}
 	s.serve(apiL, api, true)
-	s.serve(httpL, s.Router, false)
+	// The router's own HTTP/1.1 loop takes the common requests and
+	// hands every other connection to net/http (router.Server).
+	s.start(httpL, &router.Server{Router: s.Router, ReadHeaderTimeout: readHeaderTimeout})
 	s.serve(regL, s.registry, false)
 
 	s.wg.Add(1)
@@ -317,14 +319,29 @@ func Reset(dataDir string, log *slog.Logger) error {
 	return nil
 }
 
+// readHeaderTimeout bounds the reading of a request's head on every
+// listener.
+const readHeaderTimeout = 10 * time.Second
+
+// server is what Close drains: an *http.Server or the router's Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
 // serve serves h on l until Close. With endOnClose, requests' contexts
 // end when Close begins (the API's watches, which never finish by
 // themselves); the others drain.
 func (s *Server) serve(l net.Listener, h http.Handler, endOnClose bool) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
 	if endOnClose {
 		srv.BaseContext = func(net.Listener) context.Context { return s.requests }
 	}
+	s.start(l, srv)
+}
+
+// start runs srv on l until Close.
+func (s *Server) start(l net.Listener, srv server) {
 	s.servers = append(s.servers, srv)
 	s.wg.Add(1)
 	go func() {

@@ -1,0 +1,249 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The raw loop's parsers are checked against net/http's own, as the
+// oracle: whatever the raw parser takes, net/http must read the same way;
+// what it does not take goes to net/http anyway, so refusing is always
+// safe. Seeds are in testdata/fuzz; run longer with
+//   go test -run '^$' -fuzz FuzzRequestHead ./internal/local/router/
+//   go test -run '^$' -fuzz FuzzChunked ./internal/local/router/
+
+// serverSaw is what a net/http server's handler sees of a request.
+type serverSaw struct {
+	Method, RequestURI, URI, Host string
+	Header                        http.Header
+	Close                         bool
+	ContentLength                 int64
+	Lean                          bool // leanEligible
+	Forwarded                     seenRequest
+}
+
+// oneConnListener yields one connection, then blocks until closed.
+type oneConnListener struct {
+	once sync.Once
+	c    net.Conn
+	done chan struct{}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.c })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return handoffAddr{} }
+
+// netHTTPReads serves head with a real net/http server and returns what
+// its handler saw, or false if net/http answered without calling it
+// (400, 431, 505...).
+func netHTTPReads(head []byte) (serverSaw, bool) {
+	c1, c2 := net.Pipe()
+	got := make(chan serverSaw, 1)
+	l := &oneConnListener{c: c1, done: make(chan struct{})}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = "192.0.2.1:1234"
+		var up bytes.Buffer
+		bw := bufio.NewWriter(&up)
+		writeRequest(bw, r)
+		_ = bw.Flush()
+		got <- serverSaw{
+			Method: r.Method, RequestURI: r.RequestURI, URI: r.URL.RequestURI(), Host: r.Host,
+			Header: r.Header.Clone(), Close: r.Close, ContentLength: r.ContentLength, Lean: leanEligible(r),
+			Forwarded: forwarded(up.Bytes()),
+		}
+	})}
+	go func() { _ = srv.Serve(l) }()
+	go func() { _, _ = c2.Write(head) }()
+	if res, err := http.ReadResponse(bufio.NewReader(c2), nil); err == nil {
+		_ = res.Body.Close()
+	}
+	_ = c2.Close()
+	close(l.done)
+	_ = srv.Close()
+	select {
+	case s := <-got:
+		return s, true
+	default:
+		return serverSaw{}, false
+	}
+}
+
+// forwarded parses a request written for a process, as the process's
+// net/http would.
+func forwarded(b []byte) seenRequest {
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return seenRequest{Method: "unreadable: " + err.Error()}
+	}
+	return seenRequest{Method: req.Method, URI: req.RequestURI, Host: req.Host, Header: req.Header}
+}
+
+func FuzzRequestHead(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: svc.default.localhost\r\n\r\n",
+		"GET /a/b?c=d&e=%2F HTTP/1.1\r\nHost: svc.default.localhost:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n",
+		"HEAD /x HTTP/1.1\r\nhost: A.B.\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nTe: trailers\r\n\r\n",
+		"OPTIONS /o HTTP/1.1\r\nHost: h\r\nElafros-Target: next\r\nElafros-Target: other\r\nCookie: a=b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\nForwarded: for=x\r\nKeep-Alive: 5\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Spaces:  a b  \r\n\r\n",
+		"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.0\r\nHost: h\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		end, st := headEnd(data)
+		if st != headComplete {
+			return
+		}
+		head := data[:end]
+		var r rawRequest
+		if !parseRequestHead(head, &r) {
+			return // net/http's to answer
+		}
+		want, ok := netHTTPReads(head)
+		if !ok {
+			t.Fatalf("the raw parser takes %q, net/http refuses it", head)
+		}
+		h := http.Header{}
+		for _, hd := range r.headers[:r.n] {
+			if !equalFold(hd.name, "Host") {
+				k := textproto.CanonicalMIMEHeaderKey(string(hd.name))
+				h[k] = append(h[k], string(hd.value))
+			}
+		}
+		rc := &rawConn{req: r, remoteIP: "192.0.2.1"}
+		got := serverSaw{
+			Method: string(r.method), RequestURI: string(r.target), URI: string(r.target), Host: string(r.host),
+			Header: h, Close: r.closeConn, ContentLength: 0, Lean: true,
+			Forwarded: forwarded(rc.appendUpstream(nil)),
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("%q (-net/http +raw):\n%s", head, d)
+		}
+		var tag string
+		if r.hasTag {
+			tag = string(r.tag)
+		}
+		if want := want.Header.Get(TargetHeader); tag != want {
+			t.Errorf("%q: target %q, net/http's first value %q", head, tag, want)
+		}
+		if want, got := canonicalHost(want.Host), string(canonicalHostBytes(nil, r.host)); want != got {
+			t.Errorf("%q: canonical host %q, canonicalHost gives %q", head, got, want)
+		}
+	})
+}
+
+// captureConn is a client connection that keeps what is written to it.
+type captureConn struct {
+	net.Conn
+	buf bytes.Buffer
+}
+
+func (c *captureConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
+
+func FuzzChunked(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\n",
+		"3;ext=1\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Other: 2\r\n\r\n",
+		"A\r\n0123456789\r\n1\r\nx\r\n0\r\n\r\nnext request",
+		"0\r\n\r\n",
+		"5\r\nhel\r\n",
+		"zz\r\n",
+		"5 \r\nhello\r\n0\r\n\r\n",
+		"5\nhello\r\n0\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		// What the raw path forwards must be a prefix of the input, end
+		// where a net/http reader ends (after the trailers' blank line),
+		// and decode to the same data.
+		cc := &captureConn{}
+		rc := &rawConn{c: cc, out: make([]byte, 0, 64)}
+		err := rc.copyChunked(bufio.NewReaderSize(bytes.NewReader(body), 16))
+		_ = rc.flush()
+		out := cc.buf.Bytes()
+		if err == nil {
+			if !bytes.HasPrefix(body, out) {
+				t.Fatalf("forwarded %q, not a prefix of %q", out, body)
+			}
+			src := bytes.NewReader(body)
+			br := bufio.NewReader(src)
+			data, oerr := io.ReadAll(httputil.NewChunkedReader(br))
+			if oerr == nil {
+				_, oerr = textproto.NewReader(br).ReadMIMEHeader()
+			}
+			if oerr != nil {
+				t.Fatalf("the raw path took %q, net/http's reader refuses it: %v", out, oerr)
+			}
+			if consumed := len(body) - src.Len() - br.Buffered(); consumed != len(out) {
+				t.Fatalf("forwarded %d bytes of %q; net/http's reader ends at %d", len(out), body, consumed)
+			}
+			dec, derr := io.ReadAll(httputil.NewChunkedReader(bufio.NewReader(bytes.NewReader(out))))
+			if derr != nil || !bytes.Equal(dec, data) {
+				t.Fatalf("%q decodes to %q (%v), net/http read %q", out, dec, derr, data)
+			}
+		}
+
+		// Data chunked by net/http's writer is always taken, byte for
+		// byte.
+		var enc bytes.Buffer
+		cw := httputil.NewChunkedWriter(&enc)
+		for rest := body; len(rest) > 0; {
+			n := min(len(rest), 1+int(rest[0])%7)
+			_, _ = cw.Write(rest[:n])
+			rest = rest[n:]
+		}
+		_ = cw.Close()
+		enc.WriteString("X-Trailer: t\r\n\r\n")
+		cc2 := &captureConn{}
+		rc2 := &rawConn{c: cc2, out: make([]byte, 0, 64)}
+		if err := rc2.copyChunked(bufio.NewReaderSize(bytes.NewReader(enc.Bytes()), 16)); err != nil {
+			t.Fatalf("%q: %v", enc.Bytes(), err)
+		}
+		_ = rc2.flush()
+		if !bytes.Equal(cc2.buf.Bytes(), enc.Bytes()) {
+			t.Fatalf("forwarded %q, want %q", cc2.buf.Bytes(), enc.Bytes())
+		}
+	})
+}
+
+// TestHeadEnd pins where a head ends, and what is left to net/http.
+func TestHeadEnd(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		end  int
+		want headStatus
+	}{
+		{"GET / HTTP/1.1\r\nHost: h\r\n\r\nnext", 27, headComplete},
+		{"GET / HTTP/1.1\r\nHost: h\r\n", 0, headIncomplete},
+		{"GET / HTTP/1.1\r\nHost: h\r\n\r", 0, headIncomplete},
+		{"GET / HTTP/1.1\nHost: h\n\n", 0, headNotMine},
+		{"\r\nGET / HTTP/1.1\r\n\r\n", 0, headNotMine},
+	} {
+		end, st := headEnd([]byte(tc.in))
+		if end != tc.end || st != tc.want {
+			t.Errorf("headEnd(%q) = %d, %d; want %d, %d", tc.in, end, st, tc.end, tc.want)
+		}
+	}
+}

@@ -1,0 +1,352 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/elafros/elafros/internal/reconcile"
+)
+
+// rawClient is an HTTP client whose connections go to the raw server at
+// addr.
+func rawClient(t testing.TB) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// TestRawServerSplitExact: requests the raw loop serves and requests it
+// hands to net/http with the revision already chosen (a single-threaded
+// revision's gate) advance the round-robin once each: the split stays
+// exact, and the single-threaded process never sees two at once.
+func TestRawServerSplitExact(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var cur, maxSeen atomic.Int64
+	e.serve("a", nil, Backend{})
+	e.serve("st", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := cur.Add(1)
+		for m := maxSeen.Load(); n > m && !maxSeen.CompareAndSwap(m, n); m = maxSeen.Load() {
+		}
+		time.Sleep(50 * time.Microsecond)
+		cur.Add(-1)
+		_, _ = io.WriteString(w, "st")
+	}), Backend{SingleThreaded: true})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 75, "st", 25)})
+	url := "http://" + serveRaw(t, e.rt) + "/"
+	client := rawClient(t)
+
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				code, body, err := send(client, url, domain)
+				if err != nil || code != http.StatusOK {
+					t.Errorf("%d %q %v", code, body, err)
+					return
+				}
+				mu.Lock()
+				got[body]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if diff := cmp.Diff(map[string]int{"a": 300, "st": 100}, got); diff != "" {
+		t.Errorf("requests per revision (-want +got):\n%s", diff)
+	}
+	if maxSeen.Load() != 1 {
+		t.Errorf("the single-threaded process saw %d requests at once", maxSeen.Load())
+	}
+}
+
+// TestRawServerSticky: the raw loop gives and honours the sticky cookie
+// as ServeHTTP does.
+func TestRawServerSticky(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, WithSticky(true))
+	e.serve("a", nil, Backend{})
+	e.serve("b", nil, Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 50, "b", 50)})
+	addr := serveRaw(t, e.rt)
+	ex := roundTripRaw(t, addr, "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", "GET")
+	ck := (&http.Response{Header: ex.Header}).Cookies()
+	if len(ck) != 1 || ck[0].Name != "elafros-default-svc" || ck[0].Value != ex.Body || !ck[0].HttpOnly || ck[0].Path != "/" {
+		t.Fatalf("first answer %q set cookies %v, want one keeping the client on it", ex.Body, ck)
+	}
+	for range 10 {
+		ex := roundTripRaw(t, addr, "GET / HTTP/1.1\r\nHost: "+domain+"\r\nCookie: other=1; "+ck[0].Name+"="+ck[0].Value+"\r\n\r\n", "GET")
+		if ex.Body != ck[0].Value || ex.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("a sticky client got %q with Set-Cookie %q, want %q and no cookie", ex.Body, ex.Header.Get("Set-Cookie"), ck[0].Value)
+		}
+	}
+}
+
+// TestRawServerClientGone: a client that goes away while the process
+// works ends the process's request, whether it left before the answer
+// began or in the middle of it; the first is recorded as 499.
+func TestRawServerClientGone(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		midway   bool
+		want499  float64
+		readUpTo string
+	}{
+		{"before the answer", false, 1, ""},
+		{"in the middle of the answer", true, 0, "first\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			entered, ended := make(chan struct{}), make(chan struct{})
+			e := newEnv(t)
+			e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.midway {
+					_, _ = io.WriteString(w, "first\n")
+					w.(http.Flusher).Flush()
+				}
+				close(entered)
+				<-r.Context().Done()
+				close(ended)
+			}), Backend{})
+			e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+			conn, err := net.Dial("tcp", serveRaw(t, e.rt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			<-entered
+			if tc.readUpTo != "" {
+				br := bufio.NewReader(conn)
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				line, err := bufio.NewReader(res.Body).ReadString('\n')
+				if err != nil || line != tc.readUpTo {
+					t.Fatalf("read %q, %v; want %q", line, err, tc.readUpTo)
+				}
+			}
+			_ = conn.Close()
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the process's request did not end when the client went away")
+			}
+			waitFor(t, "the request to be recorded", func() bool {
+				return testutil.ToFloat64(e.rt.metrics.inFlight.WithLabelValues(ns, svc, "a")) == 0
+			})
+			if got := testutil.ToFloat64(e.rt.metrics.requests.WithLabelValues(ns, svc, "a", "499")); got != tc.want499 {
+				t.Errorf("%s{code=499} = %v, want %v", MetricRequests, got, tc.want499)
+			}
+		})
+	}
+}
+
+// TestRawServerUpstreamDies: a process that dies in the middle of an
+// answer gives the client the same cut answer through the raw server as
+// through net/http, and the router's connection to it is not reused.
+func TestRawServerUpstreamDies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, answer string }{
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nshort"},
+		{"chunked, cut in a chunk", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly part"},
+		{"chunked, bad size", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"},
+		{"no answer at all", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			var conns atomic.Int64
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					conns.Add(1)
+					go func() {
+						defer c.Close()
+						if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+							return
+						}
+						_, _ = io.WriteString(c, tc.answer)
+					}()
+				}
+			}()
+			addrs := map[string]string{}
+			for _, path := range []string{"lean", "raw"} {
+				e := newEnv(t)
+				e.res.set(ns, "a", Backend{Addr: l.Addr().String()})
+				e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+				if path == "raw" {
+					addrs[path] = serveRaw(t, e.rt)
+					continue
+				}
+				srv := httptest.NewServer(e.rt)
+				t.Cleanup(srv.Close)
+				addrs[path] = srv.Listener.Addr().String()
+			}
+			got := map[string]conversation{}
+			for _, path := range []string{"lean", "raw"} {
+				got[path] = converse(t, addrs[path], "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", []string{"GET"}, nil)
+				// The 502 answers carry the process's address and an
+				// error worded by whichever parser found it broken.
+				for i := range got[path].Responses {
+					if r := &got[path].Responses[i]; r.Status == http.StatusBadGateway {
+						r.Body, r.Header["Content-Length"] = "(502 body)", nil
+					}
+				}
+			}
+			if d := cmp.Diff(got["lean"], got["raw"]); d != "" {
+				t.Errorf("(-lean +raw):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestRawServerTimeout: past the revision's timeout, the raw loop answers
+// 504 as ServeHTTP does; the process never answers, so timing cannot
+// change the outcome.
+func TestRawServerTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.serve("a", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }), Backend{Timeout: 50 * time.Millisecond})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	ex := roundTripRaw(t, serveRaw(t, e.rt), "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", "GET")
+	if want := "revision a did not answer within its timeout of 50ms\n"; ex.Status != http.StatusGatewayTimeout || ex.Body != want {
+		t.Errorf("got %d %q, want 504 %q", ex.Status, ex.Body, want)
+	}
+}
+
+// TestRawServerShutdown: Shutdown lets a request in flight finish, closes
+// idle connections, refuses new ones, and returns once all are done.
+func TestRawServerShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := newBlocked()
+	e.serve("a", b, Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Router: e.rt}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	addr := l.Addr().String()
+
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if _, err := io.WriteString(busy, "GET /?n=1 HTTP/1.1\r\nHost: "+domain+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-b.entered
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+
+	// The idle connection is closed: a read sees EOF (an event).
+	_ = idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("idle connection during Shutdown: read %v, want EOF", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Error("a new connection was accepted during Shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+	b.release <- struct{}{}
+	res, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatalf("the request in flight: %v", err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || string(body) != "done" || !res.Close {
+		t.Errorf("the request in flight got %d %q (close %v), want 200 %q and Connection: close", res.StatusCode, body, res.Close, "done")
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestRawServerPipelinedFullBuffer: pipelined requests that fill the raw
+// loop's read buffer, with a slow answer (so that the client watch reads
+// a byte of the next request) are all answered in order.
+func TestRawServerPipelinedFullBuffer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") != "" {
+			time.Sleep(3 * watchTick)
+		}
+		_, _ = io.WriteString(w, r.URL.RawQuery)
+	}), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	conn, err := net.Dial("tcp", serveRaw(t, e.rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var reqs strings.Builder
+	var want []string
+	for i := 0; reqs.Len() < 3*rawReadSize; i++ {
+		q := "n=" + strings.Repeat("x", i%50)
+		if i%7 == 0 {
+			q += "&slow=1"
+		}
+		want = append(want, q)
+		reqs.WriteString("GET /?" + q + " HTTP/1.1\r\nHost: " + domain + "\r\n\r\n")
+	}
+	go func() { _, _ = io.WriteString(conn, reqs.String()) }()
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for i, q := range want {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if string(body) != q {
+			t.Fatalf("answer %d: %q, want %q", i, body, q)
+		}
+	}
+}
