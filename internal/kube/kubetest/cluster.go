@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/elafros/elafros/hack/cluster"
+	"github.com/elafros/elafros/internal/testutil"
 )
 
 // AdminToken authenticates as a member of system:masters.
@@ -228,17 +229,10 @@ func Start(t testing.TB) *Cluster {
 // namespace's default ServiceAccount (pods are refused until then).
 func waitServiceAccount(t testing.TB, c *Cluster, ns string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 60*time.Second, 100*time.Millisecond, "the default ServiceAccount of "+ns, func() (bool, string) {
 		_, err := c.Client.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no default ServiceAccount in %s after 60s: %v", ns, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprint(err)
+	})
 }
 
 func writeKey(t testing.TB, path string) {
@@ -281,20 +275,14 @@ func waitReady(t testing.TB, c *Cluster) {
 		t.Fatal(err)
 	}
 	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 90*time.Second, 200*time.Millisecond, "kube-apiserver's /readyz", func() (bool, string) {
 		res, err := hc.Get(c.URL + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kube-apiserver not ready after 90s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		res.Body.Close()
+		return res.StatusCode == 200, res.Status
+	})
 }
 
 // addNode registers the kwok node and removes the not-ready taint that
@@ -313,8 +301,7 @@ func addNode(t testing.TB, c *Cluster) {
 	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating the kwok node: %v", err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "the kwok node to be Ready and untainted", func() (bool, string) {
 		n, err := c.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
 		if err == nil {
 			var keep []corev1.Taint
@@ -333,15 +320,10 @@ func addNode(t testing.TB, c *Cluster) {
 					ready = true
 				}
 			}
-			if err == nil && ready && len(keep) == len(n.Spec.Taints) {
-				return
-			}
+			return err == nil && ready && len(keep) == len(n.Spec.Taints), fmt.Sprintf("ready %v, taints %v, last error %v", ready, n.Spec.Taints, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the kwok node did not become Ready and untainted in 60s (last error %v)", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false, err.Error()
+	})
 }
 
 func tail(s string, n int) string {
