@@ -5,6 +5,8 @@ import (
 
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +67,9 @@ type Builder struct {
 
 	mu     sync.Mutex
 	builds map[string]*record
+
+	// layers knows the /app layers of binaries built before.
+	layers *layerCache
 }
 
 var _ reconcile.Builder = (*Builder)(nil)
@@ -101,7 +106,8 @@ func New(opts Options) (*Builder, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 1
 	}
-	return &Builder{opts: opts, sem: make(chan struct{}, opts.Concurrency), builds: map[string]*record{}}, nil
+	return &Builder{opts: opts, sem: make(chan struct{}, opts.Concurrency), builds: map[string]*record{},
+		layers: newLayerCache(filepath.Join(opts.WorkDir, "layers"))}, nil
 }
 
 func key(namespace, name string) string { return namespace + "/" + name }
@@ -230,10 +236,12 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 		dest = b.opts.Registry + "/" + namespace + "/" + name
 	}
 
+	start := time.Now()
 	prov, err := b.source(ctx, namespace, name, spec, log)
 	if err != nil {
 		return failed(ReasonSourceMissing, err.Error())
 	}
+	logf(log, "source %s at %s (%s)", prov.Dir, prov.revisionLabel(), time.Since(start).Round(time.Millisecond))
 	pkg, _ := spec.Template.Argument(ArgPackage)
 	if pkg == "" {
 		pkg = "."
@@ -314,11 +322,41 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	}
 	based := make(chan baseResult, 1)
 	go func() {
+		start := time.Now()
 		baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
 		bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
+		logf(log, "base resolved (%s)", time.Since(start).Round(time.Millisecond))
 		based <- baseResult{bases, isDefault, err}
 	}()
-	bins, err := goBuild(ctx, s)
+	// Each platform's layer is made in its own goroutine as soon as its
+	// binary is linked, from the layer cache when the binary is one built
+	// before.
+	layers := make(map[platform]v1.Layer, len(plats))
+	var layersMu sync.Mutex
+	s.then = func(p platform, bin []byte) error {
+		start := time.Now()
+		l, cached, err := b.layers.appLayer(bin)
+		if err != nil {
+			return fmt.Errorf("/app layer for %s: %w", p, err)
+		}
+		size, err := l.Size()
+		if err != nil {
+			return fmt.Errorf("/app layer for %s: %w", p, err)
+		}
+		how := "compressed"
+		if cached {
+			how = "known from the layer cache"
+		}
+		logf(log, "/app layer for %s: binary %d bytes, layer %d bytes, %s (%s)", p, len(bin), size, how, time.Since(start).Round(time.Millisecond))
+		layersMu.Lock()
+		layers[p] = l
+		layersMu.Unlock()
+		return nil
+	}
+	s.outDir = b.binDir(s, prov)
+	start := time.Now()
+	err = goBuild(ctx, s)
+	logf(log, "go build, all platforms (%s)", time.Since(start).Round(time.Millisecond))
 	base := <-based
 	if err != nil {
 		return "", err
@@ -329,25 +367,35 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	}
 	var images []platformImage
 	for _, p := range plats {
-		start := time.Now()
-		img, err := appImage(bases[p], p, bins[p], isDefault, prov)
+		img, err := appImage(bases[p], p, layers[p], isDefault, prov)
 		if err != nil {
 			return "", fmt.Errorf("image for %s: %w", p, err)
 		}
-		size, err := imageSize(img)
-		if err != nil {
-			return "", fmt.Errorf("image for %s: %w", p, err)
-		}
-		logf(log, "image for %s: binary %d bytes, %d bytes compressed (%s)", p, len(bins[p]), size, time.Since(start).Round(time.Millisecond))
 		images = append(images, platformImage{p, img})
 	}
-	start := time.Now()
+	start = time.Now()
 	ref, err := push(ctx, dest, imageIndex(images), b.opts.Keychain)
 	if err != nil {
 		return "", err
 	}
 	logf(log, "pushed %s as %s (%s)", dest, ref, time.Since(start).Round(time.Millisecond))
 	return ref, nil
+}
+
+// binDir is where the binaries of s are kept between builds: one
+// directory per repository, package and target, not per checkout, so that
+// a revision cloned into a directory of its own still finds the binary of
+// the one before. Sharing is safe: go build keeps a binary only when its
+// build ID says that it is what the build would link (with -trimpath the
+// checkout's path is not part of it), and outLocks serializes the builds
+// of one file.
+func (b *Builder) binDir(s goBuildSpec, prov *Provenance) string {
+	rel, err := filepath.Rel(prov.Root, s.dir)
+	if err != nil {
+		rel = s.dir
+	}
+	h := sha256.Sum256([]byte(prov.Repository + "\x00" + filepath.ToSlash(rel) + "\x00" + s.target))
+	return filepath.Join(b.opts.WorkDir, "bin", hex.EncodeToString(h[:12]))
 }
 
 // goSpecFor is the go build of a go or go-function template: for a
