@@ -237,11 +237,11 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 	}
 
 	start := time.Now()
-	prov, err := b.source(ctx, namespace, name, spec, log)
+	prov, settle, err := b.source(ctx, namespace, name, spec, log)
 	if err != nil {
 		return failed(ReasonSourceMissing, err.Error())
 	}
-	logf(log, "source %s at %s (%s)", prov.Dir, prov.revisionLabel(), time.Since(start).Round(time.Millisecond))
+	logf(log, "source %s at %s (%s)", prov.Dir, prov.Commit, time.Since(start).Round(time.Millisecond))
 	pkg, _ := spec.Template.Argument(ArgPackage)
 	if pkg == "" {
 		pkg = "."
@@ -260,12 +260,41 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 		tmpl = TemplateDocker
 		fmt.Fprintf(log, "template %s: building with the docker builder (the source has a Dockerfile)\n", spec.Template.Name)
 	}
+
+	// The working tree's git status settles while go builds; a tree that
+	// is refused (dirty, not allowed) stops the build before anything is
+	// pushed, with the same SourceMissing as if it had been read first.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var settled error
+	settledDone := make(chan struct{})
+	go func() {
+		defer close(settledDone)
+		start := time.Now()
+		if settled = settle(); settled != nil {
+			cancel()
+			return
+		}
+		logf(log, "git status: %s (%s)", map[bool]string{false: "clean", true: "uncommitted changes, built as they are"}[prov.Dirty], time.Since(start).Round(time.Millisecond))
+	}()
+	sourceReady := func() error {
+		<-settledDone
+		return settled
+	}
+
 	var ref string
 	switch tmpl {
 	case TemplateDocker:
-		ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.DockerHost, b.opts.Keychain, log)
+		// docker pushes as it builds: nothing starts before the source is
+		// known to be buildable.
+		if err = sourceReady(); err == nil {
+			ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.DockerHost, b.opts.Keychain, log)
+		}
 	default:
-		ref, err = b.goImage(ctx, tmpl, spec, pkgDir, dest, prov, log)
+		ref, err = b.goImage(ctx, tmpl, spec, pkgDir, dest, prov, sourceReady, log)
+	}
+	if serr := sourceReady(); serr != nil {
+		return failed(ReasonSourceMissing, serr.Error())
 	}
 	if err != nil {
 		return failed(ReasonBuildStepFailed, err.Error())
@@ -273,34 +302,40 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 	return reconcile.BuildState{Done: true, Image: ref, Source: prov.ImageSource()}
 }
 
-// source fetches the spec's source, or opens the default one.
-func (b *Builder) source(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, log io.Writer) (*Provenance, error) {
+// source fetches the spec's source, or opens the default one. settle
+// finishes the provenance (a working tree's git status, see openLazy); it
+// must return before the Provenance's Dirty is read.
+func (b *Builder) source(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, log io.Writer) (*Provenance, func() error, error) {
+	settled := func() error { return nil }
 	if spec.Source != nil && spec.Source.Git != nil {
 		g := spec.Source.Git
 		dir := filepath.Join(b.opts.WorkDir, "src", namespace, name)
 		_, _ = fmt.Fprintf(log, "cloning %s at %s\n", g.URL, g.Commit)
-		return Clone(ctx, g.URL, g.Commit, dir)
+		p, err := Clone(ctx, g.URL, g.Commit, dir)
+		return p, settled, err
 	}
 	if b.opts.DefaultSource == "" {
-		return nil, errors.New("the build has no source and the builder no default source directory")
+		return nil, nil, errors.New("the build has no source and the builder no default source directory")
 	}
 	_, _ = fmt.Fprintf(log, "building %s\n", b.opts.DefaultSource)
-	p, err := Open(b.opts.DefaultSource, b.opts.AllowDirty)
+	p, settle, err := openLazy(b.opts.DefaultSource, b.opts.AllowDirty)
 	if err != nil && b.opts.AllowDirty && errors.Is(err, git.ErrRepositoryNotExists) {
 		// A working tree outside git (a newcomer's first directory) still
 		// builds; it just has no commit to record.
 		abs, aerr := filepath.Abs(b.opts.DefaultSource)
 		if aerr != nil {
-			return nil, aerr
+			return nil, nil, aerr
 		}
 		_, _ = fmt.Fprintf(log, "%s is not in a git repository: building it without commit provenance\n", abs)
-		return &Provenance{Repository: "file://" + abs, Context: ".", Root: abs, Dir: abs, Dirty: true}, nil
+		return &Provenance{Repository: "file://" + abs, Context: ".", Root: abs, Dir: abs, Dirty: true}, settled, nil
 	}
-	return p, err
+	return p, settle, err
 }
 
 // goImage builds with the go or go-function builder and pushes the index.
-func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir, dest string, prov *Provenance, log io.Writer) (string, error) {
+// sourceReady returns once the provenance is complete (nil) or the source
+// refused; it is waited for before the image's labels are written.
+func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir, dest string, prov *Provenance, sourceReady func() error, log io.Writer) (string, error) {
 	platSpec, ok := spec.Template.Argument(ArgPlatforms)
 	if !ok || platSpec == "" {
 		platSpec = DefaultPlatforms
@@ -364,6 +399,9 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	bases, isDefault := base.bases, base.isDefault
 	if base.err != nil {
 		return "", base.err
+	}
+	if err := sourceReady(); err != nil {
+		return "", err
 	}
 	var images []platformImage
 	for _, p := range plats {
