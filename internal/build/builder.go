@@ -275,7 +275,11 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 			cancel()
 			return
 		}
-		logf(log, "git status: %s (%s)", map[bool]string{false: "clean", true: "uncommitted changes, built as they are"}[prov.Dirty], time.Since(start).Round(time.Millisecond))
+		status := "clean"
+		if prov.Dirty {
+			status = "uncommitted changes, built as they are"
+		}
+		logf(log, "git status: %s (%s)", status, time.Since(start).Round(time.Millisecond))
 	}()
 	sourceReady := func() error {
 		<-settledDone
