@@ -141,7 +141,7 @@ func run(ko, app string, runs int, verbose bool) error {
 				}
 				var m measure
 				if tool == ours {
-					m, err = buildOurs(ctx, dir, reg, gocache, fmt.Sprintf("hello-%d-%s", i+1, mode), verbose)
+					m, err = buildOurs(ctx, dir, reg, gocache, filepath.Join(tmp, fmt.Sprintf("work-%d", i+1)), fmt.Sprintf("hello-%d-%s", i+1, mode), verbose)
 				} else {
 					m, err = buildKo(koBin, dir, reg, gocache, filepath.Join(tmp, fmt.Sprintf("kocache-%d", i+1)))
 				}
@@ -198,9 +198,13 @@ func round(d time.Duration) string { return d.Round(10 * time.Millisecond).Strin
 func ratio(a, b measure) float64 { return a.took.Seconds() / b.took.Seconds() }
 
 // buildOurs builds dir with the go builder, as the control plane does: a
-// builder whose default source is the working tree.
-func buildOurs(ctx context.Context, dir, reg, gocache, name string, verbose bool) (measure, error) {
-	b, err := build.New(build.Options{WorkDir: filepath.Join(filepath.Dir(dir), "work-"+name), Registry: reg, DefaultSource: dir,
+// builder whose default source is the working tree. The work directory
+// lives as long as ko's KOCACHE, one run: it keeps the binaries and the
+// layer cache from one mode to the next, as serve's data directory does
+// (a new Builder for each build, as a new "elafros up" process would
+// have, so that nothing is kept in memory).
+func buildOurs(ctx context.Context, dir, reg, gocache, work, name string, verbose bool) (measure, error) {
+	b, err := build.New(build.Options{WorkDir: work, Registry: reg, DefaultSource: dir,
 		AllowDirty: true, GoEnv: []string{"GOCACHE=" + gocache}})
 	if err != nil {
 		return measure{}, err

@@ -5,6 +5,8 @@ import (
 
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +67,9 @@ type Builder struct {
 
 	mu     sync.Mutex
 	builds map[string]*record
+
+	// layers knows the /app layers of binaries built before.
+	layers *layerCache
 }
 
 var _ reconcile.Builder = (*Builder)(nil)
@@ -101,7 +106,8 @@ func New(opts Options) (*Builder, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 1
 	}
-	return &Builder{opts: opts, sem: make(chan struct{}, opts.Concurrency), builds: map[string]*record{}}, nil
+	return &Builder{opts: opts, sem: make(chan struct{}, opts.Concurrency), builds: map[string]*record{},
+		layers: newLayerCache(filepath.Join(opts.WorkDir, "layers"))}, nil
 }
 
 func key(namespace, name string) string { return namespace + "/" + name }
@@ -230,10 +236,12 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 		dest = b.opts.Registry + "/" + namespace + "/" + name
 	}
 
-	prov, err := b.source(ctx, namespace, name, spec, log)
+	start := time.Now()
+	prov, settle, err := b.source(ctx, namespace, name, spec, log)
 	if err != nil {
 		return failed(ReasonSourceMissing, err.Error())
 	}
+	logf(log, "source %s at %s (%s)", prov.Dir, prov.Commit, time.Since(start).Round(time.Millisecond))
 	pkg, _ := spec.Template.Argument(ArgPackage)
 	if pkg == "" {
 		pkg = "."
@@ -252,12 +260,45 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 		tmpl = TemplateDocker
 		fmt.Fprintf(log, "template %s: building with the docker builder (the source has a Dockerfile)\n", spec.Template.Name)
 	}
+
+	// The working tree's git status settles while go builds; a tree that
+	// is refused (dirty, not allowed) stops the build before anything is
+	// pushed, with the same SourceMissing as if it had been read first.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var settled error
+	settledDone := make(chan struct{})
+	go func() {
+		defer close(settledDone)
+		start := time.Now()
+		if settled = settle(); settled != nil {
+			cancel()
+			return
+		}
+		status := "clean"
+		if prov.Dirty {
+			status = "uncommitted changes, built as they are"
+		}
+		logf(log, "git status: %s (%s)", status, time.Since(start).Round(time.Millisecond))
+	}()
+	sourceReady := func() error {
+		<-settledDone
+		return settled
+	}
+
 	var ref string
 	switch tmpl {
 	case TemplateDocker:
-		ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.DockerHost, b.opts.Keychain, log)
+		// docker pushes as it builds: nothing starts before the source is
+		// known to be buildable.
+		if err = sourceReady(); err == nil {
+			ref, err = dockerBuild(ctx, pkgDir, dest, b.opts.DockerHost, b.opts.Keychain, log)
+		}
 	default:
-		ref, err = b.goImage(ctx, tmpl, spec, pkgDir, dest, prov, log)
+		ref, err = b.goImage(ctx, tmpl, spec, pkgDir, dest, prov, sourceReady, log)
+	}
+	if serr := sourceReady(); serr != nil {
+		return failed(ReasonSourceMissing, serr.Error())
 	}
 	if err != nil {
 		return failed(ReasonBuildStepFailed, err.Error())
@@ -265,34 +306,40 @@ func (b *Builder) build(ctx context.Context, namespace, name string, spec v1alph
 	return reconcile.BuildState{Done: true, Image: ref, Source: prov.ImageSource()}
 }
 
-// source fetches the spec's source, or opens the default one.
-func (b *Builder) source(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, log io.Writer) (*Provenance, error) {
+// source fetches the spec's source, or opens the default one. settle
+// finishes the provenance (a working tree's git status, see openLazy); it
+// must return before the Provenance's Dirty is read.
+func (b *Builder) source(ctx context.Context, namespace, name string, spec v1alpha1.BuildSpec, log io.Writer) (*Provenance, func() error, error) {
+	settled := func() error { return nil }
 	if spec.Source != nil && spec.Source.Git != nil {
 		g := spec.Source.Git
 		dir := filepath.Join(b.opts.WorkDir, "src", namespace, name)
 		_, _ = fmt.Fprintf(log, "cloning %s at %s\n", g.URL, g.Commit)
-		return Clone(ctx, g.URL, g.Commit, dir)
+		p, err := Clone(ctx, g.URL, g.Commit, dir)
+		return p, settled, err
 	}
 	if b.opts.DefaultSource == "" {
-		return nil, errors.New("the build has no source and the builder no default source directory")
+		return nil, nil, errors.New("the build has no source and the builder no default source directory")
 	}
 	_, _ = fmt.Fprintf(log, "building %s\n", b.opts.DefaultSource)
-	p, err := Open(b.opts.DefaultSource, b.opts.AllowDirty)
+	p, settle, err := openLazy(b.opts.DefaultSource, b.opts.AllowDirty)
 	if err != nil && b.opts.AllowDirty && errors.Is(err, git.ErrRepositoryNotExists) {
 		// A working tree outside git (a newcomer's first directory) still
 		// builds; it just has no commit to record.
 		abs, aerr := filepath.Abs(b.opts.DefaultSource)
 		if aerr != nil {
-			return nil, aerr
+			return nil, nil, aerr
 		}
 		_, _ = fmt.Fprintf(log, "%s is not in a git repository: building it without commit provenance\n", abs)
-		return &Provenance{Repository: "file://" + abs, Context: ".", Root: abs, Dir: abs, Dirty: true}, nil
+		return &Provenance{Repository: "file://" + abs, Context: ".", Root: abs, Dir: abs, Dirty: true}, settled, nil
 	}
-	return p, err
+	return p, settle, err
 }
 
 // goImage builds with the go or go-function builder and pushes the index.
-func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir, dest string, prov *Provenance, log io.Writer) (string, error) {
+// sourceReady returns once the provenance is complete (nil) or the source
+// refused; it is waited for before the image's labels are written.
+func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir, dest string, prov *Provenance, sourceReady func() error, log io.Writer) (string, error) {
 	platSpec, ok := spec.Template.Argument(ArgPlatforms)
 	if !ok || platSpec == "" {
 		platSpec = DefaultPlatforms
@@ -314,11 +361,41 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	}
 	based := make(chan baseResult, 1)
 	go func() {
+		start := time.Now()
 		baseRef, _ := spec.Template.Argument(v1alpha1.ArgBaseImage)
 		bases, isDefault, err := baseImages(ctx, baseRef, plats, b.opts.Keychain)
+		logf(log, "base resolved (%s)", time.Since(start).Round(time.Millisecond))
 		based <- baseResult{bases, isDefault, err}
 	}()
-	bins, err := goBuild(ctx, s)
+	// Each platform's layer is made in its own goroutine as soon as its
+	// binary is linked, from the layer cache when the binary is one built
+	// before.
+	layers := make(map[platform]v1.Layer, len(plats))
+	var layersMu sync.Mutex
+	s.then = func(p platform, bin []byte) error {
+		start := time.Now()
+		l, cached, err := b.layers.appLayer(bin)
+		if err != nil {
+			return fmt.Errorf("/app layer for %s: %w", p, err)
+		}
+		size, err := l.Size()
+		if err != nil {
+			return fmt.Errorf("/app layer for %s: %w", p, err)
+		}
+		how := "compressed"
+		if cached {
+			how = "known from the layer cache"
+		}
+		logf(log, "/app layer for %s: binary %d bytes, layer %d bytes, %s (%s)", p, len(bin), size, how, time.Since(start).Round(time.Millisecond))
+		layersMu.Lock()
+		layers[p] = l
+		layersMu.Unlock()
+		return nil
+	}
+	s.outDir = b.binDir(s, prov)
+	start := time.Now()
+	err = goBuild(ctx, s)
+	logf(log, "go build, all platforms (%s)", time.Since(start).Round(time.Millisecond))
 	base := <-based
 	if err != nil {
 		return "", err
@@ -327,27 +404,40 @@ func (b *Builder) goImage(ctx context.Context, tmpl string, spec v1alpha1.BuildS
 	if base.err != nil {
 		return "", base.err
 	}
+	if err := sourceReady(); err != nil {
+		return "", err
+	}
 	var images []platformImage
 	for _, p := range plats {
-		start := time.Now()
-		img, err := appImage(bases[p], p, bins[p], isDefault, prov)
+		img, err := appImage(bases[p], p, layers[p], isDefault, prov)
 		if err != nil {
 			return "", fmt.Errorf("image for %s: %w", p, err)
 		}
-		size, err := imageSize(img)
-		if err != nil {
-			return "", fmt.Errorf("image for %s: %w", p, err)
-		}
-		logf(log, "image for %s: binary %d bytes, %d bytes compressed (%s)", p, len(bins[p]), size, time.Since(start).Round(time.Millisecond))
 		images = append(images, platformImage{p, img})
 	}
-	start := time.Now()
+	start = time.Now()
 	ref, err := push(ctx, dest, imageIndex(images), b.opts.Keychain)
 	if err != nil {
 		return "", err
 	}
 	logf(log, "pushed %s as %s (%s)", dest, ref, time.Since(start).Round(time.Millisecond))
 	return ref, nil
+}
+
+// binDir is where the binaries of s are kept between builds: one
+// directory per repository, package and target, not per checkout, so that
+// a revision cloned into a directory of its own still finds the binary of
+// the one before. Sharing is safe: go build keeps a binary only when its
+// build ID says that it is what the build would link (with -trimpath the
+// checkout's path is not part of it), and outLocks serializes the builds
+// of one file.
+func (b *Builder) binDir(s goBuildSpec, prov *Provenance) string {
+	rel, err := filepath.Rel(prov.Root, s.dir)
+	if err != nil {
+		rel = s.dir
+	}
+	h := sha256.Sum256([]byte(prov.Repository + "\x00" + filepath.ToSlash(rel) + "\x00" + s.target))
+	return filepath.Join(b.opts.WorkDir, "bin", hex.EncodeToString(h[:12]))
 }
 
 // goSpecFor is the go build of a go or go-function template: for a

@@ -428,9 +428,21 @@ func TestDefaultSource(t *testing.T) {
 	if state.Reason != ReasonSourceMissing || !strings.Contains(state.Message, "svc/notes.txt") {
 		t.Errorf("Build of a dirty default source = %+v, want SourceMissing naming svc/notes.txt", state)
 	}
+	// git status settles while go builds: the refusal still pushes nothing.
+	regName, err := name.NewRegistry(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, err := remote.Catalog(ctx, regName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repos) != 0 {
+		t.Errorf("the refused build pushed to %v, want nothing pushed", repos)
+	}
 
 	loose := newBuilder(t, Options{Registry: reg, DefaultSource: r.dir + "/svc", AllowDirty: true})
-	state, err := loose.Build(ctx, "default", "app", spec, "")
+	state, err = loose.Build(ctx, "default", "app", spec, "")
 	if err != nil {
 		t.Fatalf("Build: %v\n%s", err, loose.Log("default", "app"))
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -173,11 +174,33 @@ func DefaultBase() (v1.Image, error) {
 	case err != nil:
 		return nil, fmt.Errorf("reading the host's CA bundle: %w", err)
 	}
+	// The bundle is read on every build (the host may update it) but
+	// compressed only when it changed: the layer is the same bytes each
+	// time, and a process builds many times (serve, up --watch).
+	sum := sha256.Sum256(certs)
+	defaultBaseCache.mu.Lock()
+	defer defaultBaseCache.mu.Unlock()
+	if defaultBaseCache.img != nil && defaultBaseCache.sum == sum {
+		return defaultBaseCache.img, nil
+	}
 	l, err := layer(tarFile{path: strings.TrimPrefix(CACertsPath, "/"), mode: 0o644, content: certs})
 	if err != nil {
 		return nil, fmt.Errorf("CA bundle layer: %w", err)
 	}
-	return mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "elafros: CA certificates"}})
+	base, err := mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "elafros: CA certificates"}})
+	if err != nil {
+		return nil, err
+	}
+	defaultBaseCache.sum, defaultBaseCache.img = sum, base
+	return base, nil
+}
+
+// defaultBaseCache is the last default base made, by the hash of the CA
+// bundle it holds.
+var defaultBaseCache struct {
+	mu  sync.Mutex
+	sum [sha256.Size]byte
+	img v1.Image
 }
 
 // baseImages resolves the base of each platform: the default base, or
@@ -246,13 +269,9 @@ func baseImages(ctx context.Context, ref string, plats []platform, kc authn.Keyc
 	return out, false, nil
 }
 
-// appImage puts bin at /app on base and sets the config: entrypoint,
-// environment, user, provenance labels, epoch times.
-func appImage(base v1.Image, p platform, bin []byte, defaultBase bool, prov *Provenance) (v1.Image, error) {
-	l, err := layer(tarFile{path: strings.TrimPrefix(AppPath, "/"), mode: 0o755, content: bin})
-	if err != nil {
-		return nil, fmt.Errorf("app layer: %w", err)
-	}
+// appImage puts the /app layer l on base and sets the config:
+// entrypoint, environment, user, provenance labels, epoch times.
+func appImage(base v1.Image, p platform, l v1.Layer, defaultBase bool, prov *Provenance) (v1.Image, error) {
 	img, err := mutate.Append(base, mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "elafros: go build"}})
 	if err != nil {
 		return nil, err
@@ -339,22 +358,4 @@ func hasTag(ref string) bool {
 		return false
 	}
 	return strings.LastIndex(ref, ":") > strings.LastIndex(ref, "/")
-}
-
-// imageSize is the compressed size of img: its manifest, config and
-// layers.
-func imageSize(img v1.Image) (int64, error) {
-	m, err := img.Manifest()
-	if err != nil {
-		return 0, err
-	}
-	raw, err := img.RawManifest()
-	if err != nil {
-		return 0, err
-	}
-	total := int64(len(raw)) + m.Config.Size
-	for _, l := range m.Layers {
-		total += l.Size
-	}
-	return total, nil
 }

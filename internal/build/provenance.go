@@ -66,49 +66,69 @@ const maxDirtyPaths = 5
 // ignores aside) is refused unless allowDirty, in which case the
 // Provenance is marked Dirty.
 func Open(dir string, allowDirty bool) (*Provenance, error) {
+	p, settle, err := openLazy(dir, allowDirty)
+	if err != nil {
+		return nil, err
+	}
+	if err := settle(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openLazy is Open with the working tree's status left for later: the
+// repository, HEAD and directories are read at once (a few milliseconds),
+// while git status reads and hashes every file of the tree (100 to 200 ms
+// for this repository), which a build can spend compiling instead.
+// settle computes the status: it marks p Dirty, or returns the error of a
+// dirty tree that is not allowed. p.Dirty must not be read before settle
+// returns.
+func openLazy(dir string, allowDirty bool) (p *Provenance, settle func() error, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("source directory %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("source directory %s: %w", dir, err)
 	}
 	if abs, err = filepath.EvalSymlinks(abs); err != nil {
-		return nil, fmt.Errorf("source directory %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("source directory %s: %w", dir, err)
 	}
 	repo, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
 	if err != nil {
-		return nil, fmt.Errorf("source directory %s is not in a git repository: %w", dir, err)
+		return nil, nil, fmt.Errorf("source directory %s is not in a git repository: %w", dir, err)
 	}
 	wt, err := repo.Worktree()
 	if err != nil {
-		return nil, fmt.Errorf("git repository of %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("git repository of %s: %w", dir, err)
 	}
 	root, err := filepath.EvalSymlinks(wt.Filesystem.Root())
 	if err != nil {
-		return nil, fmt.Errorf("git repository of %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("git repository of %s: %w", dir, err)
 	}
 	rel, err := filepath.Rel(root, abs)
 	if err != nil {
-		return nil, fmt.Errorf("source directory %s within %s: %w", dir, root, err)
+		return nil, nil, fmt.Errorf("source directory %s within %s: %w", dir, root, err)
 	}
-	p, err := describe(repo)
+	p, err = describe(repo)
 	if err != nil {
-		return nil, fmt.Errorf("git repository %s: %w", root, err)
+		return nil, nil, fmt.Errorf("git repository %s: %w", root, err)
 	}
 	p.Root, p.Dir, p.Context = root, abs, filepath.ToSlash(rel)
 	if p.Repository == "" {
 		p.Repository = "file://" + filepath.ToSlash(root)
 	}
-
-	status, err := wt.Status()
-	if err != nil {
-		return nil, fmt.Errorf("git status of %s: %w", root, err)
-	}
-	if !status.IsClean() {
-		if !allowDirty {
-			return nil, dirtyError(root, status)
+	settle = func() error {
+		status, err := wt.Status()
+		if err != nil {
+			return fmt.Errorf("git status of %s: %w", root, err)
 		}
-		p.Dirty = true
+		if !status.IsClean() {
+			if !allowDirty {
+				return dirtyError(root, status)
+			}
+			p.Dirty = true
+		}
+		return nil
 	}
-	return p, nil
+	return p, settle, nil
 }
 
 // ErrDirty is the error (matched with errors.Is) of a working tree with
