@@ -146,6 +146,7 @@ func (l *watchLoop) redeploy(ctx context.Context, changed []string) error {
 	fmt.Fprintf(out, "\n%s changed: rebuilding.\n", describeChange(changed))
 	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
+	provenance := provenanceBeside(l.dir) // beside the compile checks
 	for _, o := range objs {
 		spec := deploy.ConfigurationSpecOf(o)
 		if spec == nil || spec.Build == nil || spec.Build.Source != nil {
@@ -159,9 +160,10 @@ func (l *watchLoop) redeploy(ctx context.Context, changed []string) error {
 			return l.stillServing(ctx, objs)
 		}
 	}
+	prov, _ := provenance()
 	start := time.Now()
 	shipped, err := l.c.Ship(cctx, objs, deploy.ShipOptions{
-		Provenance: treeProvenance(l.dir, IOStreams{Out: io.Discard}),
+		Provenance: prov,
 		Wait:       true,
 		Progress:   func(p deploy.Progress) { fmt.Fprintf(out, "✓ %s\n", p.Step) },
 	})
