@@ -40,7 +40,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/build"
@@ -97,7 +100,15 @@ func run(ko, app string, runs int, verbose bool) error {
 	if err != nil {
 		return err
 	}
-	if err := remote.Write(baseRef, base); err != nil {
+	// The base goes up as an index of the two platforms: ko builds one
+	// image per platform of its base's index, but only one image (its
+	// base's platform) from a single-image base, whatever --platform
+	// says, which would have it compile half of what our builder does.
+	baseIndex, err := platformIndex(base)
+	if err != nil {
+		return err
+	}
+	if err := remote.WriteIndex(baseRef, baseIndex); err != nil {
 		return fmt.Errorf("pushing the base: %w", err)
 	}
 	tmp, err := os.MkdirTemp("", "elafros-bench-build")
@@ -146,6 +157,11 @@ func run(ko, app string, runs int, verbose bool) error {
 					m, err = buildKo(koBin, dir, reg, gocache, filepath.Join(tmp, fmt.Sprintf("kocache-%d", i+1)))
 				}
 				if err != nil {
+					return fmt.Errorf("run %d, %s, %s: %w", i+1, tool, mode, err)
+				}
+				// Both must have built every platform: the figures
+				// compare the same work.
+				if err := hasPlatforms(m.ref); err != nil {
 					return fmt.Errorf("run %d, %s, %s: %w", i+1, tool, mode, err)
 				}
 				results[i][tool][mode] = m
@@ -407,4 +423,52 @@ func amd64Size(ref string) (int64, error) {
 		return 0, err
 	}
 	return total + int64(len(m)) + int64(len(c)), nil
+}
+
+// platformIndex is an index of base for each of platforms, each entry's
+// config naming its platform.
+func platformIndex(base v1.Image) (v1.ImageIndex, error) {
+	var adds []mutate.IndexAddendum
+	for _, p := range strings.Split(platforms, ",") {
+		os, arch, _ := strings.Cut(p, "/")
+		cf, err := base.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = os, arch
+		img, err := mutate.ConfigFile(base, cf)
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch}}})
+	}
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...), nil
+}
+
+// hasPlatforms checks that ref is an index with an image for each of
+// platforms.
+func hasPlatforms(ref string) error {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return err
+	}
+	idx, err := remote.Index(r)
+	if err != nil {
+		return fmt.Errorf("%s is not an index of %s: %w", ref, platforms, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	var got []string
+	for _, d := range m.Manifests {
+		if d.Platform != nil {
+			got = append(got, d.Platform.OS+"/"+d.Platform.Architecture)
+		}
+	}
+	if strings.Join(got, ",") != platforms {
+		return fmt.Errorf("%s has platforms %v, want %s", ref, got, platforms)
+	}
+	return nil
 }
