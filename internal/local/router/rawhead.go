@@ -294,19 +294,22 @@ func hasTokenBytes(v []byte, token string) bool {
 	return false
 }
 
-// tokenChars are RFC 9110's tchar.
-var tokenChars = func() (t [256]bool) {
+// charTable is a byte table of the digits, the ASCII letters and extra.
+func charTable(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = true, true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
+
+// tokenChars are RFC 9110's tchar.
+var tokenChars = charTable("!#$%&'*+-.^_`|~")
 
 func validToken(b []byte) bool {
 	if len(b) == 0 {
@@ -334,18 +337,7 @@ func validValue(b []byte) bool {
 // targetChars are the bytes of an origin-form target that
 // url.ParseRequestURI and URL.RequestURI give back unchanged: unreserved,
 // sub-delims, ':', '@', '/' and '?'; '%' is checked apart.
-var targetChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "-._~!$&'()*+,;=:@/?" {
-		t[c] = true
-	}
-	return t
-}()
+var targetChars = charTable("-._~!$&'()*+,;=:@/?")
 
 // validTarget: an origin-form target ("/path?query") that the lean path
 // would forward byte for byte. Anything else (absolute-form, "*",
