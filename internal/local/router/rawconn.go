@@ -300,6 +300,14 @@ func (rc *rawConn) cookie(name string) (string, bool) {
 	return ck.Value, true
 }
 
+// appendHeader appends the header line "name: value" to out.
+func appendHeader(out []byte, name, value string) []byte {
+	out = append(out, name...)
+	out = append(out, ": "...)
+	out = append(out, value...)
+	return append(out, "\r\n"...)
+}
+
 // answer writes an error answer as http.Error does through net/http.
 func (rc *rawConn) answer(c *call, ch *choice, code int, msg string) (keep bool) {
 	c.code = code
@@ -307,14 +315,10 @@ func (rc *rawConn) answer(c *call, ch *choice, code int, msg string) (keep bool)
 	out := append(rc.out, statusLine(code)...)
 	out = append(out, "Content-Type: text/plain; charset=utf-8\r\n"...)
 	if ch.revision != "" {
-		out = append(out, "Elafros-Revision: "...)
-		out = append(out, ch.revision...)
-		out = append(out, "\r\n"...)
+		out = appendHeader(out, RevisionHeader, ch.revision)
 	}
 	if ch.setCookie {
-		out = append(out, "Set-Cookie: "...)
-		out = append(out, ch.entry.cookie...)
-		out = append(out, "\r\n"...)
+		out = appendHeader(out, "Set-Cookie", ch.entry.cookie)
 	}
 	out = append(out, "X-Content-Type-Options: nosniff\r\nDate: "...)
 	out = append(out, rc.httpDate()...)

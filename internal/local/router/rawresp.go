@@ -246,13 +246,9 @@ func (rc *rawConn) forward(c *call, ch *choice, uc *upConn, res *respHead) (keep
 
 	closing := rc.req.closeConn || rc.s.closing.Load()
 	out := append(rc.out, statusLine(code)...)
-	out = append(out, "Elafros-Revision: "...)
-	out = append(out, ch.revision...)
-	out = append(out, "\r\n"...)
+	out = appendHeader(out, RevisionHeader, ch.revision)
 	if ch.setCookie {
-		out = append(out, "Set-Cookie: "...)
-		out = append(out, ch.entry.cookie...)
-		out = append(out, "\r\n"...)
+		out = appendHeader(out, "Set-Cookie", ch.entry.cookie)
 	}
 	for i := range res.n {
 		h := &rc.upLines[i]
