@@ -120,26 +120,36 @@ func roundTripRaw(t *testing.T, addr, raw, method string) exchange {
 	if _, err := io.WriteString(conn, raw); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(conn)
-	var ex exchange
+	r, err := readAnswer(bufio.NewReader(conn), method)
+	if err != nil {
+		t.Fatalf("the response to %q: %v", raw, err)
+	}
+	return exchange{Informational: r.Informational, Status: r.Status, Header: r.Header, Body: r.Body, Trailer: r.Trailer}
+}
+
+// readAnswer reads one answer to a request of method as a client does:
+// any 1xx, then the final response with its body (Date removed). A
+// failure to read the body returns what was read with the error.
+func readAnswer(br *bufio.Reader, method string) (response, error) {
+	var r response
 	for {
 		res, err := http.ReadResponse(br, &http.Request{Method: method})
 		if err != nil {
-			t.Fatalf("reading the response to %q: %v", raw, err)
+			return r, err
 		}
 		if res.StatusCode >= 100 && res.StatusCode < 200 {
 			_ = res.Body.Close()
-			ex.Informational = append(ex.Informational, res.StatusCode)
+			r.Informational = append(r.Informational, res.StatusCode)
 			continue
 		}
 		body, err := io.ReadAll(res.Body)
 		_ = res.Body.Close()
-		if err != nil {
-			t.Fatalf("reading the body of the response to %q: %v", raw, err)
-		}
 		res.Header.Del("Date")
-		ex.Status, ex.Header, ex.Body, ex.Trailer = res.StatusCode, res.Header, string(body), res.Trailer
-		return ex
+		r.Status, r.Header, r.Body, r.Trailer = res.StatusCode, res.Header, string(body), res.Trailer
+		if err != nil {
+			return r, fmt.Errorf("reading the body: %w", err)
+		}
+		return r, nil
 	}
 }
 
@@ -181,29 +191,14 @@ func converse(t *testing.T, addr, raw string, methods []string, seen chan seenRe
 	br := bufio.NewReader(conn)
 	var cv conversation
 	for _, method := range methods {
-		var r response
-		for {
-			res, err := http.ReadResponse(br, &http.Request{Method: method})
-			if err != nil {
-				t.Logf("reading answer %d: %v", len(cv.Responses)+1, err)
-				cv.Err = true
+		r, err := readAnswer(br, method)
+		if err != nil {
+			t.Logf("reading answer %d: %v", len(cv.Responses)+1, err)
+			cv.Err = true
+			if r.Status == 0 { // no answer at all: the connection is cut
 				cv.Seen = drain(seen)
 				return cv
 			}
-			if res.StatusCode >= 100 && res.StatusCode < 200 {
-				_ = res.Body.Close()
-				r.Informational = append(r.Informational, res.StatusCode)
-				continue
-			}
-			body, err := io.ReadAll(res.Body)
-			_ = res.Body.Close()
-			if err != nil {
-				t.Logf("reading the body of answer %d: %v", len(cv.Responses)+1, err)
-				cv.Err = true
-			}
-			res.Header.Del("Date")
-			r.Status, r.Header, r.Body, r.Trailer = res.StatusCode, res.Header, string(body), res.Trailer
-			break
 		}
 		cv.Responses = append(cv.Responses, r)
 	}
