@@ -104,6 +104,48 @@ func (rc *rawConn) serve() {
 		}
 		rc.release()
 	}()
+	rc.loop()
+}
+
+// resume finishes a request the event loop began and gave up (its
+// answer must be streamed), then serves the connection as serve does.
+// The request's in-flight series was raised by the loop.
+func (rc *rawConn) resume(c *call, ch *choice, uc *upConn, end int, inFlight prometheus.Gauge, deadline time.Time) {
+	defer func() {
+		if rc.c != nil { // not handed off
+			_ = rc.c.Close()
+		}
+		rc.release()
+	}()
+	rc.startWatch(c.start)
+	rc.upstream.Store(uc)
+	keep := false
+	res, err := rc.awaitResponse(ch, uc)
+	switch {
+	case err == nil:
+		keep, _ = rc.forward(c, ch, uc, &res)
+		keep = keep && !rc.gone.Load()
+	case errors.Is(err, errClientGone) || rc.gone.Load():
+		c.code = statusClientClosed
+	default:
+		keep = rc.failed(c, ch, deadline, err)
+	}
+	// Not kept for another request: it came with the loop's bytes.
+	_ = uc.conn.Close()
+	rc.endWatch()
+	inFlight.Dec()
+	rc.s.Router.record(c)
+	rc.r += end
+	if !keep || rc.s.closing.Load() {
+		_ = rc.flush()
+		return
+	}
+	rc.loop()
+}
+
+// loop reads a head, answers it, and repeats until the connection is
+// done or handed to net/http.
+func (rc *rawConn) loop() {
 	for {
 		end, ok := rc.readHead()
 		if !ok {
@@ -236,49 +278,65 @@ func bytesString(b []byte) string {
 // single-threaded revision's gate); the connection goes to it with the
 // choice already made.
 func (rc *rawConn) serveRequest() (keep bool, pinned *choice) {
+	c := call{start: time.Now()}
+	var ch choice
+	if done, keep, pinned := rc.route(&c, &ch); done {
+		return keep, pinned
+	}
+	inFlight := inFlightGauge(rc.s.Router, &c)
+	inFlight.Inc()
+	rc.startWatch(c.start)
+	keep = rc.proxy(&c, &ch)
+	rc.endWatch()
+	inFlight.Dec()
+	rc.s.Router.record(&c)
+	return keep, nil
+}
+
+// route chooses where rc.req goes. done: it is answered (an error
+// answer in rc.out, recorded; keep says whether the connection stays) or,
+// with a non-nil pinned, it needs net/http (queueing at a
+// single-threaded revision's gate) with the choice already made. Not
+// done: c.backend is the process to proxy it to.
+func (rc *rawConn) route(c *call, ch *choice) (done, keep bool, pinned *choice) {
 	r := rc.s.Router
 	req := &rc.req
-	c := call{start: time.Now()}
 	rc.host = canonicalHostBytes(rc.host, req.host)
 	var tag string
 	if req.hasTag {
 		tag = bytesString(req.tag)
 	}
-	ch := r.choose(bytesString(rc.host), tag, rc.cookie)
+	*ch = r.choose(bytesString(rc.host), tag, rc.cookie)
 	if t := ch.table; t != nil {
 		c.table = t
 		c.namespace, c.route = t.key.namespace, t.key.name
 	}
 	c.revision = ch.revision
 	if ch.code != 0 {
-		keep = rc.answer(&c, &ch, ch.code, ch.msg)
-		r.record(&c)
-		return keep, nil
+		keep = rc.answer(c, ch, ch.code, ch.msg)
+		r.record(c)
+		return true, keep, nil
 	}
 	b, ok := r.resolver.Backend(c.namespace, c.revision)
 	if !ok {
-		keep = rc.answer(&c, &ch, http.StatusServiceUnavailable, fmt.Sprintf("revision %s has no running process yet", c.revision))
-		r.record(&c)
-		return keep, nil
+		keep = rc.answer(c, ch, http.StatusServiceUnavailable, fmt.Sprintf("revision %s has no running process yet", c.revision))
+		r.record(c)
+		return true, keep, nil
 	}
 	if b.SingleThreaded || r.opts.transport != nil {
-		p := ch
-		return false, &p
+		p := *ch
+		return true, false, &p
 	}
 	c.backend = b
-	var inFlight prometheus.Gauge
+	return false, false, nil
+}
+
+// inFlightGauge is the in-flight series of c's revision.
+func inFlightGauge(r *Router, c *call) prometheus.Gauge {
 	if m := c.metrics(); m != nil {
-		inFlight = m.get().inFlight
-	} else {
-		inFlight = r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
+		return m.get().inFlight
 	}
-	inFlight.Inc()
-	rc.startWatch(c.start)
-	keep = rc.proxy(&c, &ch)
-	rc.endWatch()
-	inFlight.Dec()
-	r.record(&c)
-	return keep, nil
+	return r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
 }
 
 // cookie reads a request cookie as net/http does (only sticky routes
@@ -545,6 +603,12 @@ func (rc *rawConn) roundTrip(c *call, ch *choice, uc *upConn) (respHead, error) 
 	if _, err := uc.br.Peek(1); err != nil {
 		return respHead{}, errNoResponse{err}
 	}
+	return rc.awaitResponse(ch, uc)
+}
+
+// awaitResponse reads the final response's head from uc, relaying 1xx
+// answers (but 101) to the client.
+func (rc *rawConn) awaitResponse(ch *choice, uc *upConn) (respHead, error) {
 	for {
 		res, err := rc.readRespHead(uc.br)
 		if err != nil {

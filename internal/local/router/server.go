@@ -30,6 +30,14 @@ type Server struct {
 	// ReadHeaderTimeout bounds the time from the first byte of a
 	// request to the end of its head; 0: no bound.
 	ReadHeaderTimeout time.Duration
+	// EventLoops is how many event loops (evloop_linux.go) serve the
+	// connections: 0 is one per two CPUs (GOMAXPROCS), at least one;
+	// negative is none, a goroutine per connection. Only Linux has
+	// them.
+	EventLoops int
+
+	loops    []*evLoop
+	nextLoop atomic.Uint32
 
 	once     sync.Once
 	handoff  *handoffListener
@@ -64,6 +72,7 @@ func (s *Server) init() {
 		go s.watchClients()
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*rawConn]struct{}{}
+		s.startLoops()
 		go func() {
 			defer close(s.fbDone)
 			_ = s.fallback.Serve(s.handoff)
@@ -108,6 +117,9 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		backoff = 0
 		rc := newRawConn(s, c)
+		if s.adopt(rc) {
+			continue
+		}
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -146,6 +158,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wait = min(2*wait, 500*time.Millisecond)
 	}
 	err := s.fallback.Shutdown(ctx)
+	s.stopLoops(false)
 	s.handoff.close()
 	s.stopOnce.Do(func() { close(s.stopWatch) })
 	return err
@@ -160,6 +173,7 @@ func (s *Server) Close() error {
 		_ = rc.c.Close()
 	}
 	s.mu.Unlock()
+	s.stopLoops(true)
 	err := s.fallback.Close()
 	s.handoff.close()
 	s.stopOnce.Do(func() { close(s.stopWatch) })
@@ -178,6 +192,7 @@ func (s *Server) closeListeners() {
 // closeIdle closes the connections waiting for a request and reports
 // whether none is left.
 func (s *Server) closeIdle() bool {
+	s.wakeLoops()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for rc := range s.conns {
@@ -186,7 +201,7 @@ func (s *Server) closeIdle() bool {
 			_ = rc.c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
-	return len(s.conns) == 0
+	return len(s.conns) == 0 && s.loopConns() == 0
 }
 
 func (s *Server) forget(rc *rawConn) {

@@ -28,11 +28,29 @@ func rawClient(t testing.TB) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// rawModes are the raw server's two ways of holding a connection: in an
+// event loop (evloop_linux.go; elsewhere the goroutine) and in a
+// goroutine of its own.
+var rawModes = []struct {
+	name  string
+	loops int
+}{{"event loop", 0}, {"goroutines", -1}}
+
+// forModes runs test once per mode.
+func forModes(t *testing.T, test func(t *testing.T, loops int)) {
+	t.Parallel()
+	for _, m := range rawModes {
+		t.Run(m.name, func(t *testing.T) { test(t, m.loops) })
+	}
+}
+
 // TestRawServerSplitExact: requests the raw loop serves and requests it
 // hands to net/http with the revision already chosen (a single-threaded
 // revision's gate) advance the round-robin once each: the split stays
 // exact, and the single-threaded process never sees two at once.
-func TestRawServerSplitExact(t *testing.T) {
+func TestRawServerSplitExact(t *testing.T) { forModes(t, testRawServerSplitExact) }
+
+func testRawServerSplitExact(t *testing.T, loops int) {
 	t.Parallel()
 	e := newEnv(t)
 	var cur, maxSeen atomic.Int64
@@ -46,7 +64,7 @@ func TestRawServerSplitExact(t *testing.T) {
 		_, _ = io.WriteString(w, "st")
 	}), Backend{SingleThreaded: true})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 75, "st", 25)})
-	url := "http://" + serveRaw(t, e.rt) + "/"
+	url := "http://" + serveRawLoops(t, e.rt, loops) + "/"
 	client := rawClient(t)
 
 	var mu sync.Mutex
@@ -77,13 +95,15 @@ func TestRawServerSplitExact(t *testing.T) {
 
 // TestRawServerSticky: the raw loop gives and honours the sticky cookie
 // as ServeHTTP does.
-func TestRawServerSticky(t *testing.T) {
+func TestRawServerSticky(t *testing.T) { forModes(t, testRawServerSticky) }
+
+func testRawServerSticky(t *testing.T, loops int) {
 	t.Parallel()
 	e := newEnv(t, WithSticky(true))
 	e.serve("a", nil, Backend{})
 	e.serve("b", nil, Backend{})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 50, "b", 50)})
-	addr := serveRaw(t, e.rt)
+	addr := serveRawLoops(t, e.rt, loops)
 	ex := roundTripRaw(t, addr, "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", "GET")
 	ck := (&http.Response{Header: ex.Header}).Cookies()
 	if len(ck) != 1 || ck[0].Name != "elafros-default-svc" || ck[0].Value != ex.Body || !ck[0].HttpOnly || ck[0].Path != "/" {
@@ -100,7 +120,9 @@ func TestRawServerSticky(t *testing.T) {
 // TestRawServerClientGone: a client that goes away while the process
 // works ends the process's request, whether it left before the answer
 // began or in the middle of it; the first is recorded as 499.
-func TestRawServerClientGone(t *testing.T) {
+func TestRawServerClientGone(t *testing.T) { forModes(t, testRawServerClientGone) }
+
+func testRawServerClientGone(t *testing.T, loops int) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
@@ -125,7 +147,7 @@ func TestRawServerClientGone(t *testing.T) {
 				close(ended)
 			}), Backend{})
 			e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
-			conn, err := net.Dial("tcp", serveRaw(t, e.rt))
+			conn, err := net.Dial("tcp", serveRawLoops(t, e.rt, loops))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +186,9 @@ func TestRawServerClientGone(t *testing.T) {
 // TestRawServerUpstreamDies: a process that dies in the middle of an
 // answer gives the client the same cut answer through the raw server as
 // through net/http, and the router's connection to it is not reused.
-func TestRawServerUpstreamDies(t *testing.T) {
+func TestRawServerUpstreamDies(t *testing.T) { forModes(t, testRawServerUpstreamDies) }
+
+func testRawServerUpstreamDies(t *testing.T, loops int) {
 	t.Parallel()
 	for _, tc := range []struct{ name, answer string }{
 		{"short body", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nshort"},
@@ -202,7 +226,7 @@ func TestRawServerUpstreamDies(t *testing.T) {
 				e.res.set(ns, "a", Backend{Addr: l.Addr().String()})
 				e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
 				if path == "raw" {
-					addrs[path] = serveRaw(t, e.rt)
+					addrs[path] = serveRawLoops(t, e.rt, loops)
 					continue
 				}
 				srv := httptest.NewServer(e.rt)
@@ -230,12 +254,14 @@ func TestRawServerUpstreamDies(t *testing.T) {
 // TestRawServerTimeout: past the revision's timeout, the raw loop answers
 // 504 as ServeHTTP does; the process never answers, so timing cannot
 // change the outcome.
-func TestRawServerTimeout(t *testing.T) {
+func TestRawServerTimeout(t *testing.T) { forModes(t, testRawServerTimeout) }
+
+func testRawServerTimeout(t *testing.T, loops int) {
 	t.Parallel()
 	e := newEnv(t)
 	e.serve("a", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }), Backend{Timeout: 50 * time.Millisecond})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
-	ex := roundTripRaw(t, serveRaw(t, e.rt), "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", "GET")
+	ex := roundTripRaw(t, serveRawLoops(t, e.rt, loops), "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", "GET")
 	if want := "revision a did not answer within its timeout of 50ms\n"; ex.Status != http.StatusGatewayTimeout || ex.Body != want {
 		t.Errorf("got %d %q, want 504 %q", ex.Status, ex.Body, want)
 	}
@@ -243,7 +269,9 @@ func TestRawServerTimeout(t *testing.T) {
 
 // TestRawServerShutdown: Shutdown lets a request in flight finish, closes
 // idle connections, refuses new ones, and returns once all are done.
-func TestRawServerShutdown(t *testing.T) {
+func TestRawServerShutdown(t *testing.T) { forModes(t, testRawServerShutdown) }
+
+func testRawServerShutdown(t *testing.T, loops int) {
 	t.Parallel()
 	e := newEnv(t)
 	b := newBlocked()
@@ -253,7 +281,7 @@ func TestRawServerShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Router: e.rt}
+	srv := &Server{Router: e.rt, EventLoops: loops}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	addr := l.Addr().String()
@@ -310,7 +338,9 @@ func TestRawServerShutdown(t *testing.T) {
 // TestRawServerPipelinedFullBuffer: pipelined requests that fill the raw
 // loop's read buffer, with a slow answer (so that the client watch reads
 // a byte of the next request) are all answered in order.
-func TestRawServerPipelinedFullBuffer(t *testing.T) {
+func TestRawServerPipelinedFullBuffer(t *testing.T) { forModes(t, testRawServerPipelinedFullBuffer) }
+
+func testRawServerPipelinedFullBuffer(t *testing.T, loops int) {
 	t.Parallel()
 	e := newEnv(t)
 	e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -320,7 +350,7 @@ func TestRawServerPipelinedFullBuffer(t *testing.T) {
 		_, _ = io.WriteString(w, r.URL.RawQuery)
 	}), Backend{})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
-	conn, err := net.Dial("tcp", serveRaw(t, e.rt))
+	conn, err := net.Dial("tcp", serveRawLoops(t, e.rt, loops))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -65,6 +66,9 @@ const idleTimeout = 90 * time.Second
 // processes, one idle list per address, each with its own lock.
 type upstreams struct {
 	dialer net.Dialer
+	// gen counts closeIdle's calls: the event loops' idle connections
+	// from before one are closed too.
+	gen    atomic.Uint64
 	mu     sync.Mutex
 	pools  map[string]*pool // guarded by mu
 	sweep  *time.Timer      // guarded by mu: pending sweep of idle connections
@@ -178,6 +182,7 @@ func (u *upstreams) sweepIdle() {
 
 // closeIdle closes every idle connection; the pool stays usable.
 func (u *upstreams) closeIdle() {
+	u.gen.Add(1)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.sweep != nil {

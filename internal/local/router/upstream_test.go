@@ -242,12 +242,13 @@ func parityRouters(t *testing.T, opts ...Option) (map[string]string, chan seenRe
 		"reverseproxy": {WithTransport(newTransport())},
 		"lean":         nil,
 		"raw":          nil,
+		"goroutines":   nil,
 	} {
 		e := newEnv(t, append(o, opts...)...)
 		e.res.set(ns, "a", Backend{Addr: backend.Listener.Addr().String()})
 		e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100), Tags: map[string]string{"cur": "a"}})
-		if name == "raw" {
-			routers[name] = serveRaw(t, e.rt)
+		if name == "raw" || name == "goroutines" {
+			routers[name] = serveRawLoops(t, e.rt, map[string]int{"raw": 0, "goroutines": -1}[name])
 			continue
 		}
 		srv := httptest.NewServer(e.rt)
@@ -258,12 +259,16 @@ func parityRouters(t *testing.T, opts ...Option) (map[string]string, chan seenRe
 }
 
 // serveRaw serves rt with the raw server on a loopback port.
-func serveRaw(t testing.TB, rt *Router) string {
+func serveRaw(t testing.TB, rt *Router) string { return serveRawLoops(t, rt, 0) }
+
+// serveRawLoops serves rt with the raw server with loops event loops
+// (Server.EventLoops).
+func serveRawLoops(t testing.TB, rt *Router, loops int) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Router: rt, ReadHeaderTimeout: 10 * time.Second}
+	srv := &Server{Router: rt, ReadHeaderTimeout: 10 * time.Second, EventLoops: loops}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
@@ -361,7 +366,7 @@ func TestLeanPathParity(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]conversation{}
-			for _, path := range []string{"reverseproxy", "lean", "raw"} {
+			for _, path := range []string{"reverseproxy", "lean", "raw", "goroutines"} {
 				got[path] = converse(t, routers[path], tc.raw, tc.methods, seen)
 			}
 			if d := cmp.Diff(got["reverseproxy"], got["lean"]); d != "" && !racyRP[tc.name] {
@@ -369,6 +374,9 @@ func TestLeanPathParity(t *testing.T) {
 			}
 			if d := cmp.Diff(got["lean"], got["raw"]); d != "" {
 				t.Errorf("(-lean +raw):\n%s", d)
+			}
+			if d := cmp.Diff(got["lean"], got["goroutines"]); d != "" {
+				t.Errorf("(-lean +raw with a goroutine per connection):\n%s", d)
 			}
 		})
 	}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package router
+
+// Event loops are Linux's (epoll); elsewhere every connection has a
+// goroutine of its own.
+
+type evLoop struct{}
+
+func (s *Server) startLoops()         {}
+func (s *Server) adopt(*rawConn) bool { return false }
+func (s *Server) loopConns() int      { return 0 }
+func (s *Server) wakeLoops()          {}
+func (s *Server) stopLoops(bool)      {}
