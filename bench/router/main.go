@@ -2,7 +2,9 @@
 // `elafros serve` with a route at 75/25 over two real revision processes
 // of examples/hello — against nginx (Debian's nginx-light, weighted
 // upstream 3:1 over the same two processes, keepalive 64) with
-// worker_processes 1 and auto, and against each process reached directly.
+// worker_processes 1 and auto, against the same serve with a goroutine
+// per connection instead of its event loop (--router-loops -1, with
+// processes of its own), and against each process reached directly.
 // The load comes from wrk (-t2 -c32 -d8s --latency by default), outside
 // every process measured. Targets are interleaved within each round and
 // the rounds repeat, so that the noise of a shared machine falls on all of
@@ -39,6 +41,7 @@ type config struct {
 	baseline        string
 	serveEnv        string
 	floor           bool
+	goroutines      bool
 }
 
 func main() {
@@ -54,6 +57,7 @@ func main() {
 	flag.StringVar(&c.profile, "profile", "", "profile the router in this process under wrk and write the profiles here instead")
 	flag.StringVar(&c.baseline, "baseline", "", "another elafros binary (e.g. built from an earlier commit) measured as one more target, with revision processes of its own")
 	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
+	flag.BoolVar(&c.goroutines, "goroutines", true, "also measure elafros serve --router-loops -1 (a goroutine per connection, no event loop), with revision processes of its own")
 	flag.BoolVar(&c.floor, "floor", false, "also measure what answering costs a Go process that proxies nothing: a net/http server and a raw loop, each with a fixed answer")
 	floorServer := flag.String("floor-server", "", "internal: serve as the floor server of this mode")
 	floorAddr := flag.String("floor-addr", "", "internal: the floor server's address")
@@ -123,6 +127,16 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("baseline: %w", err)
 		}
 	}
+	var gor *plane
+	if c.goroutines {
+		if gor, err = startBinary(c.bin, env, "--router-loops", "-1"); err != nil {
+			return err
+		}
+		defer gor.stop()
+		if err := gor.deploy(ctx, app); err != nil {
+			return fmt.Errorf("serve --router-loops -1: %w", err)
+		}
+	}
 	n1, err := startNginx(c.nginx, "1", p.backends)
 	if err != nil {
 		return err
@@ -140,6 +154,9 @@ func run(ctx context.Context, c config) error {
 		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid, true},
 		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true},
 		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid, false},
+	}
+	if gor != nil {
+		targets = append(targets, target{"serve goroutines", "http://" + gor.http + "/", benchHost, gor.pid, false})
 	}
 	if base != nil {
 		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid, false})
@@ -159,6 +176,9 @@ func run(ctx context.Context, c config) error {
 		c.threads, c.conns, c.duration, c.rounds, runtime.NumCPU())
 	if c.serveEnv != "" {
 		fmt.Printf("elafros serve runs with %s\n", c.serveEnv)
+	}
+	if gor != nil {
+		fmt.Println("serve goroutines is elafros serve --router-loops -1 (a goroutine per connection), with revision processes of its own")
 	}
 	if base != nil {
 		fmt.Printf("serve baseline is %s, with revision processes of its own\n", c.baseline)
@@ -205,16 +225,18 @@ func report(targets []target, results [][]wrkResult) {
 	}
 	ours := results[idx["elafros serve"]]
 	refs := []string{"nginx-1", "nginx-auto"}
-	if _, ok := idx["serve baseline"]; ok {
-		refs = append(refs, "serve baseline")
+	for _, other := range []string{"serve goroutines", "serve baseline"} {
+		if _, ok := idx[other]; ok {
+			refs = append(refs, other)
+		}
 	}
 	fmt.Printf("\nthe router's ratios (elafros serve / the other); CPU is µs of CPU per request of the answering process(es)\n")
-	fmt.Printf("%-8s %-12s %12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99", "CPU/req")
+	fmt.Printf("%-8s %-16s %12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99", "CPU/req")
 	for _, ref := range refs {
 		theirs := results[idx[ref]]
 		for round := range ours {
 			o, t := ours[round], theirs[round]
-			fmt.Printf("%-8d %-12s %11.2fx %11.2fx %11.2fx %11.2fx\n", round+1, ref, o.RPS/t.RPS,
+			fmt.Printf("%-8d %-16s %11.2fx %11.2fx %11.2fx %11.2fx\n", round+1, ref, o.RPS/t.RPS,
 				float64(o.P50)/float64(t.P50), float64(o.P99)/float64(t.P99), float64(o.CPUPerRequest)/float64(max(t.CPUPerRequest, 1)))
 		}
 	}

@@ -43,9 +43,9 @@ type plane struct {
 	stop                         func()
 }
 
-// startBinary runs `elafros serve` (bin) on a fresh data directory, as a
-// user starts it.
-func startBinary(bin string, env []string) (*plane, error) {
+// startBinary runs `elafros serve` (bin, with args) on a fresh data
+// directory, as a user starts it.
+func startBinary(bin string, env []string, args ...string) (*plane, error) {
 	p := &plane{}
 	var err error
 	if p.dataDir, err = os.MkdirTemp("", "elafros-bench-router-"); err != nil {
@@ -60,7 +60,7 @@ func startBinary(bin string, env []string) (*plane, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--data-dir", p.dataDir, "--api-addr", p.api, "--http-addr", p.http, "--registry-addr", p.registry)
+	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", p.dataDir, "--api-addr", p.api, "--http-addr", p.http, "--registry-addr", p.registry}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {

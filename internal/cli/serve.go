@@ -42,6 +42,9 @@ time. To start over, elafros serve --reset --yes deletes the store, the
 registry's images, the unpacked images, logs and builds, then serves.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkPlane(&o.Plane); err != nil {
+				return err
+			}
 			if o.Yes && !o.Reset {
 				return errors.New("--yes confirms --reset; it does nothing alone")
 			}
@@ -95,6 +98,14 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 	}
 }
 
+// checkPlane refuses plane flags that parse but mean nothing.
+func checkPlane(o *serve.Options) error {
+	if o.RouterLoops < -1 {
+		return fmt.Errorf("--router-loops %d: want -1 (a goroutine per connection), 0 (one loop per two CPUs) or a number of loops", o.RouterLoops)
+	}
+	return nil
+}
+
 // planeFlags are the flags of the embedded control plane, which serve and
 // up both start: one declaration, so the two commands cannot drift apart.
 func planeFlags(f *pflag.FlagSet, o *serve.Options, verbose *bool) {
@@ -104,6 +115,7 @@ func planeFlags(f *pflag.FlagSet, o *serve.Options, verbose *bool) {
 	f.StringVar(&o.RegistryAddr, "registry-addr", serve.DefaultRegistryAddr, "the OCI registry's address")
 	f.StringVar(&o.Domain, "domain", serve.DefaultDomain, "the domain suffix: <route>.<namespace>.<domain>")
 	f.BoolVar(&o.Sticky, "sticky", false, "keep each client on one revision during a canary (cookie)")
+	f.IntVar(&o.RouterLoops, "router-loops", 0, "event loops holding the router's connections (Linux): 0 is one per two CPUs, -1 none (a goroutine per connection)")
 	f.BoolVarP(verbose, "verbose", "v", false, "log debug events")
 }
 

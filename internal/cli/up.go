@@ -54,6 +54,9 @@ printing the traffic after each change. A change that does not compile is
 printed and not applied: the last good revision keeps serving.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPlane(&o.Plane); err != nil {
+				return err
+			}
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]

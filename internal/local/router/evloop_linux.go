@@ -162,6 +162,9 @@ type evLoop struct {
 	idleUps   int
 	events    [256]syscall.EpollEvent
 	nextSweep int64
+	// now is when the last epoll_wait returned: the start of the
+	// requests read in its batch, and the sweep's clock.
+	now time.Time
 	rd        bytes.Reader
 	br        *bufio.Reader
 	fwd       upConn
@@ -289,11 +292,19 @@ func (l *evLoop) run() {
 		if len(l.clients) > 0 || l.idleUps > 0 {
 			timeout = int(evSweep / time.Millisecond)
 		}
-		n, err := syscall.EpollWait(l.epfd, l.events[:], timeout)
+		// Under load the next events are often there already: a
+		// non-blocking look costs no trip through the scheduler's
+		// syscall bookkeeping (entersyscall/exitsyscall, and the P
+		// handed off while the wait blocks).
+		n, err := epollPoll(l.epfd, l.events[:])
+		if n == 0 && err == nil {
+			n, err = syscall.EpollWait(l.epfd, l.events[:], timeout)
+		}
 		if err != nil && err != syscall.EINTR {
 			l.s.Router.opts.logger.Error("router: event loop stopped", "error", os.NewSyscallError("epoll_wait", err))
 			return
 		}
+		l.now = time.Now()
 		for i := range max(n, 0) {
 			ev := &l.events[i]
 			fd := int(ev.Fd)
@@ -319,7 +330,7 @@ func (l *evLoop) run() {
 		if l.stopping.Load() && len(l.clients) == 0 && l.pendingAdds() == 0 {
 			return
 		}
-		if now := time.Now().UnixNano(); now >= l.nextSweep {
+		if now := l.now.UnixNano(); now >= l.nextSweep {
 			l.nextSweep = now + int64(evSweep)
 			l.sweep(now)
 		}
@@ -477,7 +488,7 @@ func (l *evLoop) next(cl *evClient) bool {
 			rc.r = 0
 			return true
 		case cl.headSince == 0:
-			cl.headSince = time.Now().UnixNano()
+			cl.headSince = l.now.UnixNano()
 		}
 		return false
 	case headNotMine:
@@ -489,7 +500,7 @@ func (l *evLoop) next(cl *evClient) bool {
 		return false
 	}
 	cl.headSince = 0
-	cl.c = call{start: time.Now()}
+	cl.c = call{start: l.now}
 	done, keep, pinned := rc.route(&cl.c, &cl.ch)
 	switch {
 	case pinned != nil:
@@ -626,7 +637,7 @@ func (l *evLoop) dial(p *evPool) (*evUp, error) {
 		return nil, fail("socket", err)
 	}
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	up := &evUp{fd: fd, pool: p, buf: make([]byte, 0, evUpRead), since: time.Now().UnixNano(), gen: l.s.Router.upstreams.gen.Load()}
+	up := &evUp{fd: fd, pool: p, buf: make([]byte, 0, evUpRead), since: l.now.UnixNano(), gen: l.s.Router.upstreams.gen.Load()}
 	switch err := syscall.Connect(fd, p.sa); err {
 	case nil:
 	case syscall.EINPROGRESS, syscall.EINTR:
@@ -798,7 +809,7 @@ func (l *evLoop) answer(cl *evClient, up *evUp) {
 	if upOK {
 		up.pool.idle = append(up.pool.idle, up)
 		l.idleUps++
-		up.since = time.Now().UnixNano()
+		up.since = l.now.UnixNano()
 		up.reused = false
 	} else {
 		l.closeUp(up)
@@ -1011,6 +1022,16 @@ func (l *evLoop) toGoroutineMid(cl *evClient, up *evUp) {
 		_ = upc.SetDeadline(deadline)
 	}
 	go rc.resume(&c, &ch, uc, end, inFlight, deadline)
+}
+
+// epollPoll is epoll_wait with a timeout of 0, which never blocks, made
+// as a raw system call.
+func epollPoll(epfd int, events []syscall.EpollEvent) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 func rawRead(fd int, p []byte) (int, syscall.Errno) {

@@ -48,6 +48,8 @@ type Options struct {
 	Domain       string
 	// Sticky keeps a client on one revision during a canary (cookie).
 	Sticky bool
+	// RouterLoops is the router's router.Server.EventLoops.
+	RouterLoops int
 	// Reconcile tunes the reconciler (DomainSuffix is set from Domain).
 	Reconcile reconcile.Options
 	Logger    *slog.Logger
@@ -216,7 +218,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.serve(apiL, api, true)
 	// The router's own HTTP/1.1 loop takes the common requests and
 	// hands every other connection to net/http (router.Server).
-	s.start(httpL, &router.Server{Router: s.Router, ReadHeaderTimeout: readHeaderTimeout})
+	s.start(httpL, &router.Server{Router: s.Router, ReadHeaderTimeout: readHeaderTimeout, EventLoops: o.RouterLoops})
 	s.serve(regL, s.registry, false)
 
 	s.wg.Add(1)
