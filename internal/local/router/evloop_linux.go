@@ -165,9 +165,9 @@ type evLoop struct {
 	// now is when the last epoll_wait returned: the start of the
 	// requests read in its batch, and the sweep's clock.
 	now time.Time
-	rd        bytes.Reader
-	br        *bufio.Reader
-	fwd       upConn
+	rd  bytes.Reader
+	br  *bufio.Reader
+	fwd upConn
 }
 
 type evAdd struct {
@@ -300,7 +300,7 @@ func (l *evLoop) run() {
 		if n == 0 && err == nil {
 			n, err = syscall.EpollWait(l.epfd, l.events[:], timeout)
 		}
-		if err != nil && err != syscall.EINTR {
+		if err != nil && !errors.Is(err, syscall.EINTR) {
 			l.s.Router.opts.logger.Error("router: event loop stopped", "error", os.NewSyscallError("epoll_wait", err))
 			return
 		}
