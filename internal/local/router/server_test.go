@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -378,5 +380,157 @@ func testRawServerPipelinedFullBuffer(t *testing.T, loops int) {
 		if string(body) != q {
 			t.Fatalf("answer %d: %q, want %q", i, body, q)
 		}
+	}
+}
+
+// TestRawServerMixedLoad: many clients at once, each a random mix of what
+// a connection may carry — small answers, answers streamed chunked or too
+// large to take whole, HEAD, pipelined requests, a body (net/http's), and
+// clients that leave in the middle of a request — all get exactly their
+// answers, nothing stays in flight, and Shutdown finds nothing left open.
+func TestRawServerMixedLoad(t *testing.T) { forModes(t, testRawServerMixedLoad) }
+
+func testRawServerMixedLoad(t *testing.T, loops int) {
+	t.Parallel()
+	e := newEnv(t)
+	e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		body := strings.Repeat("y", n)
+		switch r.URL.Path {
+		case "/chunked":
+			half := len(body) / 2
+			_, _ = io.WriteString(w, body[:half])
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, body[half:])
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+			_, _ = io.WriteString(w, body)
+		case "/post":
+			b, _ := io.ReadAll(r.Body)
+			_, _ = w.Write(b)
+		default:
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+			_, _ = io.WriteString(w, body)
+		}
+	}), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Router: e.rt, ReadHeaderTimeout: 10 * time.Second, EventLoops: loops}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	addr := l.Addr().String()
+
+	type req struct {
+		method, path string
+		n            int
+		post         string
+	}
+	head := func(r req) string {
+		s := r.method + " " + r.path + "?n=" + strconv.Itoa(r.n) + " HTTP/1.1\r\nHost: " + domain + "\r\n"
+		if r.post != "" {
+			s += "Content-Length: " + strconv.Itoa(len(r.post)) + "\r\n\r\n" + r.post
+			return s
+		}
+		return s + "\r\n"
+	}
+	var answered atomic.Int64
+	var wg sync.WaitGroup
+	for client := range 8 {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(client), 7))
+			var conn net.Conn
+			var br *bufio.Reader
+			dial := func() bool {
+				var err error
+				if conn, err = net.Dial("tcp", addr); err != nil {
+					t.Error(err)
+					return false
+				}
+				_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+				br = bufio.NewReader(conn)
+				return true
+			}
+			if !dial() {
+				return
+			}
+			defer func() { conn.Close() }()
+			for i := range 60 {
+				var batch []req
+				switch op := rnd.IntN(10); {
+				case op < 4:
+					batch = []req{{"GET", "/", rnd.IntN(2000), ""}}
+				case op == 4:
+					batch = []req{{"GET", "/chunked", 1 + rnd.IntN(10000), ""}}
+				case op == 5:
+					batch = []req{{"GET", "/", evMaxAnswer + rnd.IntN(20000), ""}}
+				case op == 6:
+					batch = []req{{"HEAD", "/", rnd.IntN(500), ""}}
+				case op == 7:
+					batch = []req{{"GET", "/", 10, ""}, {"GET", "/chunked", 3000, ""}, {"GET", "/slow", 5, ""}}
+				case op == 8:
+					batch = []req{{"POST", "/post", 0, "body-" + strconv.Itoa(i)}}
+				default: // leave in the middle of a request, then come back
+					if _, err := io.WriteString(conn, head(req{"GET", "/slow", 1, ""})); err != nil {
+						t.Error(err)
+						return
+					}
+					conn.Close()
+					if !dial() {
+						return
+					}
+					continue
+				}
+				var out strings.Builder
+				for _, r := range batch {
+					out.WriteString(head(r))
+				}
+				if _, err := io.WriteString(conn, out.String()); err != nil {
+					t.Errorf("client %d, request %d: %v", client, i, err)
+					return
+				}
+				for _, r := range batch {
+					res, err := http.ReadResponse(br, &http.Request{Method: r.method})
+					if err != nil {
+						t.Errorf("client %d, request %d (%s %s %d): %v", client, i, r.method, r.path, r.n, err)
+						return
+					}
+					body, err := io.ReadAll(res.Body)
+					res.Body.Close()
+					want := strings.Repeat("y", r.n)
+					switch {
+					case r.method == "HEAD":
+						want = ""
+					case r.post != "":
+						want = r.post
+					}
+					if err != nil || res.StatusCode != http.StatusOK || string(body) != want {
+						t.Errorf("client %d, request %d (%s %s %d): %d, %d bytes, %v; want 200 and %d bytes", client, i, r.method, r.path, r.n, res.StatusCode, len(body), err, len(want))
+						return
+					}
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "nothing in flight", func() bool {
+		return testutil.ToFloat64(e.rt.metrics.inFlight.WithLabelValues(ns, svc, "a")) == 0
+	})
+	if got := testutil.ToFloat64(e.rt.metrics.requests.WithLabelValues(ns, svc, "a", "200")); got < float64(answered.Load()) {
+		t.Errorf("%s{code=200} = %v, want at least the %d answers the clients read", MetricRequests, got, answered.Load())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown after the clients left: %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
 	}
 }
