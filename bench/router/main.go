@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 )
@@ -234,10 +235,19 @@ func report(targets []target, results [][]wrkResult) {
 	fmt.Printf("%-8s %-16s %12s %12s %12s %12s\n", "round", "vs", "throughput", "p50", "p99", "CPU/req")
 	for _, ref := range refs {
 		theirs := results[idx[ref]]
+		var ratios [4][]float64
 		for round := range ours {
 			o, t := ours[round], theirs[round]
-			fmt.Printf("%-8d %-16s %11.2fx %11.2fx %11.2fx %11.2fx\n", round+1, ref, o.RPS/t.RPS,
-				float64(o.P50)/float64(t.P50), float64(o.P99)/float64(t.P99), float64(o.CPUPerRequest)/float64(max(t.CPUPerRequest, 1)))
+			r := [4]float64{o.RPS / t.RPS, float64(o.P50) / float64(t.P50), float64(o.P99) / float64(t.P99),
+				float64(o.CPUPerRequest) / float64(max(t.CPUPerRequest, 1))}
+			for k := range r {
+				ratios[k] = append(ratios[k], r[k])
+			}
+			fmt.Printf("%-8d %-16s %11.2fx %11.2fx %11.2fx %11.2fx\n", round+1, ref, r[0], r[1], r[2], r[3])
+		}
+		if len(ours) > 1 {
+			fmt.Printf("%-8s %-16s %11.2fx %11.2fx %11.2fx %11.2fx\n", "median", ref,
+				median(ratios[0]), median(ratios[1]), median(ratios[2]), median(ratios[3]))
 		}
 	}
 	fmt.Printf("\n%-16s %-22s %-22s %-22s %-22s\n", "target", "req/s (min–max)", "p50 (min–max)", "p99 (min–max)", "CPU µs/req (min–max)")
@@ -260,6 +270,17 @@ func report(targets []target, results [][]wrkResult) {
 		fmt.Printf("%-16s %-22s %-22s %-22s %-22s\n", t.name, fmt.Sprintf("%.0f–%.0f", lo.RPS, hi.RPS),
 			fmtDur(p50lo)+"–"+fmtDur(p50hi), fmtDur(p99lo)+"–"+fmtDur(p99hi), fmt.Sprintf("%.1f–%.1f", us(cpulo), us(cpuhi)))
 	}
+}
+
+// median is the middle of xs (the mean of the two middle ones for an
+// even count).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
