@@ -6,7 +6,8 @@
 // per connection instead of its event loop (--router-loops -1, with
 // processes of its own), and against each process reached directly.
 // The load comes from wrk (-t2 -c32 -d8s --latency by default), outside
-// every process measured. Targets are interleaved within each round and
+// every process measured. Targets run in pairs within each round (the
+// router beside nginx-1, each first every other round; see runOrder) and
 // the rounds repeat, so that the noise of a shared machine falls on all of
 // them alike; the report gives req/s, p50 and p99 per target and round,
 // and the router's ratios against both nginx configurations.
@@ -149,16 +150,19 @@ func run(ctx context.Context, c config) error {
 	}
 	defer nAuto.stop()
 
+	// In pairs (see runOrder): the router beside nginx-1, then nginx-auto
+	// beside the router with goroutines.
 	targets := []target{
-		{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0], false},
-		{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1], false},
 		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid, true},
-		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true},
 		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid, false},
+		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true},
 	}
 	if gor != nil {
 		targets = append(targets, target{"serve goroutines", "http://" + gor.http + "/", benchHost, gor.pid, false})
 	}
+	targets = append(targets,
+		target{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0], false},
+		target{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1], false})
 	if base != nil {
 		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid, false})
 	}
@@ -173,7 +177,7 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
-	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved (order rotates each round); %d CPUs\n",
+	fmt.Printf("wrk -t%d -c%d -d%s --latency, %d rounds, targets interleaved in pairs (elafros serve beside nginx-1, each first every other round; the pairs rotate); %d CPUs\n",
 		c.threads, c.conns, c.duration, c.rounds, runtime.NumCPU())
 	if c.serveEnv != "" {
 		fmt.Printf("elafros serve runs with %s\n", c.serveEnv)
@@ -189,8 +193,7 @@ func run(ctx context.Context, c config) error {
 	results := make([][]wrkResult, len(targets)) // [target][round]
 	for round := range c.rounds {
 		fmt.Printf("round %d (load before: %s)\n", round+1, loadavg())
-		for k := range targets {
-			i := (k + round) % len(targets) // rotate, so no target always runs first
+		for _, i := range runOrder(len(targets), round) {
 			t := targets[i]
 			cpu0, err := processCPU(t.pid, t.children)
 			if err != nil {
@@ -215,6 +218,30 @@ func run(ctx context.Context, c config) error {
 	}
 	report(targets, results)
 	return nil
+}
+
+// runOrder is the order the n targets run in in a round: in pairs
+// (targets 0 and 1, 2 and 3, ...), the pairs rotated each round and the
+// two of each pair swapped every other round. The router and nginx-1 (the
+// first pair) so always run back to back, each first as often as the
+// other: a machine that slows down within a round slows both alike, and
+// the load one leaves behind falls on each in turn.
+func runOrder(n, round int) []int {
+	pairs := (n + 1) / 2
+	order := make([]int, 0, n)
+	for k := range pairs {
+		p := (k + round) % pairs
+		a, b := 2*p, 2*p+1
+		if round%2 == 1 {
+			a, b = b, a
+		}
+		for _, i := range []int{a, b} {
+			if i < n {
+				order = append(order, i)
+			}
+		}
+	}
+	return order
 }
 
 // report prints per round the router's ratios against both nginx

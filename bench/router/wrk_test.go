@@ -108,3 +108,34 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOrder: each round runs every target once, targets 0 and 1 back
+// to back, each of them first in alternate rounds, and the first target
+// of a round changes from round to round.
+func TestRunOrder(t *testing.T) {
+	for n := 1; n <= 9; n++ {
+		first := map[int]bool{}
+		for round := range 6 {
+			order := runOrder(n, round)
+			sorted := slices.Sorted(slices.Values(order))
+			for i, v := range sorted {
+				if v != i {
+					t.Fatalf("runOrder(%d, %d) = %v: not each target once", n, round, order)
+				}
+			}
+			if n >= 2 {
+				a, b := slices.Index(order, 0), slices.Index(order, 1)
+				if b-a != 1 && a-b != 1 {
+					t.Errorf("runOrder(%d, %d) = %v: targets 0 and 1 not back to back", n, round, order)
+				}
+				if (a < b) != (round%2 == 0) {
+					t.Errorf("runOrder(%d, %d) = %v: target %d first, want them to take turns", n, round, order, order[min(a, b)])
+				}
+			}
+			first[order[0]] = true
+		}
+		if n >= 3 && len(first) < 2 {
+			t.Errorf("runOrder(%d, ·) always starts with %v", n, first)
+		}
+	}
+}
