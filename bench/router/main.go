@@ -42,6 +42,7 @@ type config struct {
 	profile         string
 	baseline        string
 	serveEnv        string
+	serveArgs       string
 	floor           bool
 	goroutines      bool
 }
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&c.app, "app", "examples/hello", "the revisions' program (a Go main package)")
 	flag.StringVar(&c.profile, "profile", "", "profile the router in this process under wrk and write the profiles here instead")
 	flag.StringVar(&c.baseline, "baseline", "", "another elafros binary (e.g. built from an earlier commit) measured as one more target, with revision processes of its own")
+	flag.StringVar(&c.serveArgs, "serve-args", "", "extra flags of elafros serve, space-separated (e.g. --router-loops 2)")
 	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
 	flag.BoolVar(&c.goroutines, "goroutines", true, "also measure elafros serve --router-loops -1 (a goroutine per connection, no event loop), with revision processes of its own")
 	flag.BoolVar(&c.floor, "floor", false, "also measure what answering costs a Go process that proxies nothing: a net/http server and a raw loop, each with a fixed answer")
@@ -111,7 +113,7 @@ func run(ctx context.Context, c config) error {
 	if c.serveEnv != "" {
 		env = strings.Split(c.serveEnv, ",")
 	}
-	p, err := startBinary(c.bin, env)
+	p, err := startBinary(c.bin, env, strings.Fields(c.serveArgs)...)
 	if err != nil {
 		return err
 	}
@@ -181,6 +183,9 @@ func run(ctx context.Context, c config) error {
 		c.threads, c.conns, c.duration, c.rounds, runtime.NumCPU())
 	if c.serveEnv != "" {
 		fmt.Printf("elafros serve runs with %s\n", c.serveEnv)
+	}
+	if c.serveArgs != "" {
+		fmt.Printf("elafros serve runs with the flags %s\n", c.serveArgs)
 	}
 	if gor != nil {
 		fmt.Println("serve goroutines is elafros serve --router-loops -1 (a goroutine per connection), with revision processes of its own")
