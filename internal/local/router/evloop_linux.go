@@ -110,7 +110,11 @@ func (s *Server) adopt(rc *rawConn) bool {
 	_ = rc.c.Close()
 	rc.c, rc.sw.raw = nil, nil
 	l := s.loops[s.nextLoop.Add(1)%uint32(len(s.loops))]
-	l.add(fd, rc)
+	if !l.add(fd, rc) {
+		// Only when the server is closing: the connection ends here.
+		_ = syscall.Close(fd)
+		rc.release()
+	}
 	return true
 }
 
@@ -149,6 +153,9 @@ type evLoop struct {
 
 	mu   sync.Mutex
 	adds []evAdd
+	// exited: the loop is gone and its pipe closed (its numbers may
+	// already name other files).
+	exited bool
 
 	owned    atomic.Int32
 	stopping atomic.Bool
@@ -256,16 +263,27 @@ func (l *evLoop) closeFDs() {
 }
 
 func (l *evLoop) wake() {
-	var b = [1]byte{1}
-	_, _ = syscall.Write(l.pipe[1], b[:]) // EAGAIN: a wake is pending anyway
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.exited {
+		var b = [1]byte{1}
+		_, _ = syscall.Write(l.pipe[1], b[:]) // EAGAIN: a wake is pending anyway
+	}
 }
 
-func (l *evLoop) add(fd int, rc *rawConn) {
-	l.owned.Add(1)
+// add gives the loop a client connection; false if the loop is gone
+// (fd is then the caller's).
+func (l *evLoop) add(fd int, rc *rawConn) bool {
 	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return false
+	}
+	l.owned.Add(1)
 	l.adds = append(l.adds, evAdd{fd, rc})
 	l.mu.Unlock()
 	l.wake()
+	return true
 }
 
 // register adds fd to the epoll set as it, edge-triggered for reading,
@@ -351,6 +369,8 @@ func (l *evLoop) exit() {
 	l.mu.Lock()
 	adds := l.adds
 	l.adds = nil
+	l.exited = true
+	l.closeFDs()
 	l.mu.Unlock()
 	for _, a := range adds {
 		_ = syscall.Close(a.fd)
@@ -364,7 +384,6 @@ func (l *evLoop) exit() {
 		p.idle = nil
 	}
 	l.idleUps = 0
-	l.closeFDs()
 }
 
 // woken takes the new connections and looks at the server's state.
