@@ -15,8 +15,10 @@ import (
 // machine, without proxying anything. "go net/http" is a net/http server
 // with a handler that writes a fixed body; "go raw loop" reads requests up
 // to their blank line and writes a fixed response, one goroutine per
-// connection, without net/http. Neither is a proxy: a proxy pays at least
-// this on its client side, and as much again towards the process.
+// connection, without net/http; "go epoll loop" does the same from one
+// edge-triggered epoll loop (the router's event loop's way). None is a
+// proxy: a proxy pays at least this on its client side, and as much
+// again towards the process.
 
 // floorResponse is what examples/hello answers, byte for byte in length.
 const floorResponse = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello a!\n"
@@ -24,14 +26,16 @@ const floorResponse = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Type: tex
 // serveFloor is the re-executed benchmark binary's server (-floor-server
 // MODE -floor-addr ADDR).
 func serveFloor(mode, addr string) error {
-	if mode != "nethttp" && mode != "raw" {
-		return fmt.Errorf("-floor-server %q: want nethttp or raw", mode)
+	if mode != "nethttp" && mode != "raw" && mode != "epoll" {
+		return fmt.Errorf("-floor-server %q: want nethttp, raw or epoll", mode)
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	switch mode {
+	case "epoll":
+		return serveEpollFloor(l)
 	case "nethttp":
 		body := []byte("Hello a!\n")
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

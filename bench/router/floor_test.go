@@ -9,7 +9,7 @@ import (
 )
 
 func TestFloorServersAnswerAsHello(t *testing.T) {
-	for _, mode := range []string{"nethttp", "raw"} {
+	for _, mode := range []string{"nethttp", "raw", "epoll"} {
 		t.Run(mode, func(t *testing.T) {
 			addr, err := freeAddr()
 			if err != nil {
@@ -35,7 +35,7 @@ func TestFloorServersAnswerAsHello(t *testing.T) {
 			}
 		})
 	}
-	if err := serveFloor("nginx", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "want nethttp or raw") {
+	if err := serveFloor("nginx", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "want nethttp, raw or epoll") {
 		t.Errorf("an unknown mode: %v", err)
 	}
 }

@@ -169,7 +169,7 @@ func run(ctx context.Context, c config) error {
 		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid, false})
 	}
 	if c.floor {
-		for _, mode := range []struct{ mode, name string }{{"nethttp", "go net/http"}, {"raw", "go raw loop"}} {
+		for _, mode := range []struct{ mode, name string }{{"nethttp", "go net/http"}, {"raw", "go raw loop"}, {"epoll", "go epoll loop"}} {
 			addr, cmd, err := startFloor(mode.mode)
 			if err != nil {
 				return err
