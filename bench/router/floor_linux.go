@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -24,13 +25,19 @@ func serveEpollFloor(l net.Listener) error {
 		return err
 	}
 	lfd := -1
+	var dupErr error = syscall.EBADF
 	if err := raw.Control(func(fd uintptr) {
 		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
 		if e == 0 {
-			lfd = int(r)
+			lfd, dupErr = int(r), nil
+		} else {
+			dupErr = e
 		}
-	}); err != nil || lfd < 0 {
-		return fmt.Errorf("epoll floor: duplicating the listener: %v", err)
+	}); err != nil {
+		return fmt.Errorf("epoll floor: the listener's descriptor: %w", err)
+	}
+	if dupErr != nil {
+		return fmt.Errorf("epoll floor: duplicating the listener: %w", os.NewSyscallError("fcntl", dupErr))
 	}
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
