@@ -123,41 +123,26 @@ func TestRawServerRetriesAStaleConnection(t *testing.T) {
 
 func testRawServerRetriesAStaleConnection(t *testing.T, loops int) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var conns, requests atomic.Int64
-	go func() {
-		for {
-			c, err := l.Accept()
+	var requests atomic.Int64
+	procAddr, conns := rawProcess(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		// Each connection answers its first request, then reads the
+		// second and closes without a word.
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				// Each connection answers its first request, then reads
-				// the second and closes without a word.
-				for i := 0; ; i++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					requests.Add(1)
-					if i == 1 {
-						return
-					}
-					body := req.URL.Query().Get("q")
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
-				}
-			}()
+			requests.Add(1)
+			if i == 1 {
+				return
+			}
+			body := req.URL.Query().Get("q")
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 		}
-	}()
+	})
 	e := newEnv(t)
-	e.res.set(ns, "a", Backend{Addr: l.Addr().String()})
+	e.res.set(ns, "a", Backend{Addr: procAddr})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
 	addr := serveRawLoops(t, e.rt, loops)
 	for _, q := range []string{"one", "two", "three"} {

@@ -200,32 +200,16 @@ func testRawServerUpstreamDies(t *testing.T, loops int) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
-			var conns atomic.Int64
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					conns.Add(1)
-					go func() {
-						defer c.Close()
-						if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-							return
-						}
-						_, _ = io.WriteString(c, tc.answer)
-					}()
+			procAddr, _ := rawProcess(t, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
 				}
-			}()
+				_, _ = io.WriteString(c, tc.answer)
+			})
 			addrs := map[string]string{}
 			for _, path := range []string{"lean", "raw"} {
 				e := newEnv(t)
-				e.res.set(ns, "a", Backend{Addr: l.Addr().String()})
+				e.res.set(ns, "a", Backend{Addr: procAddr})
 				e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
 				if path == "raw" {
 					addrs[path] = serveRawLoops(t, e.rt, loops)
@@ -251,6 +235,33 @@ func testRawServerUpstreamDies(t *testing.T, loops int) {
 			}
 		})
 	}
+}
+
+// rawProcess is a revision's process written by hand: serve runs for each
+// connection (which is closed after it). It returns the process's address
+// and how many connections it accepted.
+func rawProcess(t *testing.T, serve func(c net.Conn)) (string, *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	conns := new(atomic.Int64)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	return l.Addr().String(), conns
 }
 
 // TestRawServerTimeout: past the revision's timeout, the raw loop answers
