@@ -15,8 +15,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -134,45 +132,10 @@ func (c *Cluster) Start(t testing.TB, names ...string) {
 // versions pinned in hack/cluster/versions.env.
 func BinDir() string { return cluster.BinDir() }
 
-// freePort is a port for a cluster process to listen on, free when
-// checked. It is picked below the kernel's ephemeral range, from which every
-// Listen("127.0.0.1:0") and outgoing connection of the tests takes its
-// port: a port picked from that range could be taken by one of those
-// between this check and the process's bind (kube-apiserver then fails
-// with "address already in use" while another server answers on it).
-func freePort(t testing.TB) int {
-	t.Helper()
-	lo, hi := 20000, belowEphemeral()
-	for range 200 {
-		p := lo + mrand.IntN(hi-lo)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err == nil {
-			_ = l.Close()
-			return p
-		}
-	}
-	t.Fatalf("no free port in [%d, %d) after 200 tries", lo, hi)
-	return 0
-}
-
-// belowEphemeral is the first port of the ephemeral range (Linux's
-// ip_local_port_range, 32768 by default), or 32768 where it cannot be read
-// or leaves too little room below it.
-func belowEphemeral() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil || n < 21000 {
-		return 32768
-	}
-	return n
-}
+// freePort is a port for a cluster process to listen on (see
+// testutil.FreePort: kube-apiserver once failed with "address already in
+// use" on a port picked with Listen(":0")).
+func freePort(t testing.TB) int { return testutil.FreePort(t) }
 
 // Start starts a cluster for t and stops it when t ends.
 func Start(t testing.TB) *Cluster {
