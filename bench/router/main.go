@@ -2,9 +2,10 @@
 // `elafros serve` with a route at 75/25 over two real revision processes
 // of examples/hello — against nginx (Debian's nginx-light, weighted
 // upstream 3:1 over the same two processes, keepalive 64) with
-// worker_processes 1 and auto, against the same serve with a goroutine
-// per connection instead of its event loop (--router-loops -1, with
-// processes of its own), and against each process reached directly.
+// worker_processes 1 and auto, against a second serve with other flags
+// (-compare-args; by default a goroutine per connection instead of the
+// event loop, --router-loops -1; with processes of its own), and against
+// each process reached directly.
 // The load comes from wrk (-t2 -c32 -d8s --latency by default), outside
 // every process measured. Targets run in pairs within each round (the
 // router beside nginx-1, each first every other round; see runOrder) and
@@ -44,7 +45,7 @@ type config struct {
 	serveEnv        string
 	serveArgs       string
 	floor           bool
-	goroutines      bool
+	compareArgs     string
 }
 
 func main() {
@@ -61,7 +62,7 @@ func main() {
 	flag.StringVar(&c.baseline, "baseline", "", "another elafros binary (e.g. built from an earlier commit) measured as one more target, with revision processes of its own")
 	flag.StringVar(&c.serveArgs, "serve-args", "", "extra flags of elafros serve, space-separated (e.g. --router-loops 2)")
 	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
-	flag.BoolVar(&c.goroutines, "goroutines", true, "also measure elafros serve --router-loops -1 (a goroutine per connection, no event loop), with revision processes of its own")
+	flag.StringVar(&c.compareArgs, "compare-args", "--router-loops -1", "also measure elafros serve with these flags (space-separated; default: a goroutine per connection, no event loop), with revision processes of its own; empty: not")
 	flag.BoolVar(&c.floor, "floor", false, "also measure what answering costs a Go process that proxies nothing: a net/http server and a raw loop, each with a fixed answer")
 	floorServer := flag.String("floor-server", "", "internal: serve as the floor server of this mode")
 	floorAddr := flag.String("floor-addr", "", "internal: the floor server's address")
@@ -132,13 +133,13 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	var gor *plane
-	if c.goroutines {
-		if gor, err = startBinary(c.bin, env, "--router-loops", "-1"); err != nil {
+	if c.compareArgs != "" {
+		if gor, err = startBinary(c.bin, env, strings.Fields(c.compareArgs)...); err != nil {
 			return err
 		}
 		defer gor.stop()
 		if err := gor.deploy(ctx, app); err != nil {
-			return fmt.Errorf("serve --router-loops -1: %w", err)
+			return fmt.Errorf("serve %s: %w", c.compareArgs, err)
 		}
 	}
 	n1, err := startNginx(c.nginx, "1", p.backends)
@@ -153,14 +154,14 @@ func run(ctx context.Context, c config) error {
 	defer nAuto.stop()
 
 	// In pairs (see runOrder): the router beside nginx-1, then nginx-auto
-	// beside the router with goroutines.
+	// beside the compared serve.
 	targets := []target{
 		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid, true},
 		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid, false},
 		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true},
 	}
 	if gor != nil {
-		targets = append(targets, target{"serve goroutines", "http://" + gor.http + "/", benchHost, gor.pid, false})
+		targets = append(targets, target{compareName, "http://" + gor.http + "/", benchHost, gor.pid, false})
 	}
 	targets = append(targets,
 		target{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0], false},
@@ -188,7 +189,7 @@ func run(ctx context.Context, c config) error {
 		fmt.Printf("elafros serve runs with the flags %s\n", c.serveArgs)
 	}
 	if gor != nil {
-		fmt.Println("serve goroutines is elafros serve --router-loops -1 (a goroutine per connection), with revision processes of its own")
+		fmt.Printf("%s is elafros serve %s, with revision processes of its own\n", compareName, c.compareArgs)
 	}
 	if base != nil {
 		fmt.Printf("serve baseline is %s, with revision processes of its own\n", c.baseline)
@@ -225,6 +226,9 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
+// compareName is the target of -compare-args.
+const compareName = "serve compared"
+
 // runOrder is the order the n targets run in in a round: in pairs
 // (targets 0 and 1, 2 and 3, ...), the pairs rotated each round and the
 // two of each pair swapped every other round. The router and nginx-1 (the
@@ -258,7 +262,7 @@ func report(targets []target, results [][]wrkResult) {
 	}
 	ours := results[idx["elafros serve"]]
 	refs := []string{"nginx-1", "nginx-auto"}
-	for _, other := range []string{"serve goroutines", "serve baseline"} {
+	for _, other := range []string{compareName, "serve baseline"} {
 		if _, ok := idx[other]; ok {
 			refs = append(refs, other)
 		}
