@@ -5,7 +5,7 @@
 #   PROFILE=/tmp/prof bash bench/run.sh router   # CPU/allocs/mutex/block profiles of the router under wrk
 #   BASELINE=/path/to/older/elafros FLOOR=1 bash bench/run.sh router   # + an older serve, + Go servers that proxy nothing
 #   SERVE_ARGS='--router-loops 2' bash bench/run.sh router    # elafros serve with other flags
-#   COMPARE_ARGS='--router-slice 0' bash bench/run.sh router  # the second serve's flags (default --router-loops -1)
+#   COMPARE_ARGS='--router-loops 2' bash bench/run.sh router  # the second serve's flags (default --router-loops -1)
 #   bash bench/run.sh build      # go builder vs ko: 3 interleaved runs of cold, warm, one-line change; edit → serving (up --watch)
 #   bash bench/run.sh restart    # elafros serve: kill -9, restart, all of 1/10/50 services serving again
 #   bash bench/run.sh bot        # the bot binary: /rollout at 50/s on one route, webhook -> router serving, RSS

@@ -72,7 +72,7 @@ var (
 // plane is serve.Options as planeFlags defaults them, with changes.
 func plane(change func(*serve.Options)) serve.Options {
 	o := serve.Options{DataDir: serve.DefaultDataDir(), APIAddr: serve.DefaultAPIAddr, HTTPAddr: serve.DefaultHTTPAddr,
-		RegistryAddr: serve.DefaultRegistryAddr, Domain: serve.DefaultDomain, RouterSlice: serve.DefaultRouterSlice}
+		RegistryAddr: serve.DefaultRegistryAddr, Domain: serve.DefaultDomain}
 	if change != nil {
 		change(&o)
 	}
@@ -140,12 +140,6 @@ func TestFlags(t *testing.T) {
 			want: ServeOptions{Plane: plane(func(o *serve.Options) { o.RouterLoops = -1 })}},
 		{name: "serve --router-loops -2", cmd: serveCmd, args: "--router-loops=-2",
 			wantErr: "--router-loops -2: want -1 (a goroutine per connection), 0 (one loop per two CPUs) or a number of loops"},
-		{name: "serve --router-slice", cmd: serveCmd, args: "--router-slice 0 --router-loops 1",
-			want: ServeOptions{Plane: plane(func(o *serve.Options) { o.RouterSlice, o.RouterLoops = 0, 1 })}},
-		{name: "serve --router-slice too short", cmd: serveCmd, args: "--router-slice 10us",
-			wantErr: "--router-slice 10µs: want 0 (the kernel's) or from 100µs to 100ms, the range Linux takes"},
-		{name: "serve --router-slice negative", cmd: serveCmd, args: "--router-slice=-1ms",
-			wantErr: "--router-slice -1ms: want 0 (the kernel's) or from 100µs to 100ms, the range Linux takes"},
 		{name: "up --router-loops -3", cmd: upCmd, args: "--router-loops=-3",
 			wantErr: "--router-loops -3: want -1 (a goroutine per connection), 0 (one loop per two CPUs) or a number of loops"},
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -104,9 +103,6 @@ func checkPlane(o *serve.Options) error {
 	if o.RouterLoops < -1 {
 		return fmt.Errorf("--router-loops %d: want -1 (a goroutine per connection), 0 (one loop per two CPUs) or a number of loops", o.RouterLoops)
 	}
-	if o.RouterSlice < 0 || (o.RouterSlice > 0 && (o.RouterSlice < 100*time.Microsecond || o.RouterSlice > 100*time.Millisecond)) {
-		return fmt.Errorf("--router-slice %s: want 0 (the kernel's) or from 100µs to 100ms, the range Linux takes", o.RouterSlice)
-	}
 	return nil
 }
 
@@ -120,7 +116,6 @@ func planeFlags(f *pflag.FlagSet, o *serve.Options, verbose *bool) {
 	f.StringVar(&o.Domain, "domain", serve.DefaultDomain, "the domain suffix: <route>.<namespace>.<domain>")
 	f.BoolVar(&o.Sticky, "sticky", false, "keep each client on one revision during a canary (cookie)")
 	f.IntVar(&o.RouterLoops, "router-loops", 0, "event loops holding the router's connections (Linux): 0 is one per two CPUs, -1 none (a goroutine per connection)")
-	f.DurationVar(&o.RouterSlice, "router-slice", serve.DefaultRouterSlice, "the time slice the router's event loops ask the kernel for (Linux 6.12+: a short one runs them first when a request arrives); 0 keeps the kernel's")
 	f.BoolVarP(verbose, "verbose", "v", false, "log debug events")
 }
 

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -306,13 +305,6 @@ func (l *evLoop) register(fd int, it evItem) error {
 
 func (l *evLoop) run() {
 	defer l.exit()
-	if d := l.s.LoopSlice; d > 0 {
-		// The slice is the thread's: the loop keeps to its thread.
-		runtime.LockOSThread()
-		if err := setSlice(d); err != nil {
-			l.s.Router.opts.logger.Debug("router: the event loop keeps the kernel's time slice", "slice", d, "error", err)
-		}
-	}
 	for {
 		timeout := -1
 		if len(l.clients) > 0 || l.idleUps > 0 {
@@ -1049,40 +1041,6 @@ func (l *evLoop) toGoroutineMid(cl *evClient, up *evUp) {
 		_ = upc.SetDeadline(deadline)
 	}
 	go rc.resume(&c, &ch, uc, end, inFlight, deadline)
-}
-
-// setSlice asks the kernel for a time slice of d for this thread
-// (sched_setattr's sched_runtime for SCHED_OTHER: EEVDF's custom slice,
-// Linux 6.12 and later; older kernels take the call and ignore it). A
-// task with a shorter slice gets an earlier virtual deadline, so that a
-// loop woken by a request runs before the batch work it shares the CPUs
-// with (wrk, the revisions' processes), at the price of being preempted
-// sooner when it runs long, which a loop that answers in microseconds
-// does not. No privilege is needed: it changes when the thread runs, not
-// how much.
-func setSlice(d time.Duration) error {
-	var nr uintptr
-	switch runtime.GOARCH {
-	case "amd64":
-		nr = 314
-	case "arm64":
-		nr = 274
-	default:
-		return fmt.Errorf("sched_setattr: not wired for %s", runtime.GOARCH)
-	}
-	attr := struct {
-		size, policy              uint32
-		flags                     uint64
-		nice                      int32
-		priority                  uint32
-		runtime, deadline, period uint64
-		utilMin, utilMax          uint32
-	}{runtime: uint64(d.Nanoseconds())}
-	attr.size = uint32(unsafe.Sizeof(attr))
-	if _, _, e := syscall.Syscall(nr, 0, uintptr(unsafe.Pointer(&attr)), 0); e != 0 {
-		return os.NewSyscallError("sched_setattr", e)
-	}
-	return nil
 }
 
 // epollPoll is epoll_wait with a timeout of 0, which never blocks, made

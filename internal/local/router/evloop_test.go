@@ -7,12 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -159,39 +156,4 @@ func testRawServerRetriesAStaleConnection(t *testing.T, loops int) {
 	if c, r := conns.Load(), requests.Load(); c != 3 || r != 5 {
 		t.Errorf("the process saw %d connections and %d requests, want 3 and 5", c, r)
 	}
-}
-
-// TestSetSlice: the loop's thread gets the time slice it asks for, as the
-// kernel's scheduler reports it (Linux 6.12 and later show se.slice).
-func TestSetSlice(t *testing.T) {
-	t.Parallel()
-	type result struct {
-		sched []byte
-		err   error
-	}
-	done := make(chan result)
-	go func() {
-		// The thread ends with this goroutine (locked, never unlocked),
-		// and its slice with it.
-		runtime.LockOSThread()
-		if err := setSlice(300 * time.Microsecond); err != nil {
-			done <- result{err: err}
-			return
-		}
-		b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(syscall.Gettid()) + "/sched")
-		done <- result{b, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	for _, line := range strings.Split(string(r.sched), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "se.slice" {
-			if f[2] != "300000" {
-				t.Errorf("se.slice = %s ns, want 300000", f[2])
-			}
-			return
-		}
-	}
-	t.Skipf("this kernel's scheduler shows no se.slice (before Linux 6.12 the call is taken and ignored):\n%s", r.sched)
 }

@@ -35,9 +35,6 @@ type Server struct {
 	// negative is none, a goroutine per connection. Only Linux has
 	// them.
 	EventLoops int
-	// LoopSlice is the time slice each event loop's thread asks the
-	// kernel for (see setSlice); 0 leaves the kernel's.
-	LoopSlice time.Duration
 
 	loops    []*evLoop
 	nextLoop atomic.Uint32

@@ -36,9 +36,6 @@ const (
 	DefaultHTTPAddr     = "127.0.0.1:8080"
 	DefaultRegistryAddr = "127.0.0.1:5001"
 	DefaultDomain       = "localhost"
-	// DefaultRouterSlice is the time slice the router's event loops ask
-	// for (router.Server.LoopSlice).
-	DefaultRouterSlice = 100 * time.Microsecond
 )
 
 // Options configure the control plane. Addresses with port 0 pick a free
@@ -51,10 +48,8 @@ type Options struct {
 	Domain       string
 	// Sticky keeps a client on one revision during a canary (cookie).
 	Sticky bool
-	// RouterLoops is the router's router.Server.EventLoops, and
-	// RouterSlice its LoopSlice.
+	// RouterLoops is the router's router.Server.EventLoops.
 	RouterLoops int
-	RouterSlice time.Duration
 	// Reconcile tunes the reconciler (DomainSuffix is set from Domain).
 	Reconcile reconcile.Options
 	Logger    *slog.Logger
@@ -223,7 +218,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	s.serve(apiL, api, true)
 	// The router's own HTTP/1.1 loop takes the common requests and
 	// hands every other connection to net/http (router.Server).
-	s.start(httpL, &router.Server{Router: s.Router, ReadHeaderTimeout: readHeaderTimeout, EventLoops: o.RouterLoops, LoopSlice: o.RouterSlice})
+	s.start(httpL, &router.Server{Router: s.Router, ReadHeaderTimeout: readHeaderTimeout, EventLoops: o.RouterLoops})
 	s.serve(regL, s.registry, false)
 
 	s.wg.Add(1)
