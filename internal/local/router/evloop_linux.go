@@ -91,6 +91,10 @@ func (s *Server) adopt(rc *rawConn) bool {
 	if !ok {
 		return false
 	}
+	l := s.loops[s.nextLoop.Add(1)%uint32(len(s.loops))]
+	if l.gone() { // stopped by an epoll error: goroutines serve on
+		return false
+	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
 		return false
@@ -109,9 +113,9 @@ func (s *Server) adopt(rc *rawConn) bool {
 	// it out of Go's poller.
 	_ = rc.c.Close()
 	rc.c, rc.sw.raw = nil, nil
-	l := s.loops[s.nextLoop.Add(1)%uint32(len(s.loops))]
 	if !l.add(fd, rc) {
-		// Only when the server is closing: the connection ends here.
+		// The loop stopped since gone (the server is closing, or an
+		// epoll error): the connection ends here.
 		_ = syscall.Close(fd)
 		rc.release()
 	}
@@ -269,6 +273,13 @@ func (l *evLoop) wake() {
 		var b = [1]byte{1}
 		_, _ = syscall.Write(l.pipe[1], b[:]) // EAGAIN: a wake is pending anyway
 	}
+}
+
+// gone reports whether the loop has exited.
+func (l *evLoop) gone() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.exited
 }
 
 // add gives the loop a client connection; false if the loop is gone
