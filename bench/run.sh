@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Whole-system benchmarks. Installs what the peers need from Debian, then
 # runs each harness in one go so the figures are comparable.
-#   bash bench/run.sh            # elafros serve's router vs nginx (1 worker, auto) vs direct, under wrk, 3 rounds
+#   bash bench/run.sh            # elafros serve's router vs nginx (1 worker, auto) vs a second serve (COMPARE_ARGS) vs direct, under wrk, 3 rounds
 #   PROFILE=/tmp/prof bash bench/run.sh router   # CPU/allocs/mutex/block profiles of the router under wrk
 #   BASELINE=/path/to/older/elafros FLOOR=1 bash bench/run.sh router   # + an older serve, + Go servers that proxy nothing
 #   SERVE_ARGS='--router-loops 2' bash bench/run.sh router    # elafros serve with other flags
