@@ -545,3 +545,86 @@ func testRawServerMixedLoad(t *testing.T, loops int) {
 		t.Errorf("Serve: %v", err)
 	}
 }
+
+// TestRawServerGarbage: connections that send junk — random bytes, heads
+// cut short, lines past the buffer, a half-close after a request — end
+// or wait without disturbing the others: clients beside them get their answers
+// throughout, and Shutdown finds nothing left open.
+func TestRawServerGarbage(t *testing.T) { forModes(t, testRawServerGarbage) }
+
+func testRawServerGarbage(t *testing.T, loops int) {
+	t.Parallel()
+	e := newEnv(t)
+	e.serve("a", nil, Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Router: e.rt, ReadHeaderTimeout: 10 * time.Second, EventLoops: loops}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	addr := l.Addr().String()
+	good := "GET / HTTP/1.1\r\nHost: " + domain + "\r\n\r\n"
+
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(i), 11))
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			var junk []byte
+			switch i % 5 {
+			case 0: // random bytes
+				junk = make([]byte, 1+rnd.IntN(3*rawReadSize))
+				for k := range junk {
+					junk[k] = byte(rnd.IntN(256))
+				}
+			case 1: // a head cut short
+				junk = []byte(good[:1+rnd.IntN(len(good)-2)])
+			case 2: // a line longer than the raw buffer, then more
+				junk = []byte("GET /" + strings.Repeat("x", rawReadSize+rnd.IntN(rawReadSize)) + " HTTP/1.1\r\nHost: " + domain + "\r\n\r\n")
+			case 3: // random bytes after a good request
+				junk = []byte(good + strings.Repeat("\r\n\x00zz", 1+rnd.IntN(100)))
+			case 4: // a good request, then the client closes its side
+				junk = []byte(good)
+			}
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := conn.Write(junk); err != nil {
+				return // the server may have closed it already
+			}
+			if i%5 == 4 {
+				// As through net/http, a client that closes its side is
+				// gone: its request is cut unless answered first.
+				_ = conn.(*net.TCPConn).CloseWrite()
+			}
+			// Whatever the server answers, it must not hang: read until
+			// it closes or a short wait passes (a cut-short head waits for
+			// more, as net/http does).
+			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, _ = io.Copy(io.Discard, conn)
+		})
+		wg.Go(func() {
+			ex := roundTripRaw(t, addr, good, "GET")
+			if ex.Status != http.StatusOK || ex.Body != "a" {
+				t.Errorf("a good client beside the junk: %d %q", ex.Status, ex.Body)
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "nothing in flight", func() bool {
+		return testutil.ToFloat64(e.rt.metrics.inFlight.WithLabelValues(ns, svc, "a")) == 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown after the junk: %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+}
