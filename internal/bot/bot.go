@@ -622,13 +622,26 @@ func (b *Bot) run(ctx context.Context, tk *ticket, gh GitHub, repo github.Repo, 
 			prc <- prResult{pr, err}
 		}()
 	}
+	// The route is read from the store while GitHub answers the
+	// permission check too; it is used only if the person may act.
+	type routeResult struct {
+		route *v1alpha1.Route
+		err   error
+	}
+	rtc := make(chan routeResult, 1)
+	go func() {
+		route, err := b.route(ctx, svc.Name)
+		rtc <- routeResult{route, err}
+	}()
 	if err := b.allowed(ctx, gh, repo, login, svc); err != nil {
 		if moves {
 			<-prc
 		}
+		<-rtc
 		return result{}, err
 	}
-	route, err := b.route(ctx, svc.Name)
+	rt := <-rtc
+	route, err := rt.route, rt.err
 	if err != nil {
 		if moves {
 			<-prc
