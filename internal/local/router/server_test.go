@@ -394,6 +394,41 @@ func testRawServerPipelinedFullBuffer(t *testing.T, loops int) {
 	}
 }
 
+// rawServed is a raw server a test shuts down itself.
+type rawServed struct {
+	srv    *Server
+	addr   string
+	served chan error
+}
+
+// startRaw serves rt with the raw server (loops: Server.EventLoops) on a
+// loopback port.
+func startRaw(t *testing.T, rt *Router, loops int) *rawServed {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &rawServed{srv: &Server{Router: rt, ReadHeaderTimeout: 10 * time.Second, EventLoops: loops},
+		addr: l.Addr().String(), served: make(chan error, 1)}
+	go func() { rs.served <- rs.srv.Serve(l) }()
+	return rs
+}
+
+// shutdownClean requires Shutdown to find nothing left open, once the
+// test's clients are gone, and Serve to return ErrServerClosed.
+func (rs *rawServed) shutdownClean(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rs.srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown after the clients left: %v", err)
+	}
+	if err := <-rs.served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+}
+
 // TestRawServerMixedLoad: many clients at once, each a random mix of what
 // a connection may carry — small answers, answers streamed chunked or too
 // large to take whole, HEAD, pipelined requests, a body (net/http's), and
@@ -428,14 +463,8 @@ func testRawServerMixedLoad(t *testing.T, loops int) {
 		}
 	}), Backend{})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{Router: e.rt, ReadHeaderTimeout: 10 * time.Second, EventLoops: loops}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	addr := l.Addr().String()
+	rs := startRaw(t, e.rt, loops)
+	addr := rs.addr
 
 	type req struct {
 		method, path string
@@ -536,14 +565,7 @@ func testRawServerMixedLoad(t *testing.T, loops int) {
 	if got := testutil.ToFloat64(e.rt.metrics.requests.WithLabelValues(ns, svc, "a", "200")); got < float64(answered.Load()) {
 		t.Errorf("%s{code=200} = %v, want at least the %d answers the clients read", MetricRequests, got, answered.Load())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown after the clients left: %v", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		t.Errorf("Serve: %v", err)
-	}
+	rs.shutdownClean(t)
 }
 
 // TestRawServerGarbage: connections that send junk — random bytes, heads
@@ -557,14 +579,8 @@ func testRawServerGarbage(t *testing.T, loops int) {
 	e := newEnv(t)
 	e.serve("a", nil, Backend{})
 	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{Router: e.rt, ReadHeaderTimeout: 10 * time.Second, EventLoops: loops}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	addr := l.Addr().String()
+	rs := startRaw(t, e.rt, loops)
+	addr := rs.addr
 	good := "GET / HTTP/1.1\r\nHost: " + domain + "\r\n\r\n"
 
 	var wg sync.WaitGroup
@@ -619,12 +635,5 @@ func testRawServerGarbage(t *testing.T, loops int) {
 	waitFor(t, "nothing in flight", func() bool {
 		return testutil.ToFloat64(e.rt.metrics.inFlight.WithLabelValues(ns, svc, "a")) == 0
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown after the junk: %v", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		t.Errorf("Serve: %v", err)
-	}
+	rs.shutdownClean(t)
 }
