@@ -472,14 +472,7 @@ func (rc *rawConn) proxy(c *call, ch *choice) (keep bool) {
 			reused = uc != nil
 		}
 		if uc == nil {
-			ctx, cancel := context.Background(), context.CancelFunc(nil)
-			if !deadline.IsZero() {
-				ctx, cancel = context.WithDeadline(ctx, deadline)
-			}
-			uc, err = r.upstreams.dial(ctx, c.backend.Addr)
-			if cancel != nil {
-				cancel()
-			}
+			uc, err = r.upstreams.dialUntil(context.Background(), c.backend.Addr, deadline)
 			if err != nil {
 				return rc.failed(c, ch, deadline, err)
 			}

@@ -211,6 +211,17 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	return uc, nil
 }
 
+// dialUntil dials addr, giving up at deadline if it is not zero (the
+// revision's timeout counts from the request's start, dial included).
+func (u *upstreams) dialUntil(ctx context.Context, addr string, deadline time.Time) (*upConn, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return u.dial(ctx, addr)
+}
+
 // limitedReader reads uc.conn within uc.readLimit.
 type limitedReader struct{ uc *upConn }
 
@@ -248,14 +259,7 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 			reused = uc != nil
 		}
 		if uc == nil {
-			dctx, cancel := ctx, context.CancelFunc(nil)
-			if !deadline.IsZero() {
-				dctx, cancel = context.WithDeadline(ctx, deadline)
-			}
-			uc, err = r.upstreams.dial(dctx, c.backend.Addr)
-			if cancel != nil {
-				cancel()
-			}
+			uc, err = r.upstreams.dialUntil(ctx, c.backend.Addr, deadline)
 			if err != nil {
 				r.leanFailed(c, req, deadline, err)
 				return
