@@ -466,20 +466,10 @@ func (rc *rawConn) proxy(c *call, ch *choice) (keep bool) {
 		err error
 	)
 	for attempt := 0; ; attempt++ {
-		reused := false
-		if attempt == 0 {
-			uc = p.get()
-			reused = uc != nil
-		}
-		if uc == nil {
-			uc, err = r.upstreams.dialUntil(context.Background(), c.backend.Addr, deadline)
-			if err != nil {
-				return rc.failed(c, ch, deadline, err)
-			}
-		}
-		if !deadline.IsZero() || uc.hasDeadline {
-			_ = uc.conn.SetDeadline(deadline)
-			uc.hasDeadline = !deadline.IsZero()
+		var reused bool
+		uc, reused, err = r.upstreams.attempt(context.Background(), p, c.backend.Addr, deadline, attempt)
+		if err != nil {
+			return rc.failed(c, ch, deadline, err)
 		}
 		rc.upstream.Store(uc)
 		if rc.gone.Load() { // the watch may have missed the new connection

@@ -211,6 +211,25 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	return uc, nil
 }
 
+// attempt is the connection a request's attempt goes out on, with the
+// request's deadline set on it: on the first attempt an idle one of p if
+// there is one (reused), else a new one.
+func (u *upstreams) attempt(ctx context.Context, p *pool, addr string, deadline time.Time, attempt int) (uc *upConn, reused bool, err error) {
+	if attempt == 0 {
+		uc = p.get()
+	}
+	if reused = uc != nil; !reused {
+		if uc, err = u.dialUntil(ctx, addr, deadline); err != nil {
+			return nil, false, err
+		}
+	}
+	if !deadline.IsZero() || uc.hasDeadline {
+		_ = uc.conn.SetDeadline(deadline)
+		uc.hasDeadline = !deadline.IsZero()
+	}
+	return uc, reused, nil
+}
+
 // dialUntil dials addr, giving up at deadline if it is not zero (the
 // revision's timeout counts from the request's start, dial included).
 func (u *upstreams) dialUntil(ctx context.Context, addr string, deadline time.Time) (*upConn, error) {
@@ -253,24 +272,14 @@ func (r *Router) proxyLean(c *call, req *http.Request, deadline time.Time) {
 	// idle; the request is then sent once more on a new one, as
 	// http.Transport does for requests that are safe to replay.
 	for attempt := 0; ; attempt++ {
-		reused := false
-		if attempt == 0 {
-			uc = p.get()
-			reused = uc != nil
-		}
-		if uc == nil {
-			uc, err = r.upstreams.dialUntil(ctx, c.backend.Addr, deadline)
-			if err != nil {
-				r.leanFailed(c, req, deadline, err)
-				return
-			}
+		var reused bool
+		uc, reused, err = r.upstreams.attempt(ctx, p, c.backend.Addr, deadline, attempt)
+		if err != nil {
+			r.leanFailed(c, req, deadline, err)
+			return
 		}
 		// Watch the client on the connection: its going away unblocks
-		// every read and write at once. The deadline is on it too.
-		if !deadline.IsZero() || uc.hasDeadline {
-			_ = uc.conn.SetDeadline(deadline)
-			uc.hasDeadline = !deadline.IsZero()
-		}
+		// every read and write at once (the deadline is on it already).
 		stop = context.AfterFunc(ctx, func() { _ = uc.conn.SetDeadline(aLongTimeAgo) })
 		res, err = r.roundTrip(c, uc, req)
 		if err == nil {
