@@ -154,6 +154,14 @@ type evLoop struct {
 	s    *Server
 	epfd int
 	pipe [2]int // a byte on pipe[1] wakes the loop
+	// ep is epfd in Go's network poller (an epoll set is readable while
+	// it has events): the loop waits for events there, parked like any
+	// goroutine waiting for a socket, rather than blocked in a system
+	// call, which would have the runtime hand its P to another thread and
+	// run the loop on whichever thread had one when the wait returned.
+	ep       *os.File
+	epc      syscall.RawConn
+	deadline time.Time // ep's read deadline
 
 	mu   sync.Mutex
 	adds []evAdd
@@ -200,7 +208,11 @@ type evClient struct {
 	fd int
 	rc *rawConn
 
-	readable  bool // the socket may have bytes the loop has not read
+	readable bool // the socket may have bytes the loop has not read
+	// hup: epoll reported the client's end of sending (or an error), so
+	// a short read is not the end of what there is to read: the end of
+	// stream after it raises no new edge.
+	hup       bool
 	eof       bool // the client closed or reset it
 	closed    bool
 	headSince int64
@@ -228,6 +240,7 @@ type evUp struct {
 	cl         *evClient
 	connecting bool
 	readable   bool  // an answer may wait while the request is still written
+	hup        bool  // as evClient.hup
 	since      int64 // dial start, or when it went idle
 	reused     bool
 	gen        uint64
@@ -255,6 +268,18 @@ func newEvLoop(s *Server) (*evLoop, error) {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
+	// os.NewFile puts a non-blocking descriptor in the poller.
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		l.closeFDs()
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	l.ep = os.NewFile(uintptr(epfd), "epoll")
+	epc, err := l.ep.SyscallConn()
+	if err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	l.epc = epc
 	l.br = bufio.NewReaderSize(&l.rd, 4<<10)
 	l.fwd.br = l.br
 	return l, nil
@@ -263,7 +288,45 @@ func newEvLoop(s *Server) (*evLoop, error) {
 func (l *evLoop) closeFDs() {
 	_ = syscall.Close(l.pipe[0])
 	_ = syscall.Close(l.pipe[1])
-	_ = syscall.Close(l.epfd)
+	if l.ep != nil {
+		_ = l.ep.Close() // takes epfd out of the poller first
+	} else {
+		_ = syscall.Close(l.epfd)
+	}
+}
+
+// wait takes the events of the loop's epoll set as epollPoll does. It
+// looks without blocking first (under load the next events are often
+// there already, and the look costs no trip through the scheduler); if
+// there are none, it parks the loop until there are, or (timeout >= 0)
+// for at most about timeout. The deadline is moved only when it has
+// passed: waking up early costs the loop one more look.
+func (l *evLoop) wait(timeout time.Duration) (n int, err error) {
+	set := true
+	switch {
+	case timeout < 0 && !l.deadline.IsZero():
+		l.deadline = time.Time{}
+	case timeout >= 0 && (l.deadline.IsZero() || !l.deadline.After(l.now)):
+		l.deadline = l.now.Add(timeout)
+	default:
+		set = false
+	}
+	if set {
+		if err := l.ep.SetReadDeadline(l.deadline); err != nil {
+			return 0, err
+		}
+	}
+	rerr := l.epc.Read(func(uintptr) bool {
+		n, err = epollPoll(l.epfd, l.events[:])
+		return n > 0 || err != nil
+	})
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, err
 }
 
 func (l *evLoop) wake() {
@@ -317,18 +380,11 @@ func (l *evLoop) register(fd int, it evItem) error {
 func (l *evLoop) run() {
 	defer l.exit()
 	for {
-		timeout := -1
+		timeout := time.Duration(-1)
 		if len(l.clients) > 0 || l.idleUps > 0 {
-			timeout = int(evSweep / time.Millisecond)
+			timeout = evSweep
 		}
-		// Under load the next events are often there already: a
-		// non-blocking look costs no trip through the scheduler's
-		// syscall bookkeeping (entersyscall/exitsyscall, and the P
-		// handed off while the wait blocks).
-		n, err := epollPoll(l.epfd, l.events[:])
-		if n == 0 && err == nil {
-			n, err = syscall.EpollWait(l.epfd, l.events[:], timeout)
-		}
+		n, err := l.wait(timeout)
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			l.s.Router.opts.logger.Error("router: event loop stopped", "error", os.NewSyscallError("epoll_wait", err))
 			return
@@ -432,6 +488,9 @@ func (l *evLoop) clientEvent(cl *evClient, events uint32) {
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
 		cl.readable = true
 	}
+	if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		cl.hup = true
+	}
 	if events&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && cl.sent < len(cl.rc.out) {
 		if !l.writeClient(cl) {
 			return
@@ -478,7 +537,7 @@ func (l *evLoop) readClient(cl *evClient) {
 		switch {
 		case n > 0:
 			rc.w += n
-			if n < space {
+			if n < space && !cl.hup {
 				cl.readable = false
 				return
 			}
@@ -695,6 +754,9 @@ func (l *evLoop) upEvent(up *evUp, events uint32) {
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
 		up.readable = true
 	}
+	if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		up.hup = true
+	}
 	if up.connecting {
 		if events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) == 0 {
 			return
@@ -751,7 +813,7 @@ func (l *evLoop) readUp(up *evUp) {
 		n, errno := rawRead(up.fd, up.buf[len(up.buf):cap(up.buf)])
 		if n > 0 {
 			up.buf = up.buf[:len(up.buf)+n]
-			if n < space {
+			if n < space && !up.hup {
 				break
 			}
 			continue

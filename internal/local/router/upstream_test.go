@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -192,6 +193,11 @@ func converse(t *testing.T, addr, raw string, methods []string, seen chan seenRe
 	var cv conversation
 	for _, method := range methods {
 		r, err := readAnswer(br, method)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The router must answer, or cut the connection, on its
+			// own: it missed an event.
+			t.Errorf("answer %d: the router neither answered nor cut the connection in 30 s: %v", len(cv.Responses)+1, err)
+		}
 		if err != nil {
 			t.Logf("reading answer %d: %v", len(cv.Responses)+1, err)
 			cv.Err = true
