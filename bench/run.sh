@@ -6,6 +6,7 @@
 #   BASELINE=/path/to/older/elafros FLOOR=1 bash bench/run.sh router   # + an older serve, + Go servers that proxy nothing
 #   SERVE_ARGS='--router-loops 2' bash bench/run.sh router    # elafros serve with other flags
 #   COMPARE_ARGS='--router-loops 2' bash bench/run.sh router  # the second serve's flags (default --router-loops -1)
+#   HOLD=1 bash bench/run.sh router   # set the targets up and keep them until ^C, printing pids and wrk lines (for perf, strace)
 #   bash bench/run.sh build      # go builder vs ko: 3 interleaved runs of cold, warm, one-line change; edit → serving (up --watch)
 #   bash bench/run.sh restart    # elafros serve: kill -9, restart, all of 1/10/50 services serving again
 #   bash bench/run.sh bot        # the bot binary: /rollout at 50/s on one route, webhook -> router serving, RSS
@@ -20,7 +21,7 @@ case "${1:-router}" in
   router)
     # wrk -t2 -c32 -d8s --latency per target and round, outside every
     # process measured; the router is a real `elafros serve`.
-    go run ./bench/router -duration "${DURATION:-8s}" -conns "${CONNS:-32}" -rounds "${ROUNDS:-3}" ${PROFILE:+-profile "$PROFILE"} ${BASELINE:+-baseline "$BASELINE"} ${SERVE_ENV:+-serve-env "$SERVE_ENV"} ${SERVE_ARGS:+-serve-args "$SERVE_ARGS"} ${COMPARE_ARGS:+-compare-args "$COMPARE_ARGS"} ${FLOOR:+-floor} ;;
+    go run ./bench/router -duration "${DURATION:-8s}" -conns "${CONNS:-32}" -rounds "${ROUNDS:-3}" ${PROFILE:+-profile "$PROFILE"} ${BASELINE:+-baseline "$BASELINE"} ${SERVE_ENV:+-serve-env "$SERVE_ENV"} ${SERVE_ARGS:+-serve-args "$SERVE_ARGS"} ${COMPARE_ARGS:+-compare-args "$COMPARE_ARGS"} ${FLOOR:+-floor} ${HOLD:+-hold} ;;
   build)
     # ko from the Go module proxy, cached in bench/.bin.
     [ -x bench/.bin/ko ] || GOBIN="$PWD/bench/.bin" go install github.com/google/ko@v0.19.1

@@ -26,11 +26,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,6 +48,7 @@ type config struct {
 	serveArgs       string
 	floor           bool
 	compareArgs     string
+	hold            bool
 }
 
 func main() {
@@ -64,6 +67,7 @@ func main() {
 	flag.StringVar(&c.serveEnv, "serve-env", "", "extra KEY=VALUE,... in the environment of elafros serve (e.g. GOMAXPROCS=1)")
 	flag.StringVar(&c.compareArgs, "compare-args", "--router-loops -1", "also measure elafros serve with these flags (space-separated; default: a goroutine per connection, no event loop), with revision processes of its own; empty: not")
 	flag.BoolVar(&c.floor, "floor", false, "also measure what answering costs a Go process that proxies nothing: a net/http server and a raw loop, each with a fixed answer")
+	flag.BoolVar(&c.hold, "hold", false, "set the targets up, print their addresses and process IDs, and keep them up until interrupted instead of loading them (to look at them with perf or strace under wrk by hand)")
 	floorServer := flag.String("floor-server", "", "internal: serve as the floor server of this mode")
 	floorAddr := flag.String("floor-addr", "", "internal: the floor server's address")
 	flag.Parse()
@@ -74,7 +78,9 @@ func main() {
 		}
 		return
 	}
-	if err := run(context.Background(), c); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -86,6 +92,10 @@ type target struct {
 	// children: its child processes are part of it (nginx's workers),
 	// unlike serve's revision processes.
 	children bool
+	// revisions are the revision processes the target proxies to: what
+	// it costs them per request shows whether the proxy makes them work
+	// harder (a longer request head, another connection pattern).
+	revisions []int
 }
 
 func run(ctx context.Context, c config) error {
@@ -156,18 +166,18 @@ func run(ctx context.Context, c config) error {
 	// In pairs (see runOrder): the router beside nginx-1, then nginx-auto
 	// beside the compared serve.
 	targets := []target{
-		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid, true},
-		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid, false},
-		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true},
+		{"nginx-1", "http://" + n1.addr + "/", benchHost, n1.cmd.Process.Pid, true, p.backendPIDs[:]},
+		{"elafros serve", "http://" + p.http + "/", benchHost, p.pid, false, p.backendPIDs[:]},
+		{"nginx-auto", "http://" + nAuto.addr + "/", benchHost, nAuto.cmd.Process.Pid, true, p.backendPIDs[:]},
 	}
 	if gor != nil {
-		targets = append(targets, target{compareName, "http://" + gor.http + "/", benchHost, gor.pid, false})
+		targets = append(targets, target{compareName, "http://" + gor.http + "/", benchHost, gor.pid, false, gor.backendPIDs[:]})
 	}
 	targets = append(targets,
-		target{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0], false},
-		target{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1], false})
+		target{"direct-a (75%)", "http://" + p.backends[0] + "/", "", p.backendPIDs[0], false, nil},
+		target{"direct-b (25%)", "http://" + p.backends[1] + "/", "", p.backendPIDs[1], false, nil})
 	if base != nil {
-		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid, false})
+		targets = append(targets, target{"serve baseline", "http://" + base.http + "/", benchHost, base.pid, false, base.backendPIDs[:]})
 	}
 	if c.floor {
 		for _, mode := range []struct{ mode, name string }{{"nethttp", "go net/http"}, {"raw", "go raw loop"}, {"epoll", "go epoll loop"}} {
@@ -176,7 +186,7 @@ func run(ctx context.Context, c config) error {
 				return err
 			}
 			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			targets = append(targets, target{mode.name, "http://" + addr + "/", "", cmd.Process.Pid, false})
+			targets = append(targets, target{mode.name, "http://" + addr + "/", "", cmd.Process.Pid, false, nil})
 		}
 	}
 	fmt.Printf("elafros serve (router) vs nginx vs the revisions directly: route %s at 75/25 over 2 processes of %s\n", benchHost, c.app)
@@ -196,12 +206,29 @@ func run(ctx context.Context, c config) error {
 	}
 	fmt.Println()
 
+	if c.hold {
+		for _, t := range targets {
+			host := ""
+			if t.host != "" {
+				host = " -H 'Host: " + t.host + "'"
+			}
+			fmt.Printf("%-16s pid %-7d revisions %-13v wrk -t%d -c%d -d%s --latency%s %s\n", t.name, t.pid, t.revisions, c.threads, c.conns, c.duration, host, t.url)
+		}
+		fmt.Println("holding until interrupted")
+		<-ctx.Done()
+		return nil
+	}
+
 	results := make([][]wrkResult, len(targets)) // [target][round]
 	for round := range c.rounds {
 		fmt.Printf("round %d (load before: %s)\n", round+1, loadavg())
 		for _, i := range runOrder(len(targets), round) {
 			t := targets[i]
 			cpu0, err := processCPU(t.pid, t.children)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			rev0, err := revisionsCPU(t.revisions)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -213,12 +240,21 @@ func run(ctx context.Context, c config) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
+			rev1, err := revisionsCPU(t.revisions)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
 			r.CPUPerRequest = (cpu1 - cpu0) / time.Duration(max(r.Requests, 1))
+			r.RevCPUPerRequest = (rev1 - rev0) / time.Duration(max(r.Requests, 1))
 			if r.Non2xx+r.SocketErrs > 0 {
 				return fmt.Errorf("%s: %d non-2xx responses and %d socket errors in round %d:\n%s", t.name, r.Non2xx, r.SocketErrs, round+1, out)
 			}
 			results[i] = append(results[i], r)
-			fmt.Printf("  %-16s %10.0f req/s  p50 %9s  p99 %9s  CPU %6.1f µs/req\n", t.name, r.RPS, fmtDur(r.P50), fmtDur(r.P99), us(r.CPUPerRequest))
+			rev := ""
+			if t.revisions != nil {
+				rev = fmt.Sprintf("  revisions %5.1f µs/req", us(r.RevCPUPerRequest))
+			}
+			fmt.Printf("  %-16s %10.0f req/s  p50 %9s  p99 %9s  CPU %6.1f µs/req%s\n", t.name, r.RPS, fmtDur(r.P50), fmtDur(r.P99), us(r.CPUPerRequest), rev)
 		}
 		fmt.Printf("  (load after: %s)\n", loadavg())
 	}

@@ -20,6 +20,10 @@ type wrkResult struct {
 	// CPUPerRequest is filled in by the caller: the target's CPU time
 	// over the run divided by Requests.
 	CPUPerRequest time.Duration
+	// RevCPUPerRequest is filled in by the caller too: the CPU time of
+	// the revision processes that answered through the target, per
+	// request (zero for a target that is a revision itself).
+	RevCPUPerRequest time.Duration
 }
 
 // runWrk loads url for d with threads and conns, every request carrying
