@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -246,4 +248,60 @@ func TestHeadEnd(t *testing.T) {
 			t.Errorf("headEnd(%q) = %d, %d; want %d, %d", tc.in, end, st, tc.end, tc.want)
 		}
 	}
+}
+
+// FuzzResponseHead: a process's answer head the raw path reads, net/http
+// reads too, with the same status, framing, connection reuse and header
+// values; anything else the raw path doubts (502), never misreads.
+func FuzzResponseHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11.2\r\nContent-type: text/html\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 204\nX-A: b\n\n",
+		"HTTP/1.1 200 OK\r\nX-F: one\r\n two\r\n\tthree \r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nTrailer: X-T\r\n\r\n",
+		"HTTP/0.9 301 Moved\r\nLocation: /x\r\n\r\n",
+		"HTTP/2.0 100 Continue\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n X-A: b\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		rc := &rawConn{}
+		res, err := rc.readRespHead(bufio.NewReaderSize(bytes.NewReader(head), 16))
+		if err != nil {
+			return
+		}
+		want, werr := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: http.MethodGet})
+		if werr != nil {
+			t.Fatalf("the raw path reads %q; net/http refuses it: %v", head, werr)
+		}
+		if res.code != want.StatusCode {
+			t.Fatalf("%q: status %d, net/http %d", head, res.code, want.StatusCode)
+		}
+		chunked := len(want.TransferEncoding) > 0
+		if bodyAllowedForStatus(res.code) && (res.chunked != chunked || (!chunked && res.contentLength != want.ContentLength)) {
+			t.Fatalf("%q: chunked %v, length %d; net/http %v, %d", head, res.chunked, res.contentLength, chunked, want.ContentLength)
+		}
+		// A body that runs until the process closes closes the
+		// connection too (forward's bodyClose).
+		closes := res.closeConn || (bodyAllowedForStatus(res.code) && !res.chunked && res.contentLength < 0)
+		if closes != want.Close {
+			t.Fatalf("%q: closes %v, net/http %v", head, closes, want.Close)
+		}
+		got := http.Header{}
+		for i := range res.n {
+			h := &rc.upLines[i]
+			name := string(rc.upHead[h.name0:h.name1])
+			if !h.drop && !strings.EqualFold(name, "Content-Length") {
+				got.Add(name, string(rc.upHead[h.val0:h.val1]))
+			}
+		}
+		for name, vs := range got {
+			if wv := want.Header.Values(name); !slices.Equal(vs, wv) {
+				t.Fatalf("%q: %s %q, net/http %q", head, name, vs, wv)
+			}
+		}
+	})
 }

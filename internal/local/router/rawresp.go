@@ -27,7 +27,11 @@ type respHead struct {
 	contentLength int64 // -1: none
 	chunked       bool
 	// closeConn: the process closes the connection after this answer.
-	closeConn                                                   bool
+	closeConn bool
+	// http10: the status line says HTTP/1.0 (or 0.x): the connection closes after
+	// the answer unless Connection says keep-alive, and Transfer-Encoding
+	// means nothing (net/http's reading of RFC 9112 §6.1).
+	http10, keepAlive                                           bool
 	hasRevision, hasType, hasEncoding, hasDate, hasCacheControl bool
 	pragmaNoCache, sawPragma                                    bool
 	hasTrailer                                                  bool
@@ -38,6 +42,12 @@ type respHead struct {
 // readLine reads one CRLF-terminated line into rc.upHead and returns its
 // offsets (without the CRLF).
 func (rc *rawConn) readLine(br *bufio.Reader) (int, int, error) {
+	return rc.readLineLF(br, false)
+}
+
+// readLineLF is readLine; with bareLF, a line may end in LF alone, as
+// net/http reads a head's lines.
+func (rc *rawConn) readLineLF(br *bufio.Reader, bareLF bool) (int, int, error) {
 	start := len(rc.upHead)
 	for {
 		b, err := br.ReadSlice('\n')
@@ -50,26 +60,37 @@ func (rc *rawConn) readLine(br *bufio.Reader) (int, int, error) {
 		}
 	}
 	end := len(rc.upHead)
-	if end-start < 2 || rc.upHead[end-2] != '\r' {
+	if end-start >= 2 && rc.upHead[end-2] == '\r' {
+		return start, end - 2, nil
+	}
+	if !bareLF {
 		return 0, 0, errDoubt{"a line that does not end in CRLF"}
 	}
-	return start, end - 2, nil
+	return start, end - 1, nil
 }
 
-// readRespHead reads a response head from br. Anything net/http would
-// read in a way of its own (obs-folded lines, other protocol versions,
-// transfer codings but chunked, repeated lengths) is an errDoubt.
+// readRespHead reads a response head from br as net/http reads one: an
+// HTTP/1.x status line (HTTP/1.0's meaning kept), lines that end in LF
+// alone, folded header lines, a Content-Length repeated with the same
+// value. What net/http would refuse, or read in a way of its own (other
+// transfer codings than chunked, a folded line of a header that frames
+// the answer), is an errDoubt.
 func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 	res := respHead{contentLength: -1}
 	rc.upHead = rc.upHead[:0]
-	s, e, err := rc.readLine(br)
+	s, e, err := rc.readLineLF(br, true)
 	if err != nil {
 		return res, err
 	}
 	line := rc.upHead[s:e]
-	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[6] != '.' || line[8] != ' ' ||
+		line[5] < '0' || line[5] > '9' || line[7] < '0' || line[7] > '9' || (len(line) > 12 && line[12] != ' ') {
 		return res, errDoubt{"status line " + strconv.Quote(string(line))}
 	}
+	// Below 1.1, net/http closes after the answer (HTTP/0.x even when
+	// asked to keep alive) and ignores Transfer-Encoding.
+	res.http10 = line[5] == '0' || (line[5] == '1' && line[7] == '0')
+	http0 := line[5] == '0'
 	code := 0
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
@@ -81,8 +102,9 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		return res, errDoubt{"status code " + strconv.Itoa(code)}
 	}
 	res.code = code
+	framing := false // the last header line read frames the answer
 	for {
-		s, e, err := rc.readLine(br)
+		s, e, err := rc.readLineLF(br, true)
 		if err != nil {
 			return res, err
 		}
@@ -90,6 +112,17 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 			break
 		}
 		line := rc.upHead[s:e]
+		if line[0] == ' ' || line[0] == '\t' {
+			// obs-fold: net/http joins the lines with one space.
+			if res.n == 0 || framing {
+				return res, errDoubt{"folded header line " + strconv.Quote(string(line))}
+			}
+			if err := rc.unfold(&rc.upLines[res.n-1], s, e); err != nil {
+				return res, err
+			}
+			continue
+		}
+		framing = false
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !validToken(line[:colon]) {
 			return res, errDoubt{"header line " + strconv.Quote(string(line))}
@@ -116,21 +149,31 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		name := line[:colon]
 		switch {
 		case equalFold(name, "Content-Length"):
-			if res.contentLength >= 0 {
-				return res, errDoubt{"more than one Content-Length"}
-			}
+			framing = true
 			n, err := strconv.ParseInt(bytesString(value), 10, 64)
 			if err != nil || n < 0 || value[0] == '+' {
 				return res, errDoubt{"Content-Length " + strconv.Quote(string(value))}
 			}
+			if res.contentLength >= 0 {
+				// net/http keeps one of equal lengths.
+				if n != res.contentLength {
+					return res, errDoubt{"more than one Content-Length"}
+				}
+				h.drop = true
+			}
 			res.contentLength = n
 		case equalFold(name, "Transfer-Encoding"):
+			framing = true
+			h.drop = true
+			if res.http10 {
+				break // meaningless in HTTP/1.0: net/http drops it
+			}
 			if res.chunked || !equalFold(value, "chunked") {
 				return res, errDoubt{"Transfer-Encoding " + strconv.Quote(string(value))}
 			}
 			res.chunked = true
-			h.drop = true
 		case equalFold(name, "Connection"):
+			framing = true
 			h.drop = true
 			if !res.connectionTokens(value, int32(v0)) {
 				return res, errDoubt{"Connection " + strconv.Quote(string(value))}
@@ -163,6 +206,9 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 	if res.chunked && res.contentLength >= 0 {
 		return res, errDoubt{"both Transfer-Encoding and Content-Length"}
 	}
+	if res.http10 && (!res.keepAlive || http0) {
+		res.closeConn = true
+	}
 	if res.nconn > 0 {
 		for i := range res.n {
 			h := &rc.upLines[i]
@@ -175,6 +221,28 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		}
 	}
 	return res, nil
+}
+
+// unfold joins the folded line upHead[s:e] to h's value as net/http
+// does (the value, one space, the line without its surrounding
+// whitespace, even when that is nothing), writing the joined value at
+// the end of upHead.
+func (rc *rawConn) unfold(h *respHeader, s, e int) error {
+	cont := trimOWS(rc.upHead[s:e])
+	for _, c := range cont {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return errDoubt{"header value " + strconv.Quote(string(cont))}
+		}
+	}
+	v0 := len(rc.upHead)
+	rc.upHead = append(rc.upHead, rc.upHead[h.val0:h.val1]...)
+	rc.upHead = append(rc.upHead, ' ')
+	rc.upHead = append(rc.upHead, trimOWS(rc.upHead[s:e])...)
+	for v0 < len(rc.upHead) && rc.upHead[v0] == ' ' { // an empty value so far
+		v0++
+	}
+	h.val0, h.val1 = int32(v0), int32(len(rc.upHead))
+	return nil
 }
 
 func (res *respHead) connectionTokens(v []byte, off int32) bool {
@@ -195,6 +263,9 @@ func (res *respHead) connectionTokens(v []byte, off int32) bool {
 		if len(tok) > 0 {
 			if equalFold(tok, "close") {
 				res.closeConn = true
+			}
+			if equalFold(tok, "keep-alive") {
+				res.keepAlive = true
 			}
 			if res.nconn == maxConnTokens {
 				return false

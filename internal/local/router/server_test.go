@@ -200,41 +200,90 @@ func testRawServerUpstreamDies(t *testing.T, loops int) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			procAddr, _ := rawProcess(t, func(c net.Conn) {
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, tc.answer)
-			})
-			addrs := map[string]string{}
-			for _, path := range []string{"lean", "raw"} {
-				e := newEnv(t)
-				e.res.set(ns, "a", Backend{Addr: procAddr})
-				e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
-				if path == "raw" {
-					addrs[path] = serveRawLoops(t, e.rt, loops)
-					continue
-				}
-				srv := httptest.NewServer(e.rt)
-				t.Cleanup(srv.Close)
-				addrs[path] = srv.Listener.Addr().String()
-			}
-			got := map[string]conversation{}
-			for _, path := range []string{"lean", "raw"} {
-				got[path] = converse(t, addrs[path], "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", []string{"GET"}, nil)
-				// The 502 answers carry the process's address and an
-				// error worded by whichever parser found it broken.
-				for i := range got[path].Responses {
-					if r := &got[path].Responses[i]; r.Status == http.StatusBadGateway {
-						r.Body, r.Header["Content-Length"] = "(502 body)", nil
-					}
-				}
-			}
-			if d := cmp.Diff(got["lean"], got["raw"]); d != "" {
-				t.Errorf("(-lean +raw):\n%s", d)
+			answerParity(t, loops, tc.answer)
+		})
+	}
+}
+
+// TestRawServerAnswerForms: answers in forms HTTP/1.1 allows, or that
+// net/http reads, though a process seldom sends them (an HTTP/1.0 status
+// line, as Python's http.server sends; bare LF line ends; a folded header
+// line; Content-Length twice) reach the client as through net/http.
+func TestRawServerAnswerForms(t *testing.T) { forModes(t, testRawServerAnswerForms) }
+
+func testRawServerAnswerForms(t *testing.T, loops int) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, answer string
+		status       int // what the client must get, as through net/http
+	}{
+		{"HTTP/1.0 with a length", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"HTTP/1.0 until close", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello, until the end", 200},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"HTTP/1.0 says chunked", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200},
+		{"HTTP/1.0 length and chunked", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"HTTP/1.0 no content", "HTTP/1.0 204 No Content\r\nX-A: b\r\n\r\n", 204},
+		{"python http.server", "HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11.2\r\nDate: Wed, 02 Dec 2026 07:00:00 GMT\r\nContent-type: text/html; charset=utf-8\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"bare LF", "HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 5\n\nhello", 200},
+		{"folded header", "HTTP/1.1 200 OK\r\nX-Folded: one\r\n  two\r\n\tthree\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"Content-Length twice, same", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"Content-Length twice, different", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", http.StatusBadGateway},
+		{"HTTP/2.0 status line", "HTTP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"HTTP/0.9 status line", "HTTP/0.9 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"no version", "HTTP/x.y 200 OK\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway},
+		{"folded Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 5\r\n\r\nhello", http.StatusBadGateway},
+		{"folded first line", "HTTP/1.1 200 OK\r\n X-A: b\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := answerParity(t, loops, tc.answer)
+			if len(got["raw"].Responses) == 0 || got["raw"].Responses[0].Status != tc.status {
+				t.Errorf("raw: got %+v, want status %d", got["raw"], tc.status)
 			}
 		})
 	}
+}
+
+// answerParity has a process send answer (and close its connection) to a
+// GET through the lean path and through the raw server with loops, and
+// fails t unless the client gets the same from both. It returns both
+// conversations, by path.
+func answerParity(t *testing.T, loops int, answer string) map[string]conversation {
+	t.Helper()
+	procAddr, _ := rawProcess(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, answer)
+	})
+	addrs := map[string]string{}
+	for _, path := range []string{"lean", "raw"} {
+		e := newEnv(t)
+		e.res.set(ns, "a", Backend{Addr: procAddr})
+		e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+		if path == "raw" {
+			addrs[path] = serveRawLoops(t, e.rt, loops)
+			continue
+		}
+		srv := httptest.NewServer(e.rt)
+		t.Cleanup(srv.Close)
+		addrs[path] = srv.Listener.Addr().String()
+	}
+	got := map[string]conversation{}
+	for _, path := range []string{"lean", "raw"} {
+		got[path] = converse(t, addrs[path], "GET / HTTP/1.1\r\nHost: "+domain+"\r\n\r\n", []string{"GET"}, nil)
+		// The 502 answers carry the process's address and an
+		// error worded by whichever parser found it broken.
+		for i := range got[path].Responses {
+			if r := &got[path].Responses[i]; r.Status == http.StatusBadGateway {
+				r.Body, r.Header["Content-Length"] = "(502 body)", nil
+			}
+		}
+	}
+	if d := cmp.Diff(got["lean"], got["raw"]); d != "" {
+		t.Errorf("(-lean +raw):\n%s", d)
+	}
+	return got
 }
 
 // rawProcess is a revision's process written by hand: serve runs for each
