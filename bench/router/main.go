@@ -212,7 +212,7 @@ func run(ctx context.Context, c config) error {
 			if t.host != "" {
 				host = " -H 'Host: " + t.host + "'"
 			}
-			fmt.Printf("%-16s pid %-7d revisions %-13v wrk -t%d -c%d -d%s --latency%s %s\n", t.name, t.pid, t.revisions, c.threads, c.conns, c.duration, host, t.url)
+			fmt.Printf("%-16s pid %-7d revisions %-13s wrk -t%d -c%d -d%s --latency%s %s\n", t.name, t.pid, fmt.Sprint(t.revisions), c.threads, c.conns, c.duration, host, t.url)
 		}
 		fmt.Println("holding until interrupted")
 		<-ctx.Done()
