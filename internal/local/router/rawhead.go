@@ -311,6 +311,17 @@ func charTable(extra string) (t [256]bool) {
 // tokenChars are RFC 9110's tchar.
 var tokenChars = charTable("!#$%&'*+-.^_`|~")
 
+// spacedToken: token characters and spaces, as net/http takes a
+// response's header name (go.dev/issue/34540).
+func spacedToken(b []byte) bool {
+	for _, c := range b {
+		if !tokenChars[c] && c != ' ' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
 func validToken(b []byte) bool {
 	if len(b) == 0 {
 		return false

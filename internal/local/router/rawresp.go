@@ -124,8 +124,14 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		}
 		framing = false
 		colon := bytes.IndexByte(line, ':')
+		// A name with spaces in it (before the colon, say) net/http
+		// reads and never writes out: it is no field name.
+		spaced := false
 		if colon <= 0 || !validToken(line[:colon]) {
-			return res, errDoubt{"header line " + strconv.Quote(string(line))}
+			if colon <= 0 || !spacedToken(line[:colon]) {
+				return res, errDoubt{"header line " + strconv.Quote(string(line))}
+			}
+			spaced = true
 		}
 		v0, v1 := s+colon+1, e
 		for v0 < v1 && (rc.upHead[v0] == ' ' || rc.upHead[v0] == '\t') {
@@ -145,7 +151,10 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		}
 		h := &rc.upLines[res.n]
 		res.n++
-		*h = respHeader{name0: int32(s), name1: int32(s + colon), val0: int32(v0), val1: int32(v1)}
+		*h = respHeader{name0: int32(s), name1: int32(s + colon), val0: int32(v0), val1: int32(v1), drop: spaced}
+		if spaced {
+			continue
+		}
 		name := line[:colon]
 		switch {
 		case equalFold(name, "Content-Length"):
