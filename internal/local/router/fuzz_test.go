@@ -277,6 +277,7 @@ func FuzzResponseHead(f *testing.F) {
 		if werr != nil {
 			t.Fatalf("the raw path reads %q; net/http refuses it: %v", head, werr)
 		}
+		defer want.Body.Close()
 		if res.code != want.StatusCode {
 			t.Fatalf("%q: status %d, net/http %d", head, res.code, want.StatusCode)
 		}

@@ -60,6 +60,7 @@ func testRawServerUpgrade(t *testing.T, loops int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer res.Body.Close() // no body: a 101's stream is conn's
 	if res.StatusCode != http.StatusSwitchingProtocols || res.Header.Get("Upgrade") != "echo" {
 		t.Fatalf("got %s %v, want 101 with Upgrade: echo", res.Status, res.Header)
 	}
