@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -274,6 +275,12 @@ func newEvLoop(s *Server) (*evLoop, error) {
 		return nil, os.NewSyscallError("fcntl", err)
 	}
 	l.ep = os.NewFile(uintptr(epfd), "epoll")
+	// A file the poller did not take has no deadlines: the loop could
+	// not wait on it.
+	if err := l.ep.SetReadDeadline(time.Time{}); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("the runtime's poller does not take an epoll set: %w", err)
+	}
 	epc, err := l.ep.SyscallConn()
 	if err != nil {
 		l.closeFDs()
