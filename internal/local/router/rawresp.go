@@ -73,8 +73,7 @@ func (rc *rawConn) readLineLF(br *bufio.Reader, bareLF bool) (int, int, error) {
 // HTTP/1.x status line (HTTP/1.0's meaning kept), lines that end in LF
 // alone, folded header lines, a Content-Length repeated with the same
 // value. What net/http would refuse, or read in a way of its own (other
-// transfer codings than chunked, a folded line of a header that frames
-// the answer), is an errDoubt.
+// transfer codings than chunked), is an errDoubt.
 func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 	res := respHead{contentLength: -1}
 	rc.upHead = rc.upHead[:0]
@@ -102,7 +101,8 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		return res, errDoubt{"status code " + strconv.Itoa(code)}
 	}
 	res.code = code
-	framing := false // the last header line read frames the answer
+	// The lines first (a folded line belongs to the one before it), then
+	// what they say.
 	for {
 		s, e, err := rc.readLineLF(br, true)
 		if err != nil {
@@ -114,15 +114,14 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		line := rc.upHead[s:e]
 		if line[0] == ' ' || line[0] == '\t' {
 			// obs-fold: net/http joins the lines with one space.
-			if res.n == 0 || framing {
-				return res, errDoubt{"folded header line " + strconv.Quote(string(line))}
+			if res.n == 0 {
+				return res, errDoubt{"folded first header line " + strconv.Quote(string(line))}
 			}
 			if err := rc.unfold(&rc.upLines[res.n-1], s, e); err != nil {
 				return res, err
 			}
 			continue
 		}
-		framing = false
 		colon := bytes.IndexByte(line, ':')
 		// A name with spaces in it (before the colon, say) net/http
 		// reads and never writes out: it is no field name.
@@ -149,16 +148,17 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		if res.n == maxRespHeaders {
 			return res, errDoubt{"more than " + strconv.Itoa(maxRespHeaders) + " header lines"}
 		}
-		h := &rc.upLines[res.n]
+		rc.upLines[res.n] = respHeader{name0: int32(s), name1: int32(s + colon), val0: int32(v0), val1: int32(v1), drop: spaced}
 		res.n++
-		*h = respHeader{name0: int32(s), name1: int32(s + colon), val0: int32(v0), val1: int32(v1), drop: spaced}
-		if spaced {
+	}
+	for i := range res.n {
+		h := &rc.upLines[i]
+		if h.drop { // a name with a space
 			continue
 		}
-		name := line[:colon]
+		name, value := rc.upHead[h.name0:h.name1], rc.upHead[h.val0:h.val1]
 		switch {
 		case equalFold(name, "Content-Length"):
-			framing = true
 			n, err := strconv.ParseInt(bytesString(value), 10, 64)
 			if err != nil || n < 0 || value[0] == '+' {
 				return res, errDoubt{"Content-Length " + strconv.Quote(string(value))}
@@ -172,7 +172,6 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 			}
 			res.contentLength = n
 		case equalFold(name, "Transfer-Encoding"):
-			framing = true
 			h.drop = true
 			if res.http10 {
 				break // meaningless in HTTP/1.0: net/http drops it
@@ -182,9 +181,8 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 			}
 			res.chunked = true
 		case equalFold(name, "Connection"):
-			framing = true
 			h.drop = true
-			if !res.connectionTokens(value, int32(v0)) {
+			if !res.connectionTokens(value, h.val0) {
 				return res, errDoubt{"Connection " + strconv.Quote(string(value))}
 			}
 		case equalFold(name, RevisionHeader):

@@ -233,6 +233,9 @@ func testRawServerAnswerForms(t *testing.T, loops int) {
 		{"a space before the colon", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A : b\r\nContent-Length : 9\r\nContent-Length: 5\r\n\r\nhello", 200},
 		{"no version", "HTTP/x.y 200 OK\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway},
 		{"folded Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 5\r\n\r\nhello", http.StatusBadGateway},
+		{"folded Pragma", "HTTP/1.1 200 OK\r\nPragma: no-cache\r\n x\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"folded Connection", "HTTP/1.1 200 OK\r\nConnection: X-Hop,\r\n X-Two\r\nX-Hop: 1\r\nX-Two: 2\r\nX-Three: 3\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"folded Transfer-Encoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200},
 		{"folded first line", "HTTP/1.1 200 OK\r\n X-A: b\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
