@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -155,14 +154,6 @@ type evLoop struct {
 	s    *Server
 	epfd int
 	pipe [2]int // a byte on pipe[1] wakes the loop
-	// ep is epfd in Go's network poller (an epoll set is readable while
-	// it has events): the loop waits for events there, parked like any
-	// goroutine waiting for a socket, rather than blocked in a system
-	// call, which would have the runtime hand its P to another thread and
-	// run the loop on whichever thread had one when the wait returned.
-	ep       *os.File
-	epc      syscall.RawConn
-	deadline time.Time // ep's read deadline
 
 	mu   sync.Mutex
 	adds []evAdd
@@ -269,24 +260,6 @@ func newEvLoop(s *Server) (*evLoop, error) {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	// os.NewFile puts a non-blocking descriptor in the poller.
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		l.closeFDs()
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	l.ep = os.NewFile(uintptr(epfd), "epoll")
-	// A file the poller did not take has no deadlines: the loop could
-	// not wait on it.
-	if err := l.ep.SetReadDeadline(time.Time{}); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("the runtime's poller does not take an epoll set: %w", err)
-	}
-	epc, err := l.ep.SyscallConn()
-	if err != nil {
-		l.closeFDs()
-		return nil, err
-	}
-	l.epc = epc
 	l.br = bufio.NewReaderSize(&l.rd, 4<<10)
 	l.fwd.br = l.br
 	return l, nil
@@ -295,45 +268,7 @@ func newEvLoop(s *Server) (*evLoop, error) {
 func (l *evLoop) closeFDs() {
 	_ = syscall.Close(l.pipe[0])
 	_ = syscall.Close(l.pipe[1])
-	if l.ep != nil {
-		_ = l.ep.Close() // takes epfd out of the poller first
-	} else {
-		_ = syscall.Close(l.epfd)
-	}
-}
-
-// wait takes the events of the loop's epoll set as epollPoll does. It
-// looks without blocking first (under load the next events are often
-// there already, and the look costs no trip through the scheduler); if
-// there are none, it parks the loop until there are, or (timeout >= 0)
-// for at most about timeout. The deadline is moved only when it has
-// passed: waking up early costs the loop one more look.
-func (l *evLoop) wait(timeout time.Duration) (n int, err error) {
-	set := true
-	switch {
-	case timeout < 0 && !l.deadline.IsZero():
-		l.deadline = time.Time{}
-	case timeout >= 0 && (l.deadline.IsZero() || !l.deadline.After(l.now)):
-		l.deadline = l.now.Add(timeout)
-	default:
-		set = false
-	}
-	if set {
-		if err := l.ep.SetReadDeadline(l.deadline); err != nil {
-			return 0, err
-		}
-	}
-	rerr := l.epc.Read(func(uintptr) bool {
-		n, err = epollPoll(l.epfd, l.events[:])
-		return n > 0 || err != nil
-	})
-	if errors.Is(rerr, os.ErrDeadlineExceeded) {
-		return 0, nil
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	return n, err
+	_ = syscall.Close(l.epfd)
 }
 
 func (l *evLoop) wake() {
@@ -387,11 +322,18 @@ func (l *evLoop) register(fd int, it evItem) error {
 func (l *evLoop) run() {
 	defer l.exit()
 	for {
-		timeout := time.Duration(-1)
+		timeout := -1
 		if len(l.clients) > 0 || l.idleUps > 0 {
-			timeout = evSweep
+			timeout = int(evSweep / time.Millisecond)
 		}
-		n, err := l.wait(timeout)
+		// Under load the next events are often there already: a
+		// non-blocking look costs no trip through the scheduler's
+		// syscall bookkeeping (entersyscall/exitsyscall, and the P
+		// handed off while the wait blocks).
+		n, err := epollPoll(l.epfd, l.events[:])
+		if n == 0 && err == nil {
+			n, err = syscall.EpollWait(l.epfd, l.events[:], timeout)
+		}
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			l.s.Router.opts.logger.Error("router: event loop stopped", "error", os.NewSyscallError("epoll_wait", err))
 			return
