@@ -140,10 +140,8 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 			v1--
 		}
 		value := rc.upHead[v0:v1]
-		for _, c := range value {
-			if (c < 0x20 && c != '\t') || c == 0x7f {
-				return res, errDoubt{"header value " + strconv.Quote(string(value))}
-			}
+		if !answerValue(value) {
+			return res, errDoubt{"header value " + strconv.Quote(string(value))}
 		}
 		if res.n == maxRespHeaders {
 			return res, errDoubt{"more than " + strconv.Itoa(maxRespHeaders) + " header lines"}
@@ -230,16 +228,25 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 	return res, nil
 }
 
+// answerValue: no control bytes but tab, as net/http takes a value in a
+// process's answer (obs-text included, unlike a request's validValue).
+func answerValue(b []byte) bool {
+	for _, c := range b {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // unfold joins the folded line upHead[s:e] to h's value as net/http
 // does (the value, one space, the line without its surrounding
 // whitespace, even when that is nothing), writing the joined value at
 // the end of upHead.
 func (rc *rawConn) unfold(h *respHeader, s, e int) error {
 	cont := trimOWS(rc.upHead[s:e])
-	for _, c := range cont {
-		if (c < 0x20 && c != '\t') || c == 0x7f {
-			return errDoubt{"header value " + strconv.Quote(string(cont))}
-		}
+	if !answerValue(cont) {
+		return errDoubt{"header value " + strconv.Quote(string(cont))}
 	}
 	v0 := len(rc.upHead)
 	rc.upHead = append(rc.upHead, rc.upHead[h.val0:h.val1]...)
@@ -534,10 +541,8 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 			if colon <= 0 || !validToken(line[:colon]) {
 				return errDoubt{"trailer line " + strconv.Quote(string(line))}
 			}
-			for _, c := range line[colon+1:] {
-				if (c < 0x20 && c != '\t') || c == 0x7f {
-					return errDoubt{"trailer line " + strconv.Quote(string(line))}
-				}
+			if !answerValue(line[colon+1:]) {
+				return errDoubt{"trailer line " + strconv.Quote(string(line))}
 			}
 		}
 		if err := rc.emit(rc.upHead[s : e+2]); err != nil {
@@ -582,10 +587,8 @@ func (rc *rawConn) copyClose(br *bufio.Reader) error {
 // at most 15 hex digits) and never more lenient.
 func parseChunkSize(line []byte) (int64, bool) {
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		for _, c := range line[i+1:] {
-			if c < 0x20 && c != '\t' || c == 0x7f {
-				return 0, false
-			}
+		if !answerValue(line[i+1:]) {
+			return 0, false
 		}
 		line = line[:i]
 	}
