@@ -536,14 +536,23 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 			return errDoubt{"trailers past " + strconv.Itoa(maxTrailers) + " bytes"}
 		}
 		line := rc.upHead[s:e]
+		// A name with a space in it net/http reads and never writes
+		// out, as in the head: the line is read and left out.
+		spaced := false
 		if len(line) > 0 {
 			colon := bytes.IndexByte(line, ':')
 			if colon <= 0 || !validToken(line[:colon]) {
-				return errDoubt{"trailer line " + strconv.Quote(string(line))}
+				if colon <= 0 || !spacedToken(line[:colon]) {
+					return errDoubt{"trailer line " + strconv.Quote(string(line))}
+				}
+				spaced = true
 			}
 			if !answerValue(line[colon+1:]) {
 				return errDoubt{"trailer line " + strconv.Quote(string(line))}
 			}
+		}
+		if spaced {
+			continue
 		}
 		if err := rc.emit(rc.upHead[s : e+2]); err != nil {
 			return err

@@ -237,6 +237,8 @@ func testRawServerAnswerForms(t *testing.T, loops int) {
 		{"folded Connection", "HTTP/1.1 200 OK\r\nConnection: X-Hop,\r\n X-Two\r\nX-Hop: 1\r\nX-Two: 2\r\nX-Three: 3\r\nContent-Length: 5\r\n\r\nhello", 200},
 		{"folded Transfer-Encoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200},
 		{"folded first line", "HTTP/1.1 200 OK\r\n X-A: b\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway},
+		{"trailer with a space in its name", "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX Odd: 1\r\nX-Sum: 5\r\n\r\n", 200},
+		{"trailer with a space before its colon", "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum : 4\r\nX-Sum: 5\r\n\r\n", 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
