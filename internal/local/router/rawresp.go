@@ -521,13 +521,24 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 		}
 		_, _ = br.Discard(2)
 	}
-	// The trailer section, to its blank line: "name: value" lines.
-	total := 0
+	// The trailer section, to its blank line, read as net/http reads
+	// one: a folded line is joined to the one before it, a name with a
+	// space in it is read and left out; lines end in CRLF (net/http
+	// looks for the section's CRLF CRLF before it reads a line). The
+	// section is forwarded whole at its blank line, each line as it
+	// came unless it was folded.
+	rc.upHead = rc.upHead[:0]
+	var (
+		out     []byte
+		total   int
+		lines   int  // lines read, the blank one aside
+		dropped bool // the last field read was left out
+		folded  bool // the last field read was folded
+	)
 	for {
 		if err := rc.fill(br, true); err != nil {
 			return err
 		}
-		rc.upHead = rc.upHead[:0]
 		s, e, err := rc.readLine(br)
 		if err != nil {
 			return err
@@ -536,30 +547,36 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 			return errDoubt{"trailers past " + strconv.Itoa(maxTrailers) + " bytes"}
 		}
 		line := rc.upHead[s:e]
-		// A name with a space in it net/http reads and never writes
-		// out, as in the head: the line is read and left out.
-		spaced := false
-		if len(line) > 0 {
-			colon := bytes.IndexByte(line, ':')
-			if colon <= 0 || !validToken(line[:colon]) {
-				if colon <= 0 || !spacedToken(line[:colon]) {
-					return errDoubt{"trailer line " + strconv.Quote(string(line))}
-				}
-				spaced = true
-			}
-			if !answerValue(line[colon+1:]) {
+		switch {
+		case len(line) == 0 && out == nil:
+			return rc.emit(crlf)
+		case len(line) == 0:
+			return rc.emit(append(out, crlf...))
+		case line[0] == ' ' || line[0] == '\t':
+			cont := trimOWS(line)
+			if lines == 0 || !answerValue(cont) {
 				return errDoubt{"trailer line " + strconv.Quote(string(line))}
 			}
+			if !dropped {
+				// As textproto: the first line trimmed, then a space
+				// and each trimmed continuation, empty ones too.
+				if out = out[:len(out)-2]; !folded {
+					out = trimOWS(out)
+				}
+				out = append(append(append(out, ' '), cont...), crlf...)
+				folded = true
+			}
+		default:
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 || !spacedToken(line[:colon]) || !answerValue(line[colon+1:]) {
+				return errDoubt{"trailer line " + strconv.Quote(string(line))}
+			}
+			folded = false
+			if dropped = !validToken(line[:colon]); !dropped {
+				out = append(append(out, line...), "\r\n"...)
+			}
 		}
-		if spaced {
-			continue
-		}
-		if err := rc.emit(rc.upHead[s : e+2]); err != nil {
-			return err
-		}
-		if s == e {
-			return nil
-		}
+		lines++
 	}
 }
 
