@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
@@ -38,7 +39,9 @@ type Options struct {
 	// is created if missing. Required.
 	Dir string
 	// Logger receives Distribution's warnings and errors (its
-	// per-request lines are dropped). Default slog.Default().
+	// per-request lines are dropped; error answers in the 4xx range come
+	// at debug level). Distribution has one logger per process: the
+	// registry made last has it. Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -119,32 +122,48 @@ func (r *Registry) Dir() string { return r.dir }
 // HTTP server's to drain.
 func (r *Registry) Close() error { return r.app.Shutdown() }
 
-var logOnce sync.Once
+var (
+	logOnce sync.Once
+	// logTo is where Distribution's lines go: its logrus standard logger
+	// is one per process, so the registry made last has them.
+	logTo atomic.Pointer[slog.Logger]
+)
 
 // routeLogs sends Distribution's logrus output (its standard logger, the
 // only one it uses when embedded) to log at warning level and above.
 // Distribution writes a line per request at info level, which a local
 // control plane's log does not want.
 func routeLogs(log *slog.Logger) {
+	logTo.Store(log.With("part", "registry"))
 	logOnce.Do(func() {
 		std := logrus.StandardLogger()
 		std.SetLevel(logrus.WarnLevel)
 		std.SetOutput(io.Discard)
-		std.AddHook(&slogHook{log: log.With("part", "registry")})
+		std.AddHook(slogHook{})
 	})
 }
 
-// slogHook forwards logrus entries to slog.
-type slogHook struct{ log *slog.Logger }
+// slogHook forwards logrus entries to logTo. Distribution logs every
+// error answer at error level, the 404s of a client looking before it
+// pushes ("does this blob exist?") too: an answer in the 4xx range is
+// the client's business and goes to debug level; the client is told.
+type slogHook struct{}
 
-func (h *slogHook) Levels() []logrus.Level {
+func (slogHook) Levels() []logrus.Level {
 	return []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}
 }
 
-func (h *slogHook) Fire(e *logrus.Entry) error {
+func (slogHook) Fire(e *logrus.Entry) error {
 	level := slog.LevelWarn
 	if e.Level <= logrus.ErrorLevel {
 		level = slog.LevelError
+	}
+	if status, ok := e.Data["http.response.status"].(int); ok && status >= 400 && status < 500 {
+		level = slog.LevelDebug
+	}
+	log := logTo.Load()
+	if !log.Enabled(context.Background(), level) {
+		return nil
 	}
 	attrs := make([]any, 0, 2*len(e.Data))
 	for k, v := range e.Data {
@@ -153,6 +172,6 @@ func (h *slogHook) Fire(e *logrus.Entry) error {
 		}
 		attrs = append(attrs, k, v)
 	}
-	h.log.Log(context.Background(), level, e.Message, attrs...)
+	log.Log(context.Background(), level, e.Message, attrs...)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -89,3 +90,53 @@ func TestNewRefusesMissingDir(t *testing.T) {
 		t.Errorf("New without a directory: err = %v, want one naming Options.Dir", err)
 	}
 }
+
+// TestClientErrorsAtDebug: Distribution logs every error answer at error
+// level, the 404s of a push's "does this blob exist?" probes too. A push
+// leaves no error in the log; the 4xx answers are there at debug level.
+// Not parallel: Distribution's logger is one per process.
+func TestClientErrorsAtDebug(t *testing.T) {
+	var out strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg, err := registry.New(context.Background(), registry.Options{Dir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reg.Close() }()
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(strings.TrimPrefix(srv.URL, "http://")+"/acme/app:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Image(tag.Context().Tag("missing")); err == nil {
+		t.Fatal("pulling a tag never pushed: no error")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	logged := out.String()
+	if strings.Contains(logged, "level=ERROR") || strings.Contains(logged, "level=WARN") {
+		t.Errorf("a push and a pull of a missing tag logged warnings or errors:\n%s", logged)
+	}
+	for _, want := range []string{"BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "http.response.status=404"} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("the log at debug level has no %s:\n%s", want, logged)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
