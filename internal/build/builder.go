@@ -442,8 +442,36 @@ func (b *Builder) binDir(s goBuildSpec, prov *Provenance) string {
 
 // goSpecFor is the go build of a go or go-function template: for a
 // function, the generated main in an overlay (removed by cleanup).
+// inModule says, before go does in words a newcomer may not place, that
+// the go builders build a Go module: pkgDir or a directory above it must
+// hold go.mod (unless env turns modules off).
+func inModule(pkgDir string, env []string) error {
+	mode := os.Getenv("GO111MODULE")
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GO111MODULE="); ok {
+			mode = v
+		}
+	}
+	if mode == "off" {
+		return nil
+	}
+	for dir := pkgDir; ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return fmt.Errorf("no go.mod in %s or any directory above it: the go builders build a Go module; run `go mod init <module path>` at the root of the source (and commit go.mod), or use a Dockerfile with the docker template", pkgDir)
+		}
+		dir = up
+	}
+}
+
 func goSpecFor(ctx context.Context, tmpl string, spec v1alpha1.BuildSpec, pkgDir string, plats []platform, env []string, log io.Writer) (goBuildSpec, func(), error) {
 	s := goBuildSpec{dir: pkgDir, target: ".", platforms: plats, env: env, log: log}
+	if err := inModule(pkgDir, env); err != nil {
+		return s, nil, err
+	}
 	if tmpl != TemplateGoFunction {
 		return s, func() {}, nil
 	}

@@ -43,6 +43,9 @@ func TestCheck(t *testing.T) {
 			[]string{`_PACKAGE "../elsewhere" leaves the source directory`}},
 		{"bad _PLATFORMS", map[string]string{"go.mod": appGoMod, "main.go": appMain}, spec(TemplateGo, ArgPlatforms, "linux"),
 			[]string{`_PLATFORMS: platform "linux": want os/arch`}},
+		{"go without go.mod", map[string]string{"main.go": appMain}, spec(TemplateGo),
+			[]string{"no go.mod in", "or any directory above it", "go mod init"}},
+		{"go.mod above _PACKAGE", map[string]string{"go.mod": appGoMod, "svc/main.go": appMain}, spec(TemplateGo, ArgPackage, "svc"), nil},
 		{"docker is left to its build", map[string]string{"Dockerfile": "FROM scratch\n", "main.go": "not go"}, spec(TemplateDocker), nil},
 		{"a seed language template is left to its build", map[string]string{"index.js": "broken("}, spec("nodejs_8_9_4"), nil},
 	} {
