@@ -53,6 +53,8 @@ const (
 	evDialTimeout = 5 * time.Second
 	// evUpRead is the first read buffer of a connection to a process.
 	evUpRead = 4 << 10
+	// evRawWait is evLoop.rawWait where there are Ps to spare, in ms.
+	evRawWait = 2
 )
 
 // evEvents is what the loop waits for on each socket: edge-triggered
@@ -69,6 +71,10 @@ func (s *Server) startLoops() {
 	if n == 0 {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
+	rawWait := evRawWait
+	if runtime.GOMAXPROCS(0) <= n {
+		rawWait = 0
+	}
 	for range n {
 		l, err := newEvLoop(s)
 		if err != nil {
@@ -76,6 +82,7 @@ func (s *Server) startLoops() {
 			s.Router.opts.logger.Warn("router: no event loop, serving a goroutine per connection", "error", err)
 			break
 		}
+		l.rawWait = rawWait
 		s.loops = append(s.loops, l)
 		go l.run()
 	}
@@ -164,6 +171,20 @@ type evLoop struct {
 	owned    atomic.Int32
 	stopping atomic.Bool
 	closeAll atomic.Bool
+
+	// rawWait is how long, in milliseconds, the loop waits for events
+	// before a blocking wait, without leaving the Go scheduler's running
+	// state: its P stays with it. A blocking system call hands the P off
+	// once other work wants it (sysmon takes it after 20 µs), and the
+	// loop then needs a P again to go on, sometimes only after another
+	// thread has run: on a busy machine, a tail in the latency of every
+	// request in flight. So while events come within rawWait of each
+	// other, the loop never goes through the scheduler. It costs no CPU
+	// (the thread sleeps in epoll_pwait) and one P for at most rawWait;
+	// a stop-the-world or preemption signal ends the wait early (EINTR).
+	// 0 when the loops would hold every P (GOMAXPROCS not above their
+	// number).
+	rawWait int
 
 	// Owned by the loop's goroutine.
 	items     []evItem // by fd
@@ -329,8 +350,13 @@ func (l *evLoop) run() {
 		// Under load the next events are often there already: a
 		// non-blocking look costs no trip through the scheduler's
 		// syscall bookkeeping (entersyscall/exitsyscall, and the P
-		// handed off while the wait blocks).
-		n, err := epollPoll(l.epfd, l.events[:])
+		// handed off while the wait blocks). If not, they usually come
+		// within a millisecond: a short wait that keeps the loop's P
+		// (see rawWait) before the wait that gives it up.
+		n, err := epollPoll(l.epfd, l.events[:], 0)
+		if n == 0 && err == nil && l.rawWait > 0 {
+			n, err = epollPoll(l.epfd, l.events[:], l.rawWait)
+		}
 		if n == 0 && err == nil {
 			n, err = syscall.EpollWait(l.epfd, l.events[:], timeout)
 		}
@@ -1065,10 +1091,11 @@ func (l *evLoop) toGoroutineMid(cl *evClient, up *evUp) {
 	go rc.resume(&c, &ch, uc, end, inFlight, deadline)
 }
 
-// epollPoll is epoll_wait with a timeout of 0, which never blocks, made
-// as a raw system call.
-func epollPoll(epfd int, events []syscall.EpollEvent) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+// epollPoll is epoll_wait as a raw system call, waiting at most ms
+// milliseconds (0 never blocks): the goroutine keeps its P meanwhile (see
+// evLoop.rawWait).
+func epollPoll(epfd int, events []syscall.EpollEvent, ms int) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(ms), 0, 0)
 	if e != 0 {
 		return 0, e
 	}
