@@ -71,10 +71,6 @@ func (s *Server) startLoops() {
 	if n == 0 {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
-	rawWait := evRawWait
-	if runtime.GOMAXPROCS(0) <= n {
-		rawWait = 0
-	}
 	for range n {
 		l, err := newEvLoop(s)
 		if err != nil {
@@ -82,10 +78,19 @@ func (s *Server) startLoops() {
 			s.Router.opts.logger.Warn("router: no event loop, serving a goroutine per connection", "error", err)
 			break
 		}
-		l.rawWait = rawWait
+		l.loops = n
+		l.rawWait.Store(rawWaitFor(n))
 		s.loops = append(s.loops, l)
 		go l.run()
 	}
+}
+
+// rawWaitFor is evLoop.rawWait for a server of loops event loops.
+func rawWaitFor(loops int) int32 {
+	if runtime.GOMAXPROCS(0) <= loops {
+		return 0
+	}
+	return evRawWait
 }
 
 // adopt gives the accepted connection rc to an event loop, and reports
@@ -183,8 +188,9 @@ type evLoop struct {
 	// (the thread sleeps in epoll_pwait) and one P for at most rawWait;
 	// a stop-the-world or preemption signal ends the wait early (EINTR).
 	// 0 when the loops would hold every P (GOMAXPROCS not above their
-	// number).
-	rawWait int
+	// number, loops), looked at again at each sweep.
+	rawWait atomic.Int32
+	loops   int
 
 	// Owned by the loop's goroutine.
 	items     []evItem // by fd
@@ -354,8 +360,8 @@ func (l *evLoop) run() {
 		// within a millisecond: a short wait that keeps the loop's P
 		// (see rawWait) before the wait that gives it up.
 		n, err := epollPoll(l.epfd, l.events[:], 0)
-		if n == 0 && err == nil && l.rawWait > 0 {
-			n, err = epollPoll(l.epfd, l.events[:], l.rawWait)
+		if wait := int(l.rawWait.Load()); n == 0 && err == nil && wait > 0 {
+			n, err = epollPoll(l.epfd, l.events[:], wait)
 		}
 		if n == 0 && err == nil {
 			n, err = syscall.EpollWait(l.epfd, l.events[:], timeout)
@@ -392,6 +398,9 @@ func (l *evLoop) run() {
 		}
 		if now := l.now.UnixNano(); now >= l.nextSweep {
 			l.nextSweep = now + int64(evSweep)
+			// GOMAXPROCS follows the CPU limit of the process's cgroup
+			// as it changes.
+			l.rawWait.Store(rawWaitFor(l.loops))
 			l.sweep(now)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -156,4 +157,67 @@ func testRawServerRetriesAStaleConnection(t *testing.T, loops int) {
 	if c, r := conns.Load(), requests.Load(); c != 3 || r != 5 {
 		t.Errorf("the process saw %d connections and %d requests, want 3 and 5", c, r)
 	}
+}
+
+// TestRawWaitLeavesAP: the loops' short wait that keeps a P is there only
+// while GOMAXPROCS leaves a P to the rest of the process, and follows
+// GOMAXPROCS as it changes. Not parallel: it sets GOMAXPROCS.
+func TestRawWaitLeavesAP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		procs, loops int
+		want         int32
+	}{
+		{1, 1, 0},
+		{2, 1, evRawWait},
+		{2, 2, 0},
+		{4, 2, evRawWait},
+		{4, 4, 0},
+	} {
+		runtime.GOMAXPROCS(tc.procs)
+		if got := rawWaitFor(tc.loops); got != tc.want {
+			t.Errorf("GOMAXPROCS %d, %d loops: raw wait %d ms, want %d", tc.procs, tc.loops, got, tc.want)
+		}
+	}
+
+	// A server started with a P to spare waits; at the sweep after
+	// GOMAXPROCS drops to its loops, it no longer does, and it serves on.
+	runtime.GOMAXPROCS(2)
+	e := newEnv(t)
+	e.serve("a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), Backend{})
+	e.apply(reconcile.TrafficPlan{Domain: domain, Split: split("a", 100)})
+	srv, addr := loopServer(t, e.rt)
+	srv.init() // the loops, started here or by Serve: once
+	l := srv.loops[0]
+	get := func() {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+domain+"\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET: %v %v", res, err)
+		}
+	}
+	get()
+	if w := l.rawWait.Load(); w != evRawWait {
+		t.Fatalf("with GOMAXPROCS 2 and one loop: raw wait %d ms, want %d", w, evRawWait)
+	}
+	runtime.GOMAXPROCS(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for l.rawWait.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("GOMAXPROCS 1: the loop still waits keeping the only P after 10 s of sweeps")
+		}
+		get() // the loop sweeps when it wakes
+		time.Sleep(10 * time.Millisecond)
+	}
+	get()
 }
