@@ -202,8 +202,12 @@ func TestRawWaitLeavesAP(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("GET: %v %v", res, err)
+		if err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		defer res.Body.Close()
+		if body, err := io.ReadAll(res.Body); err != nil || res.StatusCode != http.StatusOK || string(body) != "ok" {
+			t.Fatalf("GET: %d %q %v", res.StatusCode, body, err)
 		}
 	}
 	get()
