@@ -322,6 +322,21 @@ func spacedToken(b []byte) bool {
 	return len(b) > 0
 }
 
+// fieldName finds the colon of a "name: value" line from a process, as
+// net/http reads one: ok if the name is a token, or token characters and
+// spaces (spaced: net/http reads such a name and never writes it out, so
+// the field is left out).
+func fieldName(line []byte) (colon int, spaced, ok bool) {
+	colon = bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return colon, false, false
+	}
+	if validToken(line[:colon]) {
+		return colon, false, true
+	}
+	return colon, true, spacedToken(line[:colon])
+}
+
 func validToken(b []byte) bool {
 	if len(b) == 0 {
 		return false

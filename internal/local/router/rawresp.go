@@ -122,15 +122,9 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 			}
 			continue
 		}
-		colon := bytes.IndexByte(line, ':')
-		// A name with spaces in it (before the colon, say) net/http
-		// reads and never writes out: it is no field name.
-		spaced := false
-		if colon <= 0 || !validToken(line[:colon]) {
-			if colon <= 0 || !spacedToken(line[:colon]) {
-				return res, errDoubt{"header line " + strconv.Quote(string(line))}
-			}
-			spaced = true
+		colon, spaced, ok := fieldName(line)
+		if !ok {
+			return res, errDoubt{"header line " + strconv.Quote(string(line))}
 		}
 		v0, v1 := s+colon+1, e
 		for v0 < v1 && (rc.upHead[v0] == ' ' || rc.upHead[v0] == '\t') {
@@ -567,13 +561,13 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 				folded = true
 			}
 		default:
-			colon := bytes.IndexByte(line, ':')
-			if colon <= 0 || !spacedToken(line[:colon]) || !answerValue(line[colon+1:]) {
+			colon, spaced, ok := fieldName(line)
+			if !ok || !answerValue(line[colon+1:]) {
 				return errDoubt{"trailer line " + strconv.Quote(string(line))}
 			}
 			folded = false
-			if dropped = !validToken(line[:colon]); !dropped {
-				out = append(append(out, line...), "\r\n"...)
+			if dropped = spaced; !dropped {
+				out = append(append(out, line...), crlf...)
 			}
 		}
 		lines++
