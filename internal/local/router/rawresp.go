@@ -28,9 +28,10 @@ type respHead struct {
 	chunked       bool
 	// closeConn: the process closes the connection after this answer.
 	closeConn bool
-	// http10: the status line says HTTP/1.0 (or 0.x): the connection closes after
-	// the answer unless Connection says keep-alive, and Transfer-Encoding
-	// means nothing (net/http's reading of RFC 9112 §6.1).
+	// http10: the status line says HTTP/1.0 (or 0.x, but not 0.0): the
+	// connection closes after the answer unless Connection says
+	// keep-alive, and Transfer-Encoding means nothing (net/http's reading
+	// of RFC 9112 §6.1).
 	http10, keepAlive                                           bool
 	hasRevision, hasType, hasEncoding, hasDate, hasCacheControl bool
 	pragmaNoCache, sawPragma                                    bool
@@ -87,9 +88,10 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 		return res, errDoubt{"status line " + strconv.Quote(string(line))}
 	}
 	// Below 1.1, net/http closes after the answer (HTTP/0.x even when
-	// asked to keep alive) and ignores Transfer-Encoding.
-	res.http10 = line[5] == '0' || (line[5] == '1' && line[7] == '0')
+	// asked to keep alive) and ignores Transfer-Encoding, except that it
+	// frames HTTP/0.0 (a version it takes for "none") as HTTP/1.1.
 	http0 := line[5] == '0'
+	res.http10 = (http0 && line[7] != '0') || (line[5] == '1' && line[7] == '0')
 	code := 0
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
@@ -205,7 +207,7 @@ func (rc *rawConn) readRespHead(br *bufio.Reader) (respHead, error) {
 	if res.chunked && res.contentLength >= 0 {
 		return res, errDoubt{"both Transfer-Encoding and Content-Length"}
 	}
-	if res.http10 && (!res.keepAlive || http0) {
+	if http0 || (res.http10 && !res.keepAlive) {
 		res.closeConn = true
 	}
 	if res.nconn > 0 {

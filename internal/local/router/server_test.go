@@ -229,6 +229,7 @@ func testRawServerAnswerForms(t *testing.T, loops int) {
 		{"Content-Length twice, same", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 200},
 		{"Content-Length twice, different", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", http.StatusBadGateway},
 		{"HTTP/2.0 status line", "HTTP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"HTTP/0.0 says chunked", "HTTP/0.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200},
 		{"HTTP/0.9 status line", "HTTP/0.9 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", 200},
 		{"a space before the colon", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A : b\r\nContent-Length : 9\r\nContent-Length: 5\r\n\r\nhello", 200},
 		{"no version", "HTTP/x.y 200 OK\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway},
