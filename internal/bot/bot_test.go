@@ -933,18 +933,25 @@ func TestBot(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		resp, err := http.Get(e.botURL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, s := range []string{`elafros_bot_deliveries_total{event="issue_comment",outcome="accepted"}`, `elafros_bot_commands_total{outcome="moved"}`,
-			`elafros_bot_github_requests_total{method="POST",status="201"}`, "elafros_bot_command_duration_seconds_bucket"} {
-			if !strings.Contains(string(b), s) {
-				t.Errorf("/metrics lacks %s", s)
+		// A command is counted once its answers are out, after the reply the
+		// last subtest waited for: the count may lag that reply a moment.
+		want := []string{`elafros_bot_deliveries_total{event="issue_comment",outcome="accepted"}`, `elafros_bot_commands_total{outcome="moved"}`,
+			`elafros_bot_github_requests_total{method="POST",status="201"}`, "elafros_bot_command_duration_seconds_bucket"}
+		testutil.EventuallyEvery(t, 30*time.Second, 20*time.Millisecond, "the command's metrics", func() (bool, string) {
+			resp, err := http.Get(e.botURL + "/metrics")
+			if err != nil {
+				return false, err.Error()
 			}
-		}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var lacks []string
+			for _, s := range want {
+				if !strings.Contains(string(b), s) {
+					lacks = append(lacks, s)
+				}
+			}
+			return len(lacks) == 0, fmt.Sprintf("/metrics lacks %s", strings.Join(lacks, ", "))
+		})
 		for _, path := range []string{"/healthz", "/readyz"} {
 			resp, err := http.Get(e.botURL + path)
 			if err != nil || resp.StatusCode != 200 {
