@@ -737,9 +737,31 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
+// servicesOf lists the services deployed from repo. What the Action
+// applies carries the repository's label, so the store (the API server, on
+// a cluster) selects them; only when none does are all services read, for
+// one that carries the annotation alone (applied by hand, or by a release
+// before the label). The annotation decides either way, compared as GitHub
+// compares names (without regard to case): label values are lower-cased,
+// and a long name's is a hash.
+func (b *Bot) servicesOf(ctx context.Context, repo github.Repo) ([]store.Object, error) {
+	mine := func(sel labels.Selector) ([]store.Object, error) {
+		objs, err := b.o.Deploy.List(ctx, store.KindService, sel)
+		if err != nil {
+			return nil, err
+		}
+		return slices.DeleteFunc(objs, func(o store.Object) bool { return !strings.EqualFold(repositoryOf(o), repo.String()) }), nil
+	}
+	objs, err := mine(labels.SelectorFromSet(labels.Set{v1alpha1.RepositoryLabelKey: v1alpha1.RepositoryLabelValue(repo.String())}))
+	if err != nil || len(objs) > 0 {
+		return objs, err
+	}
+	return mine(labels.Everything())
+}
+
 // service picks the repository's service the command is about.
 func (b *Bot) service(ctx context.Context, repo github.Repo, name string) (*v1alpha1.Service, error) {
-	objs, err := b.o.Deploy.List(ctx, store.KindService, labels.Everything())
+	objs, err := b.servicesOf(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
@@ -747,10 +769,8 @@ func (b *Bot) service(ctx context.Context, repo github.Repo, name string) (*v1al
 	var names []string
 	for _, o := range objs {
 		s := o.(*v1alpha1.Service)
-		if repositoryOf(s) == repo.String() {
-			mine = append(mine, s)
-			names = append(names, "`"+s.Name+"`")
-		}
+		mine = append(mine, s)
+		names = append(names, "`"+s.Name+"`")
 	}
 	slices.Sort(names)
 	switch {
@@ -920,11 +940,10 @@ func (b *Bot) closed(ctx context.Context, tk *ticket, p payload) string {
 	if err != nil {
 		return "failed"
 	}
-	objs, err := b.o.Deploy.List(ctx, store.KindService, labels.Everything())
+	objs, err := b.servicesOf(ctx, repo)
 	if err != nil {
 		return "failed"
 	}
-	objs = slices.DeleteFunc(objs, func(o store.Object) bool { return repositoryOf(o) != repo.String() })
 	names := make([]string, 0, len(objs))
 	for _, o := range objs {
 		names = append(names, o.GetName())

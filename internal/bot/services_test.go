@@ -1,0 +1,108 @@
+package bot
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/elafros/elafros/api/v1alpha1"
+	"github.com/elafros/elafros/internal/deploy"
+	"github.com/elafros/elafros/internal/github"
+	"github.com/elafros/elafros/internal/local"
+	"github.com/elafros/elafros/internal/store"
+)
+
+const sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// listed records the selector of every List.
+type listed struct {
+	store.Store
+	mu   sync.Mutex
+	sels []string
+}
+
+func (l *listed) List(ctx context.Context, k store.Kind, ns string, sel labels.Selector) ([]store.Object, error) {
+	l.mu.Lock()
+	l.sels = append(l.sels, sel.String())
+	l.mu.Unlock()
+	return l.Store.List(ctx, k, ns, sel)
+}
+
+func (l *listed) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.sels
+	l.sels = nil
+	return s
+}
+
+// A command's services are selected by the repository's label, so the
+// bot does not read every service in the namespace; one that carries the
+// annotation alone is still found.
+func TestServicesOf(t *testing.T) {
+	st, err := local.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	svc := func(name string, mark func(*v1alpha1.Service)) {
+		s := &v1alpha1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+		s.Spec.RevisionTemplate.Spec.Container.Image = "example.com/app@sha256:" + sha
+		mark(s)
+		s.SetDefaults()
+		if _, err := st.Create(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := func(repo string) func(*v1alpha1.Service) {
+		return func(s *v1alpha1.Service) { deploy.Provenance{Repository: repo, Commit: sha}.Stamp(s) }
+	}
+	svc("web", from("Acme/Web"))
+	svc("web-worker", from("Acme/Web"))
+	svc("other", from("acme/other"))
+	svc("by-hand", func(s *v1alpha1.Service) {
+		s.Annotations = map[string]string{v1alpha1.RepositoryAnnotationKey: "Acme/Tools"}
+	})
+	svc("unmarked", func(*v1alpha1.Service) {})
+	rec := &listed{Store: st}
+	b := &Bot{o: Options{Deploy: deploy.New(rec, "default")}}
+	label := v1alpha1.RepositoryLabelKey + "="
+	for _, tc := range []struct {
+		repo  string
+		want  []string
+		lists []string
+	}{
+		{"Acme/Web", []string{"web", "web-worker"}, []string{label + "acme.web"}},
+		// GitHub's names are case-insensitive: a repository whose case
+		// changed keeps its services.
+		{"acme/WEB", []string{"web", "web-worker"}, []string{label + "acme.web"}},
+		{"Acme/Tools", []string{"by-hand"}, []string{label + "acme.tools", ""}},
+		{"acme/none", nil, []string{label + "acme.none", ""}},
+	} {
+		repo, err := github.ParseRepo(tc.repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := b.servicesOf(t.Context(), repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, o := range objs {
+			got = append(got, o.GetName())
+		}
+		slices.Sort(got)
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: services (-want +got):\n%s", tc.repo, diff)
+		}
+		if diff := cmp.Diff(tc.lists, rec.take()); diff != "" {
+			t.Errorf("%s: selectors listed (-want +got):\n%s", tc.repo, diff)
+		}
+	}
+}
