@@ -66,14 +66,15 @@ func Watch(ctx context.Context, srv *serve.Server, dir string, o WatchOptions, s
 		return err
 	}
 	defer w.close()
-	fmt.Fprintf(s.Out, "Watching %s for changes (Ctrl-C stops).\n", dir)
 	l := &watchLoop{srv: srv, dir: dir, o: o, s: s, c: deploy.New(srv.Store, v1alpha1.DefaultNamespace)}
 	// A change saved between the first deploy and the watcher being armed
 	// is not lost: the tree is compared with what is deployed, not with
-	// the last event.
+	// the last event. "Watching" comes after that look, so that a save
+	// made once it is printed is always reported as the event it is.
 	if err := l.redeploy(ctx, nil); err != nil {
 		return stopped(ctx, err)
 	}
+	fmt.Fprintf(s.Out, "Watching %s for changes (Ctrl-C stops).\n", dir)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {

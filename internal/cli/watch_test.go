@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -215,15 +216,17 @@ func TestUpWatch(t *testing.T) {
 	// A broken edit: the compiler's message, nothing applied.
 	mark := len(out.String())
 	writeFile(t, dir, "main.go", "package main\n\nfunc main() {\n\tprintln(\"hi\"\n}\n")
-	testutil.Eventually(t, 2*time.Minute, "the compile error is printed", func() (bool, string) {
-		return strings.Contains(out.String()[mark:], "Nothing applied."), out.String()[mark:]
-	})
-	broken := out.String()[mark:]
-	for _, want := range []string{"✗ Building hello", "main.go:4:14: syntax error", "Still serving:", "hello-00002  100%"} {
-		if !strings.Contains(broken, want) {
-			t.Errorf("output of a broken edit lacks %q:\n%s", want, broken)
+	// What still serves is printed after "Nothing applied.", once read
+	// from the store: wait for all of it.
+	testutil.Eventually(t, 2*time.Minute, "the compile error and what still serves are printed", func() (bool, string) {
+		broken := out.String()[mark:]
+		for _, want := range []string{"✗ Building hello", "main.go:4:14: syntax error", "Nothing applied.", "Still serving:", "hello-00002  100%"} {
+			if !strings.Contains(broken, want) {
+				return false, fmt.Sprintf("output of a broken edit lacks %q:\n%s", want, broken)
+			}
 		}
-	}
+		return true, ""
+	})
 	if code, body := getHost(t, srv, host); code != 200 || body != "Howdy world!\n" {
 		t.Errorf("GET after a broken edit = %d %q, want the last good revision's 200 %q", code, body, "Howdy world!\n")
 	}

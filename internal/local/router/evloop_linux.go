@@ -898,9 +898,9 @@ func (l *evLoop) answer(cl *evClient, up *evUp) {
 // past its head.
 func (l *evLoop) done(cl *evClient, keep bool) {
 	cl.busy = false
+	l.s.Router.record(&cl.c) // counted before it leaves the in-flight gauge
 	cl.inFlight.Dec()
 	cl.inFlight = nil
-	l.s.Router.record(&cl.c)
 	cl.rc.r += cl.end
 	cl.end = 0
 	if !keep {
@@ -1087,9 +1087,9 @@ func (l *evLoop) toGoroutineMid(cl *evClient, up *evUp) {
 		rc.state.Store(stateActive)
 	} else {
 		_ = upc.Close()
-		inFlight.Dec()
 		c.code = statusClientClosed
 		l.s.Router.record(&c)
+		inFlight.Dec()
 		return
 	}
 	uc := &upConn{conn: &handoffConn{Conn: upc, pending: bytes.Clone(up.buf)}, readLimit: maxResponseHeaderBytes}

@@ -133,8 +133,8 @@ func (rc *rawConn) resume(c *call, ch *choice, uc *upConn, end int, inFlight pro
 	// Not kept for another request: it came with the loop's bytes.
 	_ = uc.conn.Close()
 	rc.endWatch()
+	rc.s.Router.record(c) // counted before it leaves the in-flight gauge
 	inFlight.Dec()
-	rc.s.Router.record(c)
 	rc.r += end
 	if !keep || rc.s.closing.Load() {
 		_ = rc.flush()
@@ -288,8 +288,8 @@ func (rc *rawConn) serveRequest() (keep bool, pinned *choice) {
 	rc.startWatch(c.start)
 	keep = rc.proxy(&c, &ch)
 	rc.endWatch()
-	inFlight.Dec()
 	rc.s.Router.record(&c)
+	inFlight.Dec()
 	return keep, nil
 }
 

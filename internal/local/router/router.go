@@ -111,7 +111,6 @@ func (r *Router) Close() {
 // target's host gets that revision, any other host 404.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	c := &call{w: w, start: time.Now()}
-	defer r.record(c)
 
 	ch, pinned := pinnedChoice(req)
 	if !pinned {
@@ -136,9 +135,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if ch.code != 0 {
 		c.fail(ch.code, ch.msg)
+		r.record(c)
 		return
 	}
-	r.serveRevision(c, req)
+	r.serveRevision(c, req) // records c
 }
 
 // choice is what routing chose for a request: a revision to proxy to,
@@ -214,11 +214,12 @@ func (r *Router) pickSplit(t *table, cookie func(name string) (string, bool)) (e
 }
 
 // serveRevision proxies req to c.revision's process, through its gate if
-// it is SingleThreaded and within its timeout.
+// it is SingleThreaded and within its timeout, and records c.
 func (r *Router) serveRevision(c *call, req *http.Request) {
 	b, ok := r.resolver.Backend(c.namespace, c.revision)
 	if !ok {
 		c.fail(http.StatusServiceUnavailable, fmt.Sprintf("revision %s has no running process yet", c.revision))
+		r.record(c)
 		return
 	}
 	c.backend = b
@@ -229,7 +230,10 @@ func (r *Router) serveRevision(c *call, req *http.Request) {
 		inFlight = r.metrics.inFlight.WithLabelValues(c.namespace, c.route, c.revision)
 	}
 	inFlight.Inc()
-	defer inFlight.Dec()
+	defer func() {
+		r.record(c) // counted before it leaves the in-flight gauge
+		inFlight.Dec()
+	}()
 
 	c.clientCtx = req.Context()
 	ctx := c.clientCtx

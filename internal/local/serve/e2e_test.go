@@ -221,7 +221,8 @@ func TestSplitAndNamedHosts(t *testing.T) {
 func TestSingleThreadedAndTimeout(t *testing.T) {
 	e := start(t)
 	fn := e.configuration("fn", "fn", func(s *v1alpha1.RevisionSpec) { s.ConcurrencyModel = v1alpha1.ConcurrencySingleThreaded })
-	slow := e.configuration("slow", "slow", func(s *v1alpha1.RevisionSpec) { one := int64(1); s.TimeoutSeconds = &one })
+	// 3 s: room for a fast request on a loaded machine under -race.
+	slow := e.configuration("slow", "slow", func(s *v1alpha1.RevisionSpec) { three := int64(3); s.TimeoutSeconds = &three })
 	e.route("fn", []v1alpha1.TrafficTarget{tt("", fn, 100)})
 	e.route("slow", []v1alpha1.TrafficTarget{tt("", slow, 100)})
 
@@ -251,7 +252,7 @@ func TestSingleThreadedAndTimeout(t *testing.T) {
 	if c.Max != 1 || failures.Load() != 0 {
 		t.Errorf("max concurrent = %d, failures = %d; want 1 and 0", c.Max, failures.Load())
 	}
-	if code, body, _ := e.get("slow.default.localhost", "/sleep?ms=2500"); code != http.StatusGatewayTimeout {
+	if code, body, _ := e.get("slow.default.localhost", "/sleep?ms=6000"); code != http.StatusGatewayTimeout {
 		t.Errorf("a request slower than timeoutSeconds = %d %q, want 504", code, body)
 	}
 	if code, _, _ := e.get("slow.default.localhost", "/sleep?ms=10"); code != 200 {
