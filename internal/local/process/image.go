@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -23,8 +24,9 @@ import (
 // ociPrefix marks an image given as an OCI layout directory.
 const ociPrefix = "oci:"
 
-// platform is the only one a process can run here.
-var platform = v1.Platform{OS: "linux", Architecture: "amd64"}
+// platform is the only one a process can run here: Linux, on this
+// machine's architecture.
+var platform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 
 // prepared is an image unpacked in the cache.
 type prepared struct {
@@ -91,8 +93,8 @@ func (r *Runtime) parseReference(image string) (name.Reference, error) {
 }
 
 // prepareLayout reads an image from an OCI layout: dir, or dir@sha256:….
-// Without a digest the layout must hold one image, or an index with a
-// linux/amd64 one.
+// Without a digest the layout must hold one image, or an index with one
+// for platform.
 func (r *Runtime) prepareLayout(ctx context.Context, spec string) (*prepared, error) {
 	dir, digest, hasDigest := strings.Cut(spec, "@")
 	if dir == "" {
@@ -128,8 +130,8 @@ func (r *Runtime) prepareLayout(ctx context.Context, spec string) (*prepared, er
 	return r.unpackImage(ctx, img, h, ociPrefix+dir+"@"+h.String())
 }
 
-// imageByDigest finds h in ii: an image, or an index whose linux/amd64
-// image is taken.
+// imageByDigest finds h in ii: an image, or an index whose image for
+// platform is taken.
 func imageByDigest(ii v1.ImageIndex, h v1.Hash) (v1.Image, error) {
 	m, err := ii.IndexManifest()
 	if err != nil {
@@ -162,7 +164,7 @@ func imageByDigest(ii v1.ImageIndex, h v1.Hash) (v1.Image, error) {
 }
 
 // platformImage picks the image to run from ii: its only image, or its
-// linux/amd64 one (looking into nested indexes).
+// one for platform (looking into nested indexes).
 func platformImage(ii v1.ImageIndex) (v1.Image, error) {
 	m, err := ii.IndexManifest()
 	if err != nil {
@@ -267,6 +269,12 @@ func (r *Runtime) unpack(img v1.Image, h v1.Hash) error {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("reading the image config: %w", err)
+	}
+	// An image made for another machine would only fail at exec, with
+	// "exec format error": say so before unpacking it.
+	if (cf.OS != "" && cf.OS != platform.OS) || (cf.Architecture != "" && cf.Architecture != platform.Architecture) {
+		return fmt.Errorf("the image is for %s/%s, and revisions here run as %s/%s processes: build it for %s/%s too (the go builders' _PLATFORMS, or docker buildx --platform)",
+			cf.OS, cf.Architecture, platform.OS, platform.Architecture, platform.OS, platform.Architecture)
 	}
 	cfg, err := json.Marshal(cf)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,6 +172,10 @@ var (
 // the revision processes recorded in PIDDir by a predecessor that
 // crashed, and removes unpacks left half-done by a crash.
 func New(opts Options) (*Runtime, error) {
+	if goruntime.GOOS != platform.OS {
+		return nil, fmt.Errorf("process runtime: revisions run as %s processes from their images' files, and this machine runs %s: run elafros serve on Linux (a VM, or a container), or deploy to a Kubernetes cluster",
+			platform.OS, goruntime.GOOS)
+	}
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err

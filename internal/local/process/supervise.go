@@ -144,18 +144,13 @@ func (r *Runtime) runOnce(ctx context.Context, w *workload, p *prepared, log log
 		return 0, false
 	}
 	cmd := &exec.Cmd{
-		Path:   l.path,
-		Args:   l.args,
-		Env:    l.env,
-		Dir:    l.dir,
-		Stdout: pw,
-		Stderr: pw,
-		SysProcAttr: &syscall.SysProcAttr{
-			// Its own group, so that stopping it stops its children.
-			Setpgid: true,
-			// No process outlives a crashed control plane.
-			Pdeathsig: syscall.SIGKILL,
-		},
+		Path:        l.path,
+		Args:        l.args,
+		Env:         l.env,
+		Dir:         l.dir,
+		Stdout:      pw,
+		Stderr:      pw,
+		SysProcAttr: sysProcAttr(),
 	}
 	err = cmd.Start()
 	_ = pw.Close()
