@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/command"
@@ -739,25 +740,48 @@ func quoteAll(names []string) string {
 
 // servicesOf lists the services deployed from repo. What the Action
 // applies carries the repository's label, so the store (the API server, on
-// a cluster) selects them; only when none does are all services read, for
-// one that carries the annotation alone (applied by hand, or by a release
-// before the label). The annotation decides either way, compared as GitHub
-// compares names (without regard to case): label values are lower-cased,
-// and a long name's is a hash.
+// a cluster) selects them, with the services that carry no such label at
+// all (marked by the annotation alone, as by hand); other repositories'
+// services are not read. Only when neither list holds one of repo's are all
+// services read, for a hand-written label whose value is not the Action's
+// (label values are lower-cased, and a long name's is a hash). The
+// repository the annotation (or else the label) names decides, compared as
+// GitHub compares names: without regard to case.
 func (b *Bot) servicesOf(ctx context.Context, repo github.Repo) ([]store.Object, error) {
-	mine := func(sel labels.Selector) ([]store.Object, error) {
-		objs, err := b.o.Deploy.List(ctx, store.KindService, sel)
-		if err != nil {
+	var objs []store.Object
+	add := func(sel labels.Selector) error {
+		got, err := b.o.Deploy.List(ctx, store.KindService, sel)
+		for _, o := range got {
+			if strings.EqualFold(repositoryOf(o), repo.String()) {
+				objs = append(objs, o)
+			}
+		}
+		return err
+	}
+	// The two selections are disjoint: no service is in both.
+	if err := add(labels.SelectorFromSet(labels.Set{v1alpha1.RepositoryLabelKey: v1alpha1.RepositoryLabelValue(repo.String())})); err != nil {
+		return nil, err
+	}
+	if err := add(unlabelled); err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		if err := add(labels.Everything()); err != nil {
 			return nil, err
 		}
-		return slices.DeleteFunc(objs, func(o store.Object) bool { return !strings.EqualFold(repositoryOf(o), repo.String()) }), nil
 	}
-	objs, err := mine(labels.SelectorFromSet(labels.Set{v1alpha1.RepositoryLabelKey: v1alpha1.RepositoryLabelValue(repo.String())}))
-	if err != nil || len(objs) > 0 {
-		return objs, err
-	}
-	return mine(labels.Everything())
+	slices.SortFunc(objs, func(a, b store.Object) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return objs, nil
 }
+
+// unlabelled selects objects without the repository label.
+var unlabelled = func() labels.Selector {
+	r, err := labels.NewRequirement(v1alpha1.RepositoryLabelKey, selection.DoesNotExist, nil)
+	if err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*r)
+}()
 
 // service picks the repository's service the command is about.
 func (b *Bot) service(ctx context.Context, repo github.Repo, name string) (*v1alpha1.Service, error) {

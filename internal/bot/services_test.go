@@ -42,9 +42,10 @@ func (l *listed) take() []string {
 	return s
 }
 
-// A command's services are selected by the repository's label, so the
-// bot does not read every service in the namespace; one that carries the
-// annotation alone is still found.
+// A command's services are selected by the repository's label, with the
+// unlabelled ones, so the bot does not read other repositories' services;
+// one that carries the annotation alone, or a label in another case, is
+// still found.
 func TestServicesOf(t *testing.T) {
 	st, err := local.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -70,20 +71,29 @@ func TestServicesOf(t *testing.T) {
 		s.Annotations = map[string]string{v1alpha1.RepositoryAnnotationKey: "Acme/Tools"}
 	})
 	svc("unmarked", func(*v1alpha1.Service) {})
+	// Marked by hand beside the Action's: the annotation alone.
+	svc("web-by-hand", func(s *v1alpha1.Service) {
+		s.Annotations = map[string]string{v1alpha1.RepositoryAnnotationKey: "Acme/Web"}
+	})
+	// A hand-written label in the repository's own case.
+	svc("cased", func(s *v1alpha1.Service) {
+		s.Labels = map[string]string{v1alpha1.RepositoryLabelKey: "Acme.Cased"}
+	})
 	rec := &listed{Store: st}
 	b := &Bot{o: Options{Deploy: deploy.New(rec, "default")}}
-	label := v1alpha1.RepositoryLabelKey + "="
+	label, unlabelled := v1alpha1.RepositoryLabelKey+"=", "!"+v1alpha1.RepositoryLabelKey
 	for _, tc := range []struct {
 		repo  string
 		want  []string
 		lists []string
 	}{
-		{"Acme/Web", []string{"web", "web-worker"}, []string{label + "acme.web"}},
+		{"Acme/Web", []string{"web", "web-by-hand", "web-worker"}, []string{label + "acme.web", unlabelled}},
 		// GitHub's names are case-insensitive: a repository whose case
 		// changed keeps its services.
-		{"acme/WEB", []string{"web", "web-worker"}, []string{label + "acme.web"}},
-		{"Acme/Tools", []string{"by-hand"}, []string{label + "acme.tools", ""}},
-		{"acme/none", nil, []string{label + "acme.none", ""}},
+		{"acme/WEB", []string{"web", "web-by-hand", "web-worker"}, []string{label + "acme.web", unlabelled}},
+		{"Acme/Tools", []string{"by-hand"}, []string{label + "acme.tools", unlabelled}},
+		{"Acme/Cased", []string{"cased"}, []string{label + "acme.cased", unlabelled, ""}},
+		{"acme/none", nil, []string{label + "acme.none", unlabelled, ""}},
 	} {
 		repo, err := github.ParseRepo(tc.repo)
 		if err != nil {
