@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -192,7 +193,7 @@ func (p *plane) processAddr(revision string) (string, int, error) {
 	return "", 0, fmt.Errorf("no process of revision %s found under %s", revision, filepath.Join(p.dataDir, "run"))
 }
 
-// pushApp builds the Go program in dir as a static linux/amd64 binary,
+// pushApp builds the Go program in dir as a static Linux binary for this machine,
 // pushes an image running it to ref and returns the image by digest.
 func pushApp(dir, ref string) (string, error) {
 	tmp, err := os.MkdirTemp("", "elafros-bench-app-")
@@ -203,7 +204,7 @@ func pushApp(dir, ref string) (string, error) {
 	exe := filepath.Join(tmp, "app")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", exe, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building %s: %w\n%s", dir, err, out)
 	}
@@ -239,7 +240,7 @@ func pushApp(dir, ref string) (string, error) {
 		return "", err
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Config.Entrypoint = []string{"/app"}
 	cf.Config.Env = []string{"PATH=/"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {

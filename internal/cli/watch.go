@@ -49,7 +49,8 @@ type WatchOptions struct {
 // step here as on a cluster. After each change it prints the traffic
 // before and after. A compile error, a bad manifest or a revision that
 // cannot start is printed and changes nothing that serves; the watch goes
-// on. Its first line, once the watcher is armed, is "Watching <dir> …".
+// on. "Watching <dir> …" is printed once the watcher is armed and the tree
+// has been compared with what is deployed (after a rebuild, if it differed).
 func Watch(ctx context.Context, srv *serve.Server, dir string, o WatchOptions, s IOStreams) error {
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce

@@ -24,8 +24,10 @@ import (
 // ociPrefix marks an image given as an OCI layout directory.
 const ociPrefix = "oci:"
 
-// platform is the only one a process can run here: Linux, on this
-// machine's architecture.
+// platform is what a process runs as here: Linux, on this machine's
+// architecture. An index without an image for it gives its linux/amd64
+// one (emulated, where an emulator is registered with binfmt_misc, as in
+// Docker Desktop's VM on Apple silicon).
 var platform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 
 // prepared is an image unpacked in the cache.
@@ -59,13 +61,21 @@ func (r *Runtime) prepare(ctx context.Context, image string) (*prepared, error) 
 	// seen to pull nothing.
 	r.log.Info("pulling image", "image", ref.String())
 	r.pulls.Add(1)
-	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithPlatform(platform)}, r.opts.RemoteOptions(ref)...)
+	opts := append([]remote.Option{remote.WithContext(ctx)}, r.opts.RemoteOptions(ref)...)
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
 		return nil, err
 	}
-	img, err := desc.Image()
-	if err != nil {
+	var img v1.Image
+	if desc.MediaType.IsIndex() {
+		ii, err := desc.ImageIndex()
+		if err != nil {
+			return nil, err
+		}
+		if img, err = platformImage(ii, platform); err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+	} else if img, err = desc.Image(); err != nil {
 		return nil, err
 	}
 	h, err := img.Digest()
@@ -120,7 +130,7 @@ func (r *Runtime) prepareLayout(ctx context.Context, spec string) (*prepared, er
 		if img, err = imageByDigest(ii, h); err != nil {
 			return nil, err
 		}
-	} else if img, err = platformImage(ii); err != nil {
+	} else if img, err = platformImage(ii, platform); err != nil {
 		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 	}
 	h, err := img.Digest()
@@ -144,7 +154,7 @@ func imageByDigest(ii v1.ImageIndex, h v1.Hash) (v1.Image, error) {
 				if err != nil {
 					return nil, err
 				}
-				return platformImage(child)
+				return platformImage(child, platform)
 			}
 			return ii.Image(h)
 		}
@@ -163,22 +173,31 @@ func imageByDigest(ii v1.ImageIndex, h v1.Hash) (v1.Image, error) {
 	return nil, fmt.Errorf("manifest %s not found in the OCI layout", h)
 }
 
-// platformImage picks the image to run from ii: its only image, or its
-// one for platform (looking into nested indexes).
-func platformImage(ii v1.ImageIndex) (v1.Image, error) {
+// platformImage picks the image to run from ii: its image for native, or
+// else its linux/amd64 one, or else its only image if that says no
+// platform (looking into nested indexes).
+func platformImage(ii v1.ImageIndex, native v1.Platform) (v1.Image, error) {
+	wants := []v1.Platform{native}
+	if amd64 := (v1.Platform{OS: "linux", Architecture: "amd64"}); native.OS != amd64.OS || native.Architecture != amd64.Architecture {
+		wants = append(wants, amd64)
+	}
+	for _, want := range wants {
+		if img, err := imageFor(ii, want); err == nil {
+			return img, nil
+		}
+	}
 	m, err := ii.IndexManifest()
 	if err != nil {
 		return nil, err
 	}
 	var images []v1.Descriptor
+	var has []string
 	for _, d := range m.Manifests {
 		if d.MediaType.IsImage() {
 			images = append(images, d)
-		}
-	}
-	for _, d := range images {
-		if d.Platform != nil && d.Platform.OS == platform.OS && d.Platform.Architecture == platform.Architecture {
-			return ii.Image(d.Digest)
+			if d.Platform != nil && d.Platform.OS != "" {
+				has = append(has, d.Platform.OS+"/"+d.Platform.Architecture)
+			}
 		}
 	}
 	if len(images) == 1 && (images[0].Platform == nil || images[0].Platform.OS == "") {
@@ -186,16 +205,44 @@ func platformImage(ii v1.ImageIndex) (v1.Image, error) {
 	}
 	for _, d := range m.Manifests {
 		if d.MediaType.IsIndex() {
+			if child, err := ii.ImageIndex(d.Digest); err == nil {
+				if img, err := platformImage(child, native); err == nil {
+					return img, nil
+				}
+			}
+		}
+	}
+	want := native.OS + "/" + native.Architecture
+	if len(wants) > 1 {
+		want += " or linux/amd64"
+	}
+	return nil, fmt.Errorf("no %s image among %d manifests (%s): build it for %s/%s too (the go builders' _PLATFORMS, or docker buildx --platform)",
+		want, len(m.Manifests), strings.Join(has, ", "), native.OS, native.Architecture)
+}
+
+// imageFor finds want's image in ii, looking into nested indexes.
+func imageFor(ii v1.ImageIndex, want v1.Platform) (v1.Image, error) {
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range m.Manifests {
+		if d.MediaType.IsImage() && d.Platform != nil && d.Platform.OS == want.OS && d.Platform.Architecture == want.Architecture {
+			return ii.Image(d.Digest)
+		}
+	}
+	for _, d := range m.Manifests {
+		if d.MediaType.IsIndex() {
 			child, err := ii.ImageIndex(d.Digest)
 			if err != nil {
 				return nil, err
 			}
-			if img, err := platformImage(child); err == nil {
+			if img, err := imageFor(child, want); err == nil {
 				return img, nil
 			}
 		}
 	}
-	return nil, fmt.Errorf("no %s/%s image among %d manifests", platform.OS, platform.Architecture, len(m.Manifests))
+	return nil, fmt.Errorf("no %s/%s image", want.OS, want.Architecture)
 }
 
 // cacheDir is where the image with digest h is unpacked.
@@ -269,12 +316,6 @@ func (r *Runtime) unpack(img v1.Image, h v1.Hash) error {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("reading the image config: %w", err)
-	}
-	// An image made for another machine would only fail at exec, with
-	// "exec format error": say so before unpacking it.
-	if (cf.OS != "" && cf.OS != platform.OS) || (cf.Architecture != "" && cf.Architecture != platform.Architecture) {
-		return fmt.Errorf("the image is for %s/%s, and revisions here run as %s/%s processes: build it for %s/%s too (the go builders' _PLATFORMS, or docker buildx --platform)",
-			cf.OS, cf.Architecture, platform.OS, platform.Architecture, platform.OS, platform.Architecture)
 	}
 	cfg, err := json.Marshal(cf)
 	if err != nil {

@@ -160,6 +160,10 @@ func (r *Runtime) runOnce(ctx context.Context, w *workload, p *prepared, log log
 		if errors.Is(err, fs.ErrNotExist) {
 			code = 127
 		}
+		if cf := p.config; errors.Is(err, syscall.ENOEXEC) && cf != nil && cf.Architecture != "" && cf.Architecture != platform.Architecture {
+			err = fmt.Errorf("%w: the image is for %s/%s, and this machine runs %s/%s processes: build it for %s/%s too (the go builders' _PLATFORMS, or docker buildx --platform), or register an emulator for %s (binfmt_misc)",
+				err, cf.OS, cf.Architecture, platform.OS, platform.Architecture, platform.OS, platform.Architecture, cf.Architecture)
+		}
 		r.failedStart(w, out, code, err, log)
 		return 0, false
 	}

@@ -237,52 +237,6 @@ func TestUnpackImageRejectsTraversalAndCachesNothing(t *testing.T) {
 	}
 }
 
-// An image for another machine is refused before anything is unpacked,
-// with what to build instead: it would only fail at exec.
-func TestUnpackImageForAnotherPlatform(t *testing.T) {
-	t.Parallel()
-	rt := newRuntime(t)
-	base := layerImage(t, makeTar(t, file("app", "#!/bin/sh\n", 0o755)))
-	for _, tc := range []struct {
-		os, arch string
-		refused  bool
-	}{
-		{"linux", "s390x", true},
-		{"windows", platform.Architecture, true},
-		{"linux", platform.Architecture, false},
-		{"", "", false}, // a config that does not say: run it
-	} {
-		cf, err := base.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = tc.os, tc.arch
-		img, err := mutate.ConfigFile(base, cf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := img.Digest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = rt.unpackImage(context.Background(), img, h, "test@"+h.String())
-		if !tc.refused {
-			if err != nil {
-				t.Errorf("%s/%s: %v", tc.os, tc.arch, err)
-			}
-			continue
-		}
-		want := "the image is for " + tc.os + "/" + tc.arch + ", and revisions here run as linux/" + platform.Architecture + " processes: build it for linux/" + platform.Architecture + " too"
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s/%s: %v, want %q", tc.os, tc.arch, err, want)
-		}
-		if _, err := os.Stat(rt.cacheDir(h)); !os.IsNotExist(err) {
-			t.Errorf("%s/%s: unpacked though refused (%v)", tc.os, tc.arch, err)
-		}
-	}
-}
-
 func TestUnpackImageWhiteouts(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)

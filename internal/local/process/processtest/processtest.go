@@ -53,7 +53,7 @@ func StartRegistry(t testing.TB) string {
 }
 
 // BuildImage builds the main package in mainDir (absolute) for
-// linux/amd64, pushes an image running it to registryHost/repo:latest and
+// Linux on this machine's architecture, pushes an image running it to registryHost/repo:latest and
 // returns the image by digest: registryHost/repo@sha256:….
 func BuildImage(t testing.TB, registryHost, repo, mainDir string) string {
 	t.Helper()
@@ -77,7 +77,7 @@ func BuildLayout(t testing.TB, dir, mainDir string) string {
 	if err != nil {
 		t.Fatalf("OCI layout %s: %v", dir, err)
 	}
-	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"})); err != nil {
+	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})); err != nil {
 		t.Fatalf("OCI layout %s: %v", dir, err)
 	}
 	return "oci:" + dir + "@" + digest(t, img)
@@ -104,7 +104,7 @@ func Image(t testing.TB, mainDir string) v1.Image {
 		t.Fatalf("image config: %v", err)
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Config.Entrypoint = []string{"/app"}
 	cf.Config.Env = []string{"PATH=/"}
 	img, err = mutate.ConfigFile(img, cf)
@@ -156,7 +156,8 @@ func layerBytes(t testing.TB, mainDir string) []byte {
 	return b.layer
 }
 
-// goBuild builds the main package in dir for linux/amd64; out is the
+// goBuild builds the main package in dir for Linux on this machine's
+// architecture; out is the
 // compiler's output when it fails.
 func goBuild(dir string) (bin []byte, out string, err error) {
 	tmp, err := os.MkdirTemp("", "processtest-")
@@ -167,7 +168,7 @@ func goBuild(dir string) (bin []byte, out string, err error) {
 	exe := filepath.Join(tmp, "app")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", exe, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	output, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, string(output), fmt.Errorf("go build: %w", err)
