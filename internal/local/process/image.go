@@ -173,6 +173,11 @@ func imageByDigest(ii v1.ImageIndex, h v1.Hash) (v1.Image, error) {
 	return nil, fmt.Errorf("manifest %s not found in the OCI layout", h)
 }
 
+// errNoPlatform is what an index without the image looked for gives; any
+// other error (a manifest that could not be fetched) is returned as it is,
+// never taken as a reason to run another platform's image.
+var errNoPlatform = errors.New("no image for the platform")
+
 // platformImage picks the image to run from ii: its image for native, or
 // else its linux/amd64 one, or else its only image if that says no
 // platform (looking into nested indexes).
@@ -182,42 +187,25 @@ func platformImage(ii v1.ImageIndex, native v1.Platform) (v1.Image, error) {
 		wants = append(wants, amd64)
 	}
 	for _, want := range wants {
-		if img, err := imageFor(ii, want); err == nil {
-			return img, nil
+		img, err := imageFor(ii, want)
+		if !errors.Is(err, errNoPlatform) {
+			return img, err
 		}
+	}
+	img, err := untypedImage(ii)
+	if !errors.Is(err, errNoPlatform) {
+		return img, err
 	}
 	m, err := ii.IndexManifest()
 	if err != nil {
 		return nil, err
-	}
-	var images []v1.Descriptor
-	var has []string
-	for _, d := range m.Manifests {
-		if d.MediaType.IsImage() {
-			images = append(images, d)
-			if d.Platform != nil && d.Platform.OS != "" {
-				has = append(has, d.Platform.OS+"/"+d.Platform.Architecture)
-			}
-		}
-	}
-	if len(images) == 1 && (images[0].Platform == nil || images[0].Platform.OS == "") {
-		return ii.Image(images[0].Digest)
-	}
-	for _, d := range m.Manifests {
-		if d.MediaType.IsIndex() {
-			if child, err := ii.ImageIndex(d.Digest); err == nil {
-				if img, err := platformImage(child, native); err == nil {
-					return img, nil
-				}
-			}
-		}
 	}
 	want := native.OS + "/" + native.Architecture
 	if len(wants) > 1 {
 		want += " or linux/amd64"
 	}
 	return nil, fmt.Errorf("no %s image among %d manifests (%s): build it for %s/%s too (the go builders' _PLATFORMS, or docker buildx --platform)",
-		want, len(m.Manifests), strings.Join(has, ", "), native.OS, native.Architecture)
+		want, len(m.Manifests), strings.Join(platformsIn(ii), ", "), native.OS, native.Architecture)
 }
 
 // imageFor finds want's image in ii, looking into nested indexes.
@@ -231,18 +219,65 @@ func imageFor(ii v1.ImageIndex, want v1.Platform) (v1.Image, error) {
 			return ii.Image(d.Digest)
 		}
 	}
+	return inChildren(ii, m, func(child v1.ImageIndex) (v1.Image, error) { return imageFor(child, want) })
+}
+
+// untypedImage is ii's only image when it names no platform (or a nested
+// index's).
+func untypedImage(ii v1.ImageIndex) (v1.Image, error) {
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var images []v1.Descriptor
 	for _, d := range m.Manifests {
-		if d.MediaType.IsIndex() {
-			child, err := ii.ImageIndex(d.Digest)
-			if err != nil {
-				return nil, err
-			}
-			if img, err := imageFor(child, want); err == nil {
-				return img, nil
+		if d.MediaType.IsImage() {
+			images = append(images, d)
+		}
+	}
+	if len(images) == 1 && (images[0].Platform == nil || images[0].Platform.OS == "") {
+		return ii.Image(images[0].Digest)
+	}
+	return inChildren(ii, m, untypedImage)
+}
+
+// inChildren is the first image find gives from ii's nested indexes, or
+// errNoPlatform when none has one.
+func inChildren(ii v1.ImageIndex, m *v1.IndexManifest, find func(v1.ImageIndex) (v1.Image, error)) (v1.Image, error) {
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsIndex() {
+			continue
+		}
+		child, err := ii.ImageIndex(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if img, err := find(child); !errors.Is(err, errNoPlatform) {
+			return img, err
+		}
+	}
+	return nil, errNoPlatform
+}
+
+// platformsIn lists the platforms ii has images for, nested indexes
+// included, leaving out attestations (unknown/unknown); for a message.
+func platformsIn(ii v1.ImageIndex) []string {
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return nil
+	}
+	var has []string
+	for _, d := range m.Manifests {
+		switch {
+		case d.MediaType.IsImage() && d.Platform != nil && d.Platform.OS != "" && d.Platform.OS != "unknown":
+			has = append(has, d.Platform.OS+"/"+d.Platform.Architecture)
+		case d.MediaType.IsIndex():
+			if child, err := ii.ImageIndex(d.Digest); err == nil {
+				has = append(has, platformsIn(child)...)
 			}
 		}
 	}
-	return nil, fmt.Errorf("no %s/%s image", want.OS, want.Architecture)
+	return has
 }
 
 // cacheDir is where the image with digest h is unpacked.

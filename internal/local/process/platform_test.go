@@ -1,6 +1,7 @@
 package process
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,6 +51,19 @@ func TestPlatformImage(t *testing.T) {
 	}
 	nested := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: index(s390x, arm64)})
 	untyped := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: imgs["s390x"]})
+	// An attestation manifest (unknown/unknown, as buildx writes) beside a
+	// nested index of another machine's image.
+	unknown := v1.Platform{OS: "unknown", Architecture: "unknown"}
+	attested := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: imageAs(t, makeTar(t, file("att", "{}", 0o644)), "unknown", "unknown"), Descriptor: v1.Descriptor{Platform: &unknown}},
+		mutate.IndexAddendum{Add: index(s390x)})
+	armDigest, err := imgs["arm64"].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This machine's image is there, but fetching it fails: the error, not
+	// the amd64 image.
+	unreachable := failingIndex{index(amd64, arm64), armDigest}
 	for _, tc := range []struct {
 		name   string
 		ii     v1.ImageIndex
@@ -66,6 +80,11 @@ func TestPlatformImage(t *testing.T) {
 			"no linux/arm64 or linux/amd64 image among 1 manifests (linux/s390x): build it for linux/arm64 too (the go builders' _PLATFORMS"},
 		{"another machine's only, on amd64", index(s390x, arm64), amd64, "",
 			"no linux/amd64 image among 2 manifests (linux/s390x, linux/arm64): build it for linux/amd64 too"},
+		{"attested, nested, on amd64", attested, amd64, "",
+			"no linux/amd64 image among 2 manifests (linux/s390x): build it for linux/amd64 too"},
+		{"this machine's image unreachable, on arm64", unreachable, arm64, "", "fetching " + armDigest.String() + ": connection reset"},
+		{"this machine's image unreachable in a nested index", mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: unreachable}), arm64, "",
+			"fetching " + armDigest.String() + ": connection reset"},
 	} {
 		img, err := platformImage(tc.ii, tc.native)
 		if tc.err != "" {
@@ -84,6 +103,24 @@ func TestPlatformImage(t *testing.T) {
 			t.Errorf("%s: took %s, want the %s image %s", tc.name, got, tc.want, want)
 		}
 	}
+}
+
+// failingIndex is an index whose image fail cannot be fetched (a registry
+// that drops the connection).
+type failingIndex struct {
+	index
+	fail v1.Hash
+}
+
+// index lets failingIndex embed an index, whose ImageIndex method would
+// clash with the field's name.
+type index = v1.ImageIndex
+
+func (f failingIndex) Image(h v1.Hash) (v1.Image, error) {
+	if h == f.fail {
+		return nil, fmt.Errorf("fetching %s: connection reset", h)
+	}
+	return f.index.Image(h)
 }
 
 // A binary for another machine fails at exec with what to do, not only
