@@ -5,9 +5,10 @@ package process
 import "syscall"
 
 // sysProcAttr starts a revision's process in its own group, so that
-// stopping it stops its children. Without a parent-death signal here, a
-// process a crashed control plane left is ended at the next start, from
-// its pid record.
+// stopping it stops its children. These systems have no parent-death
+// signal, and the next start finds leftovers through /proc, which they
+// lack: New refuses them for now (revisions need Linux), and this keeps
+// the package building there.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
