@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/elafros/elafros/api/v1alpha1"
 	"github.com/elafros/elafros/internal/command"
@@ -740,13 +741,14 @@ func quoteAll(names []string) string {
 
 // servicesOf lists the services deployed from repo. What the Action
 // applies carries the repository's label, so the store (the API server, on
-// a cluster) selects them, with the services that carry no such label at
-// all (marked by the annotation alone, as by hand); other repositories'
-// services are not read. Only when neither list holds one of repo's are all
-// services read, for a hand-written label whose value is not the Action's
-// (label values are lower-cased, and a long name's is a hash). The
-// repository the annotation (or else the label) names decides, compared as
-// GitHub compares names: without regard to case.
+// a cluster) selects them, with a label written by hand in the
+// repository's own case ("Acme.Web" beside the Action's "acme.web"), and
+// the services that carry no such label at all (marked by the annotation
+// alone, as by hand); other repositories' services are not read. Only when
+// neither list holds one of repo's are all services read, for a
+// hand-written label in some other case. The repository the annotation (or
+// else the label) names decides, compared as GitHub compares names:
+// without regard to case.
 func (b *Bot) servicesOf(ctx context.Context, repo github.Repo) ([]store.Object, error) {
 	var objs []store.Object
 	add := func(sel labels.Selector) error {
@@ -759,7 +761,7 @@ func (b *Bot) servicesOf(ctx context.Context, repo github.Repo) ([]store.Object,
 		return err
 	}
 	// The two selections are disjoint: no service is in both.
-	if err := add(labels.SelectorFromSet(labels.Set{v1alpha1.RepositoryLabelKey: v1alpha1.RepositoryLabelValue(repo.String())})); err != nil {
+	if err := add(labelledFor(repo)); err != nil {
 		return nil, err
 	}
 	if err := add(unlabelled); err != nil {
@@ -772,6 +774,20 @@ func (b *Bot) servicesOf(ctx context.Context, repo github.Repo) ([]store.Object,
 	}
 	slices.SortFunc(objs, func(a, b store.Object) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return objs, nil
+}
+
+// labelledFor selects the objects labelled for repo: with the Action's
+// value, or with "owner.name" in the repository's own case.
+func labelledFor(repo github.Repo) labels.Selector {
+	values := []string{v1alpha1.RepositoryLabelValue(repo.String())}
+	if own := strings.Replace(repo.String(), "/", ".", 1); own != values[0] && len(validation.IsValidLabelValue(own)) == 0 {
+		values = append(values, own)
+	}
+	r, err := labels.NewRequirement(v1alpha1.RepositoryLabelKey, selection.In, values)
+	if err != nil {
+		panic(err) // the values were checked
+	}
+	return labels.NewSelector().Add(*r)
 }
 
 // unlabelled selects objects without the repository label.

@@ -75,25 +75,35 @@ func TestServicesOf(t *testing.T) {
 	svc("web-by-hand", func(s *v1alpha1.Service) {
 		s.Annotations = map[string]string{v1alpha1.RepositoryAnnotationKey: "Acme/Web"}
 	})
-	// A hand-written label in the repository's own case.
+	// A hand-written label in the repository's own case, alone and beside
+	// the Action's services.
 	svc("cased", func(s *v1alpha1.Service) {
 		s.Labels = map[string]string{v1alpha1.RepositoryLabelKey: "Acme.Cased"}
 	})
+	svc("web-legacy", func(s *v1alpha1.Service) {
+		s.Labels = map[string]string{v1alpha1.RepositoryLabelKey: "Acme.Web"}
+	})
+	// In a case of its own: found only when nothing else is.
+	svc("odd", func(s *v1alpha1.Service) {
+		s.Labels = map[string]string{v1alpha1.RepositoryLabelKey: "ACME.odd"}
+	})
 	rec := &listed{Store: st}
 	b := &Bot{o: Options{Deploy: deploy.New(rec, "default")}}
-	label, unlabelled := v1alpha1.RepositoryLabelKey+"=", "!"+v1alpha1.RepositoryLabelKey
+	in, unlabelled := v1alpha1.RepositoryLabelKey+" in ", "!"+v1alpha1.RepositoryLabelKey
 	for _, tc := range []struct {
 		repo  string
 		want  []string
 		lists []string
 	}{
-		{"Acme/Web", []string{"web", "web-by-hand", "web-worker"}, []string{label + "acme.web", unlabelled}},
+		{"Acme/Web", []string{"web", "web-by-hand", "web-legacy", "web-worker"}, []string{in + "(Acme.Web,acme.web)", unlabelled}},
 		// GitHub's names are case-insensitive: a repository whose case
-		// changed keeps its services.
-		{"acme/WEB", []string{"web", "web-by-hand", "web-worker"}, []string{label + "acme.web", unlabelled}},
-		{"Acme/Tools", []string{"by-hand"}, []string{label + "acme.tools", unlabelled}},
-		{"Acme/Cased", []string{"cased"}, []string{label + "acme.cased", unlabelled, ""}},
-		{"acme/none", nil, []string{label + "acme.none", unlabelled, ""}},
+		// changed keeps the Action's services.
+		{"acme/WEB", []string{"web", "web-by-hand", "web-worker"}, []string{in + "(acme.WEB,acme.web)", unlabelled}},
+		{"acme/web", []string{"web", "web-by-hand", "web-worker"}, []string{in + "(acme.web)", unlabelled}},
+		{"Acme/Tools", []string{"by-hand"}, []string{in + "(Acme.Tools,acme.tools)", unlabelled}},
+		{"Acme/Cased", []string{"cased"}, []string{in + "(Acme.Cased,acme.cased)", unlabelled}},
+		{"Acme/Odd", []string{"odd"}, []string{in + "(Acme.Odd,acme.odd)", unlabelled, ""}},
+		{"acme/none", nil, []string{in + "(acme.none)", unlabelled, ""}},
 	} {
 		repo, err := github.ParseRepo(tc.repo)
 		if err != nil {
