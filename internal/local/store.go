@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -213,8 +215,16 @@ func (s *Store) List(_ context.Context, kind store.Kind, namespace string, sel l
 			return fmt.Errorf("unknown kind %q", kind)
 		}
 		if namespace != "" && sel != nil {
-			if lk, lv, ok := indexable(sel); ok {
-				return listIndexed(tx, kind, namespace, lk, lv, sel, &out)
+			if lk, lvs, ok := indexable(sel); ok {
+				for _, lv := range lvs {
+					if err := listIndexed(tx, kind, namespace, lk, lv, sel, &out); err != nil {
+						return err
+					}
+				}
+				if len(lvs) > 1 { // in name order, as a scan gives
+					slices.SortFunc(out, func(a, b store.Object) int { return strings.Compare(a.GetName(), b.GetName()) })
+				}
+				return nil
 			}
 		}
 		c := b.Cursor()
@@ -549,23 +559,21 @@ func unindex(tx *bolt.Tx, o store.Object) error {
 	return nil
 }
 
-// indexable returns an equality requirement of sel, if it has one.
-func indexable(sel labels.Selector) (string, string, bool) {
+// indexable returns a requirement of sel that the label index answers: a
+// key and its values (one for an equality, each of an "in"; an object has
+// one value, so the lists are disjoint).
+func indexable(sel labels.Selector) (string, []string, bool) {
 	reqs, ok := sel.Requirements()
 	if !ok {
-		return "", "", false
+		return "", nil, false
 	}
 	for _, r := range reqs {
 		switch r.Operator() {
-		case selection.Equals, selection.DoubleEquals:
-			return r.Key(), r.Values().List()[0], true
-		case selection.In:
-			if r.Values().Len() == 1 {
-				return r.Key(), r.Values().List()[0], true
-			}
+		case selection.Equals, selection.DoubleEquals, selection.In:
+			return r.Key(), r.Values().List(), true
 		}
 	}
-	return "", "", false
+	return "", nil, false
 }
 
 func listIndexed(tx *bolt.Tx, kind store.Kind, ns, lk, lv string, sel labels.Selector, out *[]store.Object) error {

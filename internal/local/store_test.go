@@ -290,6 +290,14 @@ func TestLabelIndexFollowsChanges(t *testing.T) {
 	}
 	check("elafros.dev/configuration=a", "a-00001")
 	check("elafros.dev/configuration=b", "a-00002", "b-00001")
+	// Each value of an "in" from the index, in name order as a scan gives
+	// (the index gives a's c-00001 before b's a-00002).
+	mk("c-00001", "a")
+	check("elafros.dev/configuration in (b,a)", "a-00001", "a-00002", "b-00001", "c-00001")
+	check("elafros.dev/configuration in (b,x),tier=web", "a-00002", "b-00001")
+	if err := s.Delete(ctx, store.KindRevision, "default", "c-00001"); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Delete(ctx, store.KindRevision, "default", "b-00001"); err != nil {
 		t.Fatal(err)
 	}
