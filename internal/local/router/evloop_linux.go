@@ -5,6 +5,7 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -78,16 +79,24 @@ func (s *Server) startLoops() {
 			s.Router.opts.logger.Warn("router: no event loop, serving a goroutine per connection", "error", err)
 			break
 		}
-		l.loops = n
-		l.rawWait.Store(rawWaitFor(n))
+		liveLoops.Add(1)
+		l.rawWait.Store(rawWait())
 		s.loops = append(s.loops, l)
 		go l.run()
 	}
 }
 
-// rawWaitFor is evLoop.rawWait for a server of loops event loops.
-func rawWaitFor(loops int) int32 {
-	if runtime.GOMAXPROCS(0) <= loops {
+// liveLoops counts the event loops running in the process, every
+// server's: together they may hold as many Ps as there are loops.
+var liveLoops atomic.Int32
+
+// rawWait is evLoop.rawWait for the loops running now.
+func rawWait() int32 { return rawWaitFor(runtime.GOMAXPROCS(0), int(liveLoops.Load())) }
+
+// rawWaitFor is evLoop.rawWait where GOMAXPROCS is procs and loops event
+// loops run: none unless a P is left to the rest of the process.
+func rawWaitFor(procs, loops int) int32 {
+	if procs <= loops {
 		return 0
 	}
 	return evRawWait
@@ -162,6 +171,18 @@ func (s *Server) stopLoops(now bool) {
 	}
 }
 
+// waitLoops waits until the server's loops have returned, or ctx is done.
+func (s *Server) waitLoops(ctx context.Context) error {
+	for _, l := range s.loops {
+		select {
+		case <-l.returned:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 type evLoop struct {
 	s    *Server
 	epfd int
@@ -176,6 +197,7 @@ type evLoop struct {
 	owned    atomic.Int32
 	stopping atomic.Bool
 	closeAll atomic.Bool
+	returned chan struct{} // closed when run has returned
 
 	// rawWait is how long, in milliseconds, the loop waits for events
 	// before a blocking wait, without leaving the Go scheduler's running
@@ -186,11 +208,12 @@ type evLoop struct {
 	// request in flight. So while events come within rawWait of each
 	// other, the loop never goes through the scheduler. It costs no CPU
 	// (the thread sleeps in epoll_pwait) and one P for at most rawWait;
-	// a stop-the-world or preemption signal ends the wait early (EINTR).
-	// 0 when the loops would hold every P (GOMAXPROCS not above their
-	// number, loops), looked at again at each sweep.
+	// a stop-the-world or preemption signal ends the wait early (EINTR;
+	// with GODEBUG=asyncpreemptoff=1 a stop-the-world waits for it).
+	// 0 when the loops would hold every P (GOMAXPROCS not above the
+	// number of loops in the process, every server's), looked at again at
+	// each sweep.
 	rawWait atomic.Int32
-	loops   int
 
 	// Owned by the loop's goroutine.
 	items     []evItem // by fd
@@ -278,7 +301,7 @@ func newEvLoop(s *Server) (*evLoop, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
-	l := &evLoop{s: s, epfd: epfd, clients: map[*evClient]struct{}{}, pools: map[string]*evPool{}}
+	l := &evLoop{s: s, epfd: epfd, clients: map[*evClient]struct{}{}, pools: map[string]*evPool{}, returned: make(chan struct{})}
 	if err := syscall.Pipe2(l.pipe[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		_ = syscall.Close(epfd)
 		return nil, os.NewSyscallError("pipe2", err)
@@ -347,6 +370,7 @@ func (l *evLoop) register(fd int, it evItem) error {
 }
 
 func (l *evLoop) run() {
+	defer close(l.returned) // after exit
 	defer l.exit()
 	for {
 		timeout := -1
@@ -400,7 +424,7 @@ func (l *evLoop) run() {
 			l.nextSweep = now + int64(evSweep)
 			// GOMAXPROCS follows the CPU limit of the process's cgroup
 			// as it changes.
-			l.rawWait.Store(rawWaitFor(l.loops))
+			l.rawWait.Store(rawWait())
 			l.sweep(now)
 		}
 	}
@@ -414,6 +438,7 @@ func (l *evLoop) pendingAdds() int {
 
 // exit closes what the loop still holds.
 func (l *evLoop) exit() {
+	liveLoops.Add(-1)
 	for cl := range l.clients {
 		l.closeClient(cl)
 	}

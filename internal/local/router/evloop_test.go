@@ -160,8 +160,9 @@ func testRawServerRetriesAStaleConnection(t *testing.T, loops int) {
 }
 
 // TestRawWaitLeavesAP: the loops' short wait that keeps a P is there only
-// while GOMAXPROCS leaves a P to the rest of the process, and follows
-// GOMAXPROCS as it changes. Not parallel: it sets GOMAXPROCS.
+// while GOMAXPROCS leaves a P to the rest of the process, counting every
+// server's loops, and follows both as they change. Not parallel: it sets
+// GOMAXPROCS and counts the process's loops.
 func TestRawWaitLeavesAP(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, tc := range []struct {
@@ -174,8 +175,7 @@ func TestRawWaitLeavesAP(t *testing.T) {
 		{4, 2, evRawWait},
 		{4, 4, 0},
 	} {
-		runtime.GOMAXPROCS(tc.procs)
-		if got := rawWaitFor(tc.loops); got != tc.want {
+		if got := rawWaitFor(tc.procs, tc.loops); got != tc.want {
 			t.Errorf("GOMAXPROCS %d, %d loops: raw wait %d ms, want %d", tc.procs, tc.loops, got, tc.want)
 		}
 	}
@@ -214,14 +214,27 @@ func TestRawWaitLeavesAP(t *testing.T) {
 	if w := l.rawWait.Load(); w != evRawWait {
 		t.Fatalf("with GOMAXPROCS 2 and one loop: raw wait %d ms, want %d", w, evRawWait)
 	}
-	runtime.GOMAXPROCS(1)
-	deadline := time.Now().Add(10 * time.Second)
-	for l.rawWait.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("GOMAXPROCS 1: the loop still waits keeping the only P after 10 s of sweeps")
+	// until the loop has swept and its raw wait is want.
+	until := func(want int32, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for l.rawWait.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: raw wait %d ms after 10 s of sweeps, want %d", what, l.rawWait.Load(), want)
+			}
+			get() // the loop sweeps when it wakes
+			time.Sleep(10 * time.Millisecond)
 		}
-		get() // the loop sweeps when it wakes
-		time.Sleep(10 * time.Millisecond)
+		get()
 	}
-	get()
+	// A second server's loop in the process: together they would hold both Ps.
+	other := &Server{Router: e.rt, EventLoops: 1}
+	other.init()
+	until(0, "GOMAXPROCS 2, a second server's loop")
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	until(evRawWait, "GOMAXPROCS 2, the second server closed")
+	runtime.GOMAXPROCS(1)
+	until(0, "GOMAXPROCS 1")
 }

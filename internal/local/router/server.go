@@ -69,9 +69,9 @@ func (s *Server) init() {
 		}
 		s.fbDone = make(chan struct{})
 		s.stopWatch = make(chan struct{})
-		go s.watchClients()
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*rawConn]struct{}{}
+		go s.watchClients() // after conns is made: it reads it
 		s.startLoops()
 		go func() {
 			defer close(s.fbDone)
@@ -159,12 +159,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.fallback.Shutdown(ctx)
 	s.stopLoops(false)
+	if werr := s.waitLoops(ctx); err == nil {
+		err = werr
+	}
 	s.handoff.close()
 	s.stopOnce.Do(func() { close(s.stopWatch) })
 	return err
 }
 
-// Close closes every listener and connection at once.
+// Close closes every listener and connection at once, and returns once
+// the event loops have.
 func (s *Server) Close() error {
 	s.init()
 	s.closeListeners()
@@ -174,6 +178,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.stopLoops(true)
+	_ = s.waitLoops(context.Background()) // they close what they hold at once
 	err := s.fallback.Close()
 	s.handoff.close()
 	s.stopOnce.Do(func() { close(s.stopWatch) })
