@@ -519,10 +519,12 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 	}
 	// The trailer section, to its blank line, read as net/http reads
 	// one: a folded line is joined to the one before it, a name with a
-	// space in it is read and left out; lines end in CRLF (net/http
-	// looks for the section's CRLF CRLF before it reads a line). The
-	// section is forwarded whole at its blank line, each line as it
-	// came unless it was folded.
+	// space in it is read and left out; a line may end in LF alone, but
+	// the section must end in CRLF CRLF (net/http looks for one before
+	// it reads a line; a section whose blank line is a bare LF, with a
+	// CRLF CRLF only after it, net/http takes and the raw path does
+	// not). The section is forwarded whole at its blank line, each line
+	// as it came, in CRLF, unless it was folded.
 	rc.upHead = rc.upHead[:0]
 	var (
 		out     []byte
@@ -530,19 +532,24 @@ func (rc *rawConn) copyChunked(br *bufio.Reader) error {
 		lines   int  // lines read, the blank one aside
 		dropped bool // the last field read was left out
 		folded  bool // the last field read was folded
+		lastCR  bool // the last line read ended in CRLF
 	)
 	for {
 		if err := rc.fill(br, true); err != nil {
 			return err
 		}
-		s, e, err := rc.readLine(br)
+		s, e, err := rc.readLineLF(br, true)
 		if err != nil {
 			return err
 		}
-		if total += e - s + 2; total > maxTrailers {
+		if total += len(rc.upHead) - s; total > maxTrailers {
 			return errDoubt{"trailers past " + strconv.Itoa(maxTrailers) + " bytes"}
 		}
-		line := rc.upHead[s:e]
+		line, cr := rc.upHead[s:e], e < len(rc.upHead) && rc.upHead[e] == '\r'
+		if len(line) == 0 && (!cr || lines > 0 && !lastCR) {
+			return errDoubt{"a trailer section that does not end in CRLF CRLF"}
+		}
+		lastCR = cr
 		switch {
 		case len(line) == 0 && out == nil:
 			return rc.emit(crlf)

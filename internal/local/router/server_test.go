@@ -241,6 +241,7 @@ func testRawServerAnswerForms(t *testing.T, loops int) {
 		{"trailer with a space in its name", "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX Odd: 1\r\nX-Sum: 5\r\n\r\n", 200},
 		{"folded trailer", "HTTP/1.1 200 OK\r\nTrailer: X-Sum, X-B\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5 \r\n\t 6\r\n \r\nX Odd: 1\r\n folded too\r\nX-B:\r\n  b\r\n\r\n", 200},
 		{"trailers that end in LF alone", "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\n\n", 200},
+		{"trailer lines in LF, the section's end in CRLF", "HTTP/1.1 200 OK\r\nTrailer: X-Sum, X-B\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\nX-B:\n b\r\n\r\n", 200},
 		{"folded first trailer", "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n X-Sum: 5\r\n\r\n", 200},
 		{"trailer with a space before its colon", "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum : 4\r\nX-Sum: 5\r\n\r\n", 200},
 	} {
