@@ -780,6 +780,9 @@ func TestBotsOnCluster(t *testing.T) {
 		// after the Lease is written), so they agree once things settle.
 		testutil.Eventually(t, 30*time.Second, "the leader gauges to name the Lease's holder", func() (bool, string) {
 			leader := holder()
+			if leader != "a" && leader != "b" {
+				return false, fmt.Sprintf("the Lease is held by %q, not by a replica", leader)
+			}
 			for _, r := range []*replica{a, b} {
 				want := "elafros_bot_leader 0"
 				if r.name == leader {
