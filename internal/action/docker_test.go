@@ -62,11 +62,21 @@ func TestContainerAction(t *testing.T) {
 	t.Cleanup(proxy.Close)
 	tag := "elafros-action:test-" + fmt.Sprint(time.Now().UnixNano())
 	start := time.Now()
-	dockerRun(t, ctx, cli, "build", "--network", "host", "--build-arg", "GO_IMAGE="+base,
-		"--build-arg", "GOPROXY="+proxy.URL, "-t", tag, "../..")
-	// The tag goes; the build's layers stay in the daemon's cache, so a
-	// second run with the same sources does not compile again.
+	// The latest build stays in the daemon under two fixed tags, its build
+	// stage (the sources, the module and build caches: most of its size) and
+	// the image, so that a second run with the same sources does not compile
+	// again. Both carry a label; what the tags pointed to before is pruned
+	// once they move, and so is what a run that failed between the two
+	// builds left untagged: a run after an edit leaves no stale gigabytes.
+	const keepBuild, keepImage, label = "elafros-action:test-build", "elafros-action:test", "elafros.test=container-action"
+	build := []string{"build", "--network", "host", "--label", label, "--build-arg", "GO_IMAGE=" + base, "--build-arg", "GOPROXY=" + proxy.URL}
+	dockerRun(t, ctx, cli, append(build, "--target", "build", "-t", keepBuild, "../..")...)
+	dockerRun(t, ctx, cli, append(build, "-t", tag, "-t", keepImage, "../..")...)
 	t.Cleanup(func() { _ = exec.Command(cli, "rmi", "--no-prune", tag).Run() })
+	if got := strings.TrimSpace(dockerRun(t, ctx, cli, "image", "inspect", "-f", `{{index .Config.Labels "elafros.test"}}`, keepBuild)); got != "container-action" {
+		t.Errorf("the build stage's image is labelled %q, want container-action: the prune below would miss its stale copies", got)
+	}
+	t.Logf("earlier builds pruned: %s", strings.TrimSpace(dockerRun(t, ctx, cli, "image", "prune", "-f", "--filter", "dangling=true", "--filter", "label="+label)))
 	size := strings.TrimSpace(dockerRun(t, ctx, cli, "image", "inspect", "-f", "{{.Size}}", tag))
 	baseSize := strings.TrimSpace(dockerRun(t, ctx, cli, "image", "inspect", "-f", "{{.Size}}", base))
 	t.Logf("action image: %s bytes (its Go toolchain base: %s bytes), built in %s", size, baseSize, time.Since(start).Round(time.Second))
